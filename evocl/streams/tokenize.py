@@ -1,0 +1,228 @@
+"""Tokenize a stream once: int arrays per task per split, cached in memory and on disk.
+
+Key: (stream fingerprint, tokenizer identity, max_length). The memory cache is a small
+module-level LRU dict, so every candidate a worker evaluates reuses the same object; the disk
+cache (``$EVOCL_CACHE`` or ``~/.cache/evocl``, folder ``tokens/``) is a plain ``.npz`` read with
+``allow_pickle=False`` and written atomically, so workers in other processes reuse it too.
+
+Padding: each split is padded to its own longest sequence (at most ``max_length``), with the
+tokenizer's pad id and ``attention_mask`` 0. ``TokenizedSplit.batch(idx)`` trims a batch to
+its own longest row, so the trainer gets dynamic per-batch padding for free.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from evocl.errors import BackboneError, StreamError
+from evocl.streams.types import SPLITS, Stream
+
+MEMORY_CACHE_SIZE = 8
+_MEMORY: "OrderedDict[tuple[str, str, int], TokenizedStream]" = OrderedDict()
+FORMAT_VERSION = "evocl-tokens-v1"
+
+
+class TokenizerMismatchError(BackboneError, StreamError):
+    """A tokenizer that does not fit the backbone (vocabulary, pad token, positions)."""
+
+
+@dataclass(frozen=True, eq=False)
+class TokenizedSplit:
+    """``input_ids`` / ``attention_mask``: int64 [n, L]; ``labels``: int64 [n] global ids."""
+
+    input_ids: np.ndarray
+    attention_mask: np.ndarray
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def batch(self, idx: np.ndarray | list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Rows ``idx`` as (input_ids, attention_mask, labels), trimmed to the batch's longest."""
+        idx = np.asarray(idx, dtype=np.int64)
+        mask = self.attention_mask[idx]
+        width = max(1, int(mask.sum(axis=1).max())) if len(idx) else 1
+        return self.input_ids[idx, :width], mask[:, :width], self.labels[idx]
+
+
+@dataclass(frozen=True, eq=False)
+class TokenizedTask:
+    index: int
+    classes: tuple[int, ...]
+    train: TokenizedSplit
+    val: TokenizedSplit
+    test: TokenizedSplit
+
+    def split(self, which: str) -> TokenizedSplit:
+        if which not in SPLITS:
+            raise ValueError(f"unknown split {which!r}; expected one of {SPLITS}")
+        return getattr(self, which)
+
+
+@dataclass(frozen=True, eq=False)
+class TokenizedStream:
+    """The stream's tokens; ``stream`` is the source, ``key`` the cache key."""
+
+    stream: Stream
+    tokenizer_id: str
+    max_length: int
+    tasks: tuple[TokenizedTask, ...]
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return (self.stream.fingerprint, self.tokenizer_id, self.max_length)
+
+
+def tokenizer_identity(tokenizer: Any) -> str:
+    """Name + class + vocabulary size + pad id: enough to tell tokenizers apart in a cache key."""
+    name = str(getattr(tokenizer, "name_or_path", "") or "")
+    try:
+        size = len(tokenizer)
+    except TypeError:
+        size = int(getattr(tokenizer, "vocab_size", 0) or 0)
+    base = os.path.basename(name.rstrip("/\\")) or "unnamed"
+    return f"{type(tokenizer).__name__}:{base}:{size}:{getattr(tokenizer, 'pad_token_id', None)}"
+
+
+def check_tokenizer(tokenizer: Any, model_config: Any, max_length: int | None = None) -> None:
+    """Raise TokenizerMismatchError (a BackboneError and a StreamError) when ``tokenizer``
+    cannot feed a model with ``model_config``: ids beyond the embedding, no pad token, or
+    ``max_length`` beyond the position embeddings."""
+    vocab = getattr(model_config, "vocab_size", None)
+    size = len(tokenizer)
+    if vocab is not None and size > int(vocab):
+        raise TokenizerMismatchError(
+            f"tokenizer has {size} tokens but the backbone's vocab_size is {vocab}; use the "
+            "backbone's own tokenizer", source="tokenizer", field="vocab_size")
+    tvocab = getattr(tokenizer, "vocab_size", None)
+    if vocab is not None and tvocab is not None and int(tvocab) != int(vocab) and size != int(vocab):
+        raise TokenizerMismatchError(
+            f"tokenizer vocab_size {tvocab} != backbone vocab_size {vocab}; use the backbone's "
+            "own tokenizer", source="tokenizer", field="vocab_size")
+    if getattr(tokenizer, "pad_token_id", None) is None:
+        raise TokenizerMismatchError("tokenizer has no pad token", source="tokenizer",
+                                     field="pad_token")
+    positions = getattr(model_config, "max_position_embeddings", None)
+    if max_length is not None and positions is not None and max_length > int(positions):
+        raise TokenizerMismatchError(
+            f"max_length {max_length} exceeds the backbone's max_position_embeddings {positions}",
+            source="tokenizer", field="max_length")
+
+
+def cache_dir() -> Path:
+    """``$EVOCL_CACHE`` or ``~/.cache/evocl``."""
+    env = os.environ.get("EVOCL_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "evocl"
+
+
+def clear_memory_cache() -> None:
+    _MEMORY.clear()
+
+
+def tokenize_stream(stream: Stream, tokenizer: Any, max_length: int, *,
+                    disk_cache: bool = True) -> TokenizedStream:
+    """Tokens for every task and split of ``stream``, from the memory cache, the disk cache, or
+    the tokenizer (then stored in both). The same arguments return the same object."""
+    if int(max_length) < 2:
+        raise StreamError(f"max_length must be >= 2, got {max_length}", source="tokenize",
+                          field="max_length")
+    key = (stream.fingerprint, tokenizer_identity(tokenizer), int(max_length))
+    hit = _MEMORY.get(key)
+    if hit is not None and hit.stream.fingerprint == stream.fingerprint:
+        _MEMORY.move_to_end(key)
+        return hit
+    path = _disk_path(key) if disk_cache else None
+    tok = _read_npz(path, stream, key) if path is not None else None
+    if tok is None:
+        tok = _tokenize(stream, tokenizer, key)
+        if path is not None:
+            _write_npz(path, tok)
+    _MEMORY[key] = tok
+    while len(_MEMORY) > MEMORY_CACHE_SIZE:
+        _MEMORY.popitem(last=False)
+    return tok
+
+
+def _tokenize(stream: Stream, tokenizer: Any, key: tuple[str, str, int]) -> TokenizedStream:
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    tasks = []
+    for task in stream.tasks:
+        parts = {}
+        for which in SPLITS:
+            split = task.split(which)
+            enc = tokenizer(list(split.texts), truncation=True, max_length=key[2], padding=False)
+            rows = enc["input_ids"]
+            width = max([len(r) for r in rows] + [1])
+            ids = np.full((len(rows), width), pad, dtype=np.int64)
+            mask = np.zeros((len(rows), width), dtype=np.int64)
+            for i, r in enumerate(rows):
+                ids[i, : len(r)] = r
+                mask[i, : len(r)] = 1
+            parts[which] = TokenizedSplit(ids, mask, np.array(split.labels, dtype=np.int64))
+        tasks.append(TokenizedTask(task.index, task.classes, **parts))
+    return TokenizedStream(stream, key[1], key[2], tuple(tasks))
+
+
+def _disk_path(key: tuple[str, str, int]) -> Path:
+    digest = hashlib.sha256(json.dumps([FORMAT_VERSION, *key]).encode()).hexdigest()[:24]
+    return cache_dir() / "tokens" / f"{key[0]}-{digest}.npz"
+
+
+def _write_npz(path: Path, tok: TokenizedStream) -> None:
+    """Atomic write (temp file in the same folder, fsync, replace); failures only cost speed."""
+    arrays: dict[str, np.ndarray] = {
+        "key": np.frombuffer(json.dumps([FORMAT_VERSION, *tok.key]).encode(), dtype=np.uint8)}
+    for t in tok.tasks:
+        for which in SPLITS:
+            s = t.split(which)
+            arrays[f"t{t.index}_{which}_ids"] = s.input_ids
+            arrays[f"t{t.index}_{which}_mask"] = s.attention_mask
+            arrays[f"t{t.index}_{which}_labels"] = s.labels
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npz")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, **arrays)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    except OSError:
+        pass
+
+
+def _read_npz(path: Path, stream: Stream, key: tuple[str, str, int]) -> TokenizedStream | None:
+    """The cached tokens, or None when absent, unreadable or for another key."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            stored = json.loads(bytes(data["key"]).decode())
+            if stored != [FORMAT_VERSION, *key]:
+                return None
+            tasks = []
+            for task in stream.tasks:
+                parts = {}
+                for which in SPLITS:
+                    p = f"t{task.index}_{which}"
+                    parts[which] = TokenizedSplit(np.array(data[p + "_ids"], dtype=np.int64),
+                                                  np.array(data[p + "_mask"], dtype=np.int64),
+                                                  np.array(data[p + "_labels"], dtype=np.int64))
+                    if len(parts[which]) != len(task.split(which)):
+                        return None
+                tasks.append(TokenizedTask(task.index, task.classes, **parts))
+    except (OSError, ValueError, KeyError):
+        return None
+    return TokenizedStream(stream, key[1], key[2], tuple(tasks))
