@@ -1,0 +1,343 @@
+"""The `evocl` command line: parses arguments, builds a RunConfig, calls runner/export/report.
+
+Every user error ends as one line on stderr and exit code 2 (``--debug`` shows the traceback).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import List, Optional
+
+import click
+import typer
+
+from evocl import __version__
+from evocl.errors import UserError
+
+app = typer.Typer(
+    name="evocl",
+    help="Evolutionary search for continual-learning configurations of transformer models.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+space_app = typer.Typer(help="Validate, show and sample search spaces.", no_args_is_help=True)
+streams_app = typer.Typer(help="List the built-in task streams.", no_args_is_help=True)
+app.add_typer(space_app, name="space")
+app.add_typer(streams_app, name="streams")
+
+_DEBUG = False
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"evocl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks of errors."),
+) -> None:
+    """Evolutionary search for continual-learning configurations of transformer models."""
+    global _DEBUG
+    _DEBUG = debug
+
+
+# ---------------------------------------------------------------------------------- space
+
+def resolve_space(name_or_path: str) -> Path:
+    """A space file by path, or by the name of a shipped space (``cl_lora``, ``tiny``)."""
+    p = Path(name_or_path)
+    if p.exists() or p.suffix in (".yaml", ".yml", ".json"):
+        return p
+    for root in (Path.cwd() / "search_spaces", Path(__file__).resolve().parent.parent / "search_spaces"):
+        cand = root / f"{name_or_path}.yaml"
+        if cand.exists():
+            return cand
+    return p
+
+
+@space_app.command("validate")
+def space_validate(files: List[Path] = typer.Argument(..., help="Search-space YAML files.")) -> None:
+    """Check search spaces: OK, or one line per problem (exit 2)."""
+    from evocl.space import check_file
+
+    bad = False
+    for f in files:
+        problems = check_file(resolve_space(str(f)))
+        if problems:
+            bad = True
+            for line in problems:
+                typer.echo(line, err=True)
+        else:
+            typer.echo(f"{f}: OK")
+    if bad:
+        raise typer.Exit(2)
+
+
+@space_app.command("show")
+def space_show(file: Path = typer.Argument(..., help="Search-space YAML file.")) -> None:
+    """A table of the parameters: type, range or choices, scale, condition."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from evocl.space import load
+
+    space = load(resolve_space(str(file)))
+    table = Table(title=str(file))
+    for col in ("parameter", "type", "range / choices", "condition"):
+        table.add_column(col)
+    for p in space.parameters:
+        table.add_row(p.name, p.type, p.describe_range(), p.describe_condition() or "")
+    console = Console()
+    console.print(table)
+    objs = ", ".join(f"{o.name} ({o.direction})" for o in space.objectives)
+    console.print(f"objectives: {objs}")
+    for c in space.constraints:
+        bounds = " and ".join(b for b in (
+            f">= {c.min:g}" if c.min is not None else "", f"<= {c.max:g}" if c.max is not None else "") if b)
+        console.print(f"constraint: {c.name} {bounds}")
+
+
+@space_app.command("sample")
+def space_sample(
+    file: Path = typer.Argument(..., help="Search-space YAML file."),
+    n: int = typer.Option(5, "-n", "--n", min=1, help="How many configurations."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the sampler."),
+    fmt: str = typer.Option("yaml", "--format", help="yaml or jsonl."),
+) -> None:
+    """Print N valid configurations drawn from the space."""
+    import numpy as np
+    import yaml
+
+    from evocl.space import load
+
+    if fmt not in ("yaml", "jsonl"):
+        raise UserError(f"must be yaml or jsonl, got {fmt!r}", field="--format")
+    space = load(resolve_space(str(file)))
+    rng = np.random.default_rng(seed)
+    configs = [space.canonical(space.sample(rng)) for _ in range(n)]
+    if fmt == "jsonl":
+        for c in configs:
+            typer.echo(json.dumps(c))
+    else:
+        typer.echo(yaml.safe_dump(configs, sort_keys=False).rstrip())
+
+
+# -------------------------------------------------------------------------------- streams
+
+@streams_app.command("list")
+def streams_list() -> None:
+    """The built-in task streams with their tasks and sizes."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from evocl.streams import list_streams
+
+    table = Table(title="built-in streams (--stream NAME)")
+    for col in ("name", "scenario", "tasks", "train/val/test", "description"):
+        table.add_column(col)
+    for s in list_streams():
+        tasks = " | ".join(", ".join(t) for t in s["tasks"])
+        sizes = s["sizes"]
+        size_txt = "/".join(str(sizes[k]) for k in ("train", "val", "test")) if isinstance(sizes, dict) else str(sizes)
+        table.add_row(s["name"], s["scenario"], tasks, size_txt, s["description"])
+    Console().print(table)
+
+
+# --------------------------------------------------------------------------------- search
+
+@app.command("search")
+def search_cmd(
+    run_dir: Path = typer.Option(..., "--run-dir", help="Directory of the run (created; must not hold a run)."),
+    space: str = typer.Option("cl_lora", "--space", help="Search-space YAML file or shipped name."),
+    stream: str = typer.Option("default", "--stream", help="Built-in stream name or stream spec YAML."),
+    backbone: str = typer.Option("minilm", "--backbone", help="minilm, tiny, or a local HF checkpoint directory."),
+    objective: str = typer.Option("cl", "--objective", help="cl, or module:Class of an evaluation target."),
+    algorithm: str = typer.Option("nsga2", "--algorithm",
+                                  help="nsga2, async-nsga2, ga, random, optuna-tpe or optuna-nsga2."),
+    population: int = typer.Option(8, "--population", help="Population size."),
+    generations: Optional[int] = typer.Option(None, "--generations", help="Stop after this many generations."),
+    budget: Optional[int] = typer.Option(None, "--budget", help="Stop after this many evaluations."),
+    max_wall_time: Optional[float] = typer.Option(None, "--max-wall-time", help="Stop after this many seconds."),
+    stagnation: Optional[int] = typer.Option(None, "--stagnation",
+                                             help="Stop after this many generations without hypervolume gain."),
+    workers: int = typer.Option(1, "--workers", help="Parallel evaluations (Ray actors)."),
+    executor: str = typer.Option("auto", "--executor", help="auto, local or ray."),
+    cpus_per_eval: float = typer.Option(1.0, "--cpus-per-eval", help="CPUs (and torch threads) per evaluation."),
+    gpus_per_eval: float = typer.Option(0.0, "--gpus-per-eval", help="GPUs per evaluation; fractions pack several on one GPU."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Join a Ray cluster (address or 'auto')."),
+    ray_dashboard: bool = typer.Option(False, "--ray-dashboard", help="Start Ray's dashboard on 127.0.0.1."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    eval_timeout: Optional[float] = typer.Option(None, "--eval-timeout", help="Seconds before an evaluation is failed."),
+    storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage URL for the dashboard mirror."),
+    fitness_tasks: Optional[int] = typer.Option(None, "--fitness-tasks",
+                                                help="Score fitness on the first K tasks only."),
+    seed: int = typer.Option(0, "--seed", help="Master seed of the run."),
+    option: List[str] = typer.Option([], "--option", "-o",
+                                     help="Evaluator option KEY=VALUE (JSON value), repeatable."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Run an evolutionary search and save every result in the run directory."""
+    from evocl.records import RunConfig
+
+    if generations is None and budget is None and max_wall_time is None:
+        generations = 3
+    cfg = RunConfig(
+        space=str(resolve_space(space)), run_dir=str(run_dir), stream=stream, backbone=backbone,
+        objective=objective, algorithm=algorithm, population=population, generations=generations,
+        budget=budget, max_wall_time=max_wall_time, stagnation=stagnation, seed=seed,
+        workers=workers, executor=executor, cpus_per_eval=cpus_per_eval,
+        gpus_per_eval=gpus_per_eval, ray_address=ray_address, ray_dashboard=ray_dashboard,
+        device=device, eval_timeout=eval_timeout, storage=storage, fitness_tasks=fitness_tasks,
+        evaluator_options=_parse_options(option),
+    )
+    _run(cfg, resume=False, quiet=quiet)
+
+
+def _parse_options(items: List[str]) -> dict:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"expected KEY=VALUE, got {item!r}", field="--option")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def _run(cfg, *, resume: bool, quiet: bool, extend_budget=None, extend_generations=None):
+    from evocl.runner import run_search
+    from evocl.ui import SearchProgress, print_summary
+
+    progress = None if quiet else SearchProgress()
+    summary = run_search(cfg, resume=resume, progress=progress, extend_budget=extend_budget,
+                         extend_generations=extend_generations)
+    print_summary(summary, cfg.run_dir)
+    return summary
+
+
+@app.command("resume")
+def resume_cmd(
+    run_dir: Path = typer.Argument(..., help="Run directory of a stopped or killed search."),
+    budget: Optional[int] = typer.Option(None, "--budget", help="New total evaluation budget."),
+    generations: Optional[int] = typer.Option(None, "--generations", help="New total number of generations."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Continue a stopped or killed search exactly where it stood."""
+    from evocl.storage import read_run
+
+    cfg = read_run(run_dir).config
+    _run(cfg, resume=True, quiet=quiet, extend_budget=budget, extend_generations=generations)
+
+
+# --------------------------------------------------------------------------------- export
+
+@app.command("export")
+def export_cmd(
+    run_dir: Path = typer.Argument(..., help="Run directory."),
+    select: str = typer.Option("knee", "--select", help="knee, best:OBJECTIVE, pareto or id:N."),
+    fmt: str = typer.Option("yaml", "--format", help="yaml, json, peft, hf, avalanche or optuna."),
+    out: Path = typer.Option(..., "--out", help="Output file or directory."),
+) -> None:
+    """Export chosen configurations for evocl, PEFT, HF Trainer, Avalanche or Optuna."""
+    from evocl.export import export_run
+
+    written = export_run(run_dir, select=select, fmt=fmt, out=out)
+    for path in written:
+        typer.echo(f"wrote {path}")
+
+
+# ---------------------------------------------------------------------------------- train
+
+@app.command("train")
+def train_cmd(
+    config: Path = typer.Option(..., "--config", help="An exported evocl configuration (YAML or JSON)."),
+    out: Path = typer.Option(..., "--out", help="Output directory (adapters, head, metrics)."),
+    stream: Optional[str] = typer.Option(None, "--stream", help="Stream (default: the one in the export)."),
+    backbone: Optional[str] = typer.Option(None, "--backbone", help="Backbone (default: the one in the export)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Training seed (default: the export's)."),
+) -> None:
+    """Train one configuration on the full stream; save adapters and metrics."""
+    from evocl.train import train_exported
+
+    metrics = train_exported(config, out, stream=stream, backbone=backbone, device=device, seed=seed)
+    typer.echo(f"ACC {metrics['acc']:.4f}  forgetting {metrics['forgetting']:.4f}  "
+               f"BWT {metrics['bwt']:.4f}  test accuracy {metrics['test_acc_mean']:.4f}")
+    typer.echo(f"wrote {out}")
+
+
+# --------------------------------------------------------------------------------- report
+
+@app.command("report")
+def report_cmd(
+    run_dir: Path = typer.Argument(..., help="Run directory (may still be running)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: RUN_DIR/report)."),
+) -> None:
+    """Write PNG plots and index.html for a run."""
+    from evocl.report import write_report
+
+    index = write_report(run_dir, out)
+    typer.echo(f"wrote {index}")
+
+
+# ----------------------------------------------------------------------------------- demo
+
+@app.command("demo")
+def demo_cmd(
+    run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Default: runs/demo-<time>."),
+    workers: int = typer.Option(2, "--workers", help="Parallel evaluations."),
+    seed: int = typer.Option(0, "--seed", help="Master seed."),
+) -> None:
+    """A real search on the embedded default (MiniLM, the built-in stream, cl_lora.yaml)."""
+    from evocl.demo import run_demo
+
+    run_demo(run_dir=run_dir, workers=workers, seed=seed)
+
+
+# ----------------------------------------------------------------------------------- main
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Entry point of the console script: one line and exit 2 on bad input."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in args
+    command = typer.main.get_command(app)
+    try:
+        rv = command.main(args=args, prog_name="evocl", standalone_mode=False)
+        return int(rv or 0) if isinstance(rv, int) else 0
+    except click.exceptions.NoArgsIsHelpError as exc:
+        click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
+        return 0
+    except click.exceptions.UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx else "evocl"
+        click.echo(f"{where}: error: {exc.format_message()}", err=True)
+        return 2
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("evocl: interrupted", err=True)
+        return 130
+    except UserError as exc:
+        if debug:
+            traceback.print_exc()
+        click.echo(f"evocl: error: {exc.one_line()}", err=True)
+        return 2
+    except KeyboardInterrupt:
+        click.echo("evocl: interrupted; resume with `evocl resume RUN_DIR`", err=True)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

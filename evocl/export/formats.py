@@ -1,0 +1,236 @@
+"""Writers for each export format. Each takes the run view and one (Candidate, Result) and
+writes a file or a folder; the evocl document (yaml/json) is the one they all derive from."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from evocl import __version__
+from evocl.errors import UserError
+from evocl.records import Candidate, Result
+
+EXPORT_FORMAT_VERSION = 1
+FORMATS = ("yaml", "json", "peft", "hf", "avalanche", "optuna")
+
+
+def _atomic_text(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def _json(path: Path, data: Any) -> Path:
+    return _atomic_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def evocl_document(view, cand: Candidate, res: Result) -> dict[str, Any]:
+    """evocl's own export: the configuration, its scores and where it came from."""
+    cfg = view.config
+    prov = {
+        "run_dir": str(Path(cfg.run_dir).resolve()),
+        "run_seed": cfg.seed,
+        "algorithm": cfg.algorithm,
+        "space": cfg.space,
+        "space_fingerprint": view.space.fingerprint,
+        "stream": cfg.stream,
+        "backbone": cfg.backbone,
+        "evocl_version": __version__,
+        "exported_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    prov.update({k: v for k, v in getattr(view, "fingerprints", {}).items() if v})
+    scalars = {k: v for k, v in res.metrics.items() if isinstance(v, (int, float, str, bool))}
+    return {
+        "evocl_export": EXPORT_FORMAT_VERSION,
+        "config": dict(cand.config),
+        "candidate": {"id": cand.id, "seed": cand.seed, "generation": cand.generation,
+                      "parents": list(cand.parents), "config_hash": cand.config_hash},
+        "objectives": dict(res.objectives),
+        "metrics": scalars,
+        "evaluator_options": dict(cfg.evaluator_options),
+        "provenance": prov,
+    }
+
+
+def write_yaml(view, cand: Candidate, res: Result, out: Path) -> list[Path]:
+    target = out if out.suffix in (".yaml", ".yml") else out / "config.yaml"
+    return [_atomic_text(target, yaml.safe_dump(evocl_document(view, cand, res), sort_keys=False))]
+
+
+def write_json(view, cand: Candidate, res: Result, out: Path) -> list[Path]:
+    target = out if out.suffix == ".json" else out / "config.json"
+    return [_json(target, evocl_document(view, cand, res))]
+
+
+def _num_layers(backbone: str) -> int:
+    from evocl.cl import backbone_config
+
+    return int(backbone_config(backbone).num_hidden_layers)
+
+
+def write_peft(view, cand: Candidate, res: Result, out: Path) -> list[Path]:
+    """``adapter_config.json`` through PEFT itself, from the same mapping the evaluator uses."""
+    import peft
+
+    from evocl.cl import lora_kwargs
+
+    kwargs = lora_kwargs(cand.config, _num_layers(view.config.backbone))
+    kwargs.setdefault("task_type", "FEATURE_EXTRACTION")
+    lora = peft.LoraConfig(**kwargs)
+    out.mkdir(parents=True, exist_ok=True)
+    lora.save_pretrained(str(out))
+    note = {"evocl": evocl_document(view, cand, res),
+            "head": "evocl trains a linear head over mean-pooled hidden states beside the adapters; "
+                    "it is not part of adapter_config.json (see `evocl train`, which saves head.safetensors)"}
+    return [out / "adapter_config.json", _json(out / "evocl_provenance.json", note)]
+
+
+def continual_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """The continual-learning part of a configuration, grouped by strategy (off ones omitted)."""
+    from evocl.cl import resolve_config
+
+    c = resolve_config(config)
+    out: dict[str, Any] = {"steps_per_task": c["steps_per_task"], "batch_size": c["batch_size"]}
+    if c["ewc"]:
+        out["ewc"] = {"lambda": c["ewc_lambda"], "gamma": c["ewc_gamma"], "mode": "online",
+                      "fisher": "empirical diagonal Fisher: mean over training samples of squared "
+                                "per-sample gradients (independent of batch size)",
+                      "penalty": "lambda/2 * sum(F * (theta - theta_old)^2)"}
+    if c["replay"]:
+        out["replay"] = {"buffer_per_class": c["replay_buffer_per_class"], "ratio": c["replay_ratio"],
+                         "policy": c["replay_policy"]}
+    if c["distill"]:
+        out["distillation"] = {"temperature": c["distill_temperature"], "alpha": c["distill_alpha"],
+                               "teacher": "the model after the previous task"}
+    if c["adversarial"]:
+        out["adversarial"] = {"method": "FGM on input embeddings", "epsilon": c["adv_epsilon"]}
+    return out
+
+
+def write_hf(view, cand: Candidate, res: Result, out: Path) -> list[Path]:
+    """``training_args.json`` that ``TrainingArguments(**json)`` accepts, and the CL settings."""
+    from evocl.cl import resolve_config
+
+    c = resolve_config(cand.config)
+    args = {
+        "output_dir": "evocl-train",
+        "learning_rate": c["lr"],
+        "max_steps": c["steps_per_task"],
+        "per_device_train_batch_size": c["batch_size"],
+        "weight_decay": c["weight_decay"],
+        "warmup_steps": int(round(c["warmup_ratio"] * c["steps_per_task"])),
+        "lr_scheduler_type": "linear",
+        "max_grad_norm": 1.0,
+        "optim": "adamw_torch",
+        "seed": cand.seed,
+        "remove_unused_columns": False,
+    }
+    cl = {"note": "max_steps is per task: run one Trainer.train() per task, in stream order, "
+                  "keeping the model between tasks; the strategies below are evocl's and need "
+                  "their own loss terms or callbacks",
+          "lora": lora_kwargs_safe(cand.config, view.config.backbone),
+          **continual_settings(cand.config),
+          "evocl": evocl_document(view, cand, res)}
+    return [_json(out / "training_args.json", args), _json(out / "continual_learning.json", cl)]
+
+
+def lora_kwargs_safe(config: dict[str, Any], backbone: str) -> dict[str, Any]:
+    from evocl.cl import lora_kwargs
+
+    return lora_kwargs(config, _num_layers(backbone))
+
+
+def avalanche_spec(config: dict[str, Any], n_classes: int) -> dict[str, Any]:
+    """Avalanche strategy and plugin keyword arguments matching an evocl configuration."""
+    from evocl.cl import resolve_config
+
+    c = resolve_config(config)
+    batch = int(c["batch_size"])
+    plugins: list[dict[str, Any]] = []
+    notes: list[str] = []
+    train_mb = batch
+    if c["ewc"]:
+        # evocl: lambda/2 * sum(F (theta - theta*)^2) with F the mean of squared PER-SAMPLE
+        # gradients. Avalanche's EWCPlugin: lambda * sum(I (theta - theta*)^2) with I the mean over
+        # mini-batches of squared MINI-BATCH gradients, about F / batch_size. Same penalty when
+        # lambda_avalanche = lambda_evocl * batch_size / 2.
+        plugins.append({"class": "avalanche.training.plugins.EWCPlugin",
+                        "kwargs": {"ewc_lambda": c["ewc_lambda"] * batch / 2.0, "mode": "online",
+                                   "decay_factor": c["ewc_gamma"]}})
+        notes.append(
+            "Fisher normalization differs: evocl averages squared per-sample gradients (independent of "
+            "batch size) and penalizes lambda/2 * sum F (theta - theta*)^2; Avalanche averages squared "
+            "mini-batch gradients (about F / batch_size) and penalizes lambda * sum I (theta - theta*)^2. "
+            f"ewc_lambda here is evocl's {c['ewc_lambda']:g} * batch_size {batch} / 2; it matches "
+            "only when Avalanche's train_mb_size equals that batch size.")
+    if c["replay"]:
+        mem = int(c["replay_buffer_per_class"]) * n_classes
+        mem_batch = max(1, int(round(c["replay_ratio"] * batch)))
+        train_mb = max(1, batch - mem_batch)
+        policy = ("avalanche.training.storage_policy.ClassBalancedBuffer"
+                  if c["replay_policy"] == "class_balanced" else
+                  "avalanche.training.storage_policy.ReservoirSamplingBuffer")
+        plugins.append({"class": "avalanche.training.plugins.ReplayPlugin",
+                        "kwargs": {"mem_size": mem, "batch_size": train_mb, "batch_size_mem": mem_batch},
+                        "storage_policy": {"class": policy, "kwargs": {"max_size": mem}}})
+        notes.append(f"replay: {train_mb} new + {mem_batch} buffer samples per step "
+                     f"(ratio {c['replay_ratio']:.3g} of {batch}); mem_size = "
+                     f"{c['replay_buffer_per_class']} per class x {n_classes} classes")
+    if c["distill"]:
+        t = float(c["distill_temperature"])
+        plugins.append({"class": "avalanche.training.plugins.LwFPlugin",
+                        "kwargs": {"alpha": c["distill_alpha"] * t * t, "temperature": t}})
+        notes.append("LwF: Avalanche adds alpha * KL at temperature T without the T^2 factor evocl "
+                     "applies, so alpha here is evocl's alpha * T^2.")
+    if c["adversarial"]:
+        notes.append("adversarial (FGM) training has no Avalanche plugin; it is left out.")
+    return {
+        "strategy": {"class": "avalanche.training.Naive",
+                     "kwargs": {"train_mb_size": train_mb, "train_epochs": 1, "eval_mb_size": 64}},
+        "optimizer": {"class": "torch.optim.AdamW", "kwargs": {"lr": c["lr"], "weight_decay": c["weight_decay"]}},
+        "plugins": plugins,
+        "steps_per_experience": c["steps_per_task"],
+        "notes": notes + ["Avalanche trains by epochs: evocl's steps_per_task is the number of "
+                          "optimizer steps per experience; cap it with an iteration limit or size "
+                          "train_epochs to match."],
+    }
+
+
+def write_avalanche(view, cand: Candidate, res: Result, out: Path) -> list[Path]:
+    from evocl.streams import load_stream
+
+    n_classes = len(load_stream(view.config.stream, seed=0).class_names)
+    spec = avalanche_spec(cand.config, n_classes)
+    spec["evocl"] = evocl_document(view, cand, res)
+    return [_json(out / "avalanche_strategy.json", spec)]
+
+
+WRITERS: dict[str, Callable[..., list[Path]]] = {
+    "yaml": write_yaml, "json": write_json, "peft": write_peft, "hf": write_hf,
+    "avalanche": write_avalanche,
+}
+
+
+def write_selected(view, chosen: list[tuple[Candidate, Result]], fmt: str, out: Path) -> list[Path]:
+    """One configuration goes to ``out``; several to ``out/candidate-<id>[.ext]``."""
+    writer = WRITERS[fmt]
+    if out.exists() and out.is_file() and (len(chosen) > 1 or fmt in ("peft", "hf", "avalanche")):
+        raise UserError(f"{out} is a file; this export writes a folder", field="--out")
+    written: list[Path] = []
+    for cand, res in chosen:
+        target = out
+        if len(chosen) > 1:
+            ext = {"yaml": ".yaml", "json": ".json"}.get(fmt, "")
+            target = out / f"candidate-{cand.id}{ext}"
+        written += writer(view, cand, res, target)
+    return written
