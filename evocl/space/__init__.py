@@ -1,0 +1,81 @@
+"""Search spaces: YAML loading and validation, sampling, canonical form and hash, genomes.
+
+    from evocl.space import load, loads, SearchSpace, check_file
+    space = load("search_spaces/cl_lora.yaml")
+
+Variation operators (crossover, mutate) live in ``evocl.space.operators``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import yaml
+
+from evocl.errors import SpaceError
+from evocl.space.params import Constraint, Objective, Param
+from evocl.space.space import INACTIVE_GENE, SearchSpace
+from evocl.space.validate import build
+from evocl.space.yaml_io import parse_yaml, yaml_error_line
+
+__all__ = ["load", "loads", "check_file", "check_text", "SearchSpace", "Param", "Objective",
+           "Constraint", "SpaceError", "INACTIVE_GENE"]
+
+
+def _problems(text: str, source: str) -> tuple[dict | None, list[SpaceError]]:
+    try:
+        data, dups = parse_yaml(text)
+    except yaml.YAMLError as e:
+        return None, [SpaceError(yaml_error_line(e), source=source)]
+    problems = [SpaceError(rule, source=source, field=path) for path, rule in dups]
+    parts, more = build(data, source)
+    return (parts if not problems and not more else None), problems + more
+
+
+def _raise(problems: list[SpaceError]) -> None:
+    err = problems[0]
+    err.problems = [str(p) for p in problems]  # type: ignore[attr-defined]
+    raise err
+
+
+def loads(text: str, source: str = "<string>") -> SearchSpace:
+    """Parse and validate a search space from YAML text.
+
+    Raises SpaceError carrying the first problem; ``.problems`` lists all (one line each).
+    """
+    parts, problems = _problems(text, source)
+    if problems or parts is None:
+        _raise(problems)
+    return SearchSpace(source=source, **parts)
+
+
+def _read(path: str | os.PathLike[str]) -> str:
+    p = Path(path)
+    try:
+        return p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpaceError("file not found", source=str(path)) from None
+    except IsADirectoryError:
+        raise SpaceError("is a directory, expected a YAML file", source=str(path)) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise SpaceError(f"cannot read: {e}", source=str(path)) from None
+
+
+def load(path: str | os.PathLike[str]) -> SearchSpace:
+    """Load and validate a search space from a YAML file (see ``loads``)."""
+    return loads(_read(path), source=str(path))
+
+
+def check_text(text: str, source: str = "<string>") -> list[str]:
+    """Every problem of a YAML search space, one line each; [] means it loads."""
+    return [str(p) for p in _problems(text, source)[1]]
+
+
+def check_file(path: str | os.PathLike[str]) -> list[str]:
+    """Every problem of a search-space file, one line each ("file: field: rule"); [] means OK."""
+    try:
+        text = _read(path)
+    except SpaceError as e:
+        return [str(e)]
+    return check_text(text, source=str(path))
