@@ -1,0 +1,291 @@
+"""User streams from a YAML spec; relative paths resolve against the spec's folder.
+
+    name: my-stream                      # default: the file's stem
+    scenario: class-incremental          # | task-incremental | domain-incremental
+    description: ...                     # optional
+    source: {format: jsonl, path: data.jsonl}
+    tasks:                               # or omit it and give each record a task
+      - [label_a, label_b]
+      - [label_c, label_d]
+    max_per_class: 300                   # optional cap per class before splitting (by seed)
+    splits: {val: 0.15, test: 0.15}      # optional fractions per class
+    seed: 0                              # optional offset added to the caller's seed
+
+``source``: ``format`` jsonl | csv | hf_disk | hf; ``path`` (files) or ``name`` (hf); the
+column names ``text_column`` / ``label_column`` / ``task_column`` / ``split_column`` (defaults
+text / label / task / split; task and split are optional in the data); ``config`` and
+``split`` for hf. A string source is a path (format from its extension) or ``hf:NAME``.
+A record with a ``split`` value (train / val / validation / test) keeps it.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import json
+import os
+import socket
+from pathlib import Path
+from typing import Any, Iterator
+
+import yaml
+
+from evocl.errors import StreamError
+from evocl.streams.build import Record, SplitRule, build_stream
+from evocl.streams.types import SCENARIOS, Stream
+
+SPEC_KEYS = ("name", "scenario", "description", "source", "tasks", "max_per_class", "splits",
+             "seed")
+SOURCE_KEYS = ("format", "path", "name", "config", "split", "text_column", "label_column",
+               "task_column", "split_column")
+SPLITS_KEYS = ("val", "test")
+FORMATS = ("jsonl", "csv", "hf_disk", "hf")
+OFFLINE_VARS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
+
+
+def _unknown(keys: Any, allowed: tuple[str, ...], src: str, where: str) -> None:
+    for key in keys:
+        if key not in allowed:
+            near = difflib.get_close_matches(str(key), allowed, n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else f"; expected one of {list(allowed)}"
+            field = f"{where}.{key}" if where else str(key)
+            raise StreamError(f"unknown key{hint}", source=src, field=field)
+
+
+def read_spec(path: Path) -> dict[str, Any]:
+    """The parsed and key-checked spec mapping (no data read yet)."""
+    src = str(path)
+    if not path.is_file():
+        raise StreamError("spec file not found", source=src, field="path")
+    try:
+        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark is not None else "yaml"
+        raise StreamError(f"invalid YAML ({getattr(exc, 'problem', None) or exc})".replace("\n", " "),
+                          source=src, field=where) from None
+    if not isinstance(spec, dict):
+        raise StreamError("a stream spec must be a mapping", source=src, field="<root>")
+    _unknown(spec, SPEC_KEYS, src, "")
+    for key in ("source",):
+        if key not in spec:
+            raise StreamError("required key missing", source=src, field=key)
+    return spec
+
+
+def load_spec_stream(path: Path, seed: int, max_train: int | None = None,
+                     max_eval: int | None = None) -> Stream:
+    """Read the spec at ``path`` and its data into a Stream (StreamError on any problem)."""
+    path = Path(path)
+    spec = read_spec(path)
+    src = str(path)
+    scenario = spec.get("scenario", "class-incremental")
+    if scenario not in SCENARIOS:
+        near = difflib.get_close_matches(str(scenario), SCENARIOS, n=1)
+        hint = f"; did you mean {near[0]!r}?" if near else ""
+        raise StreamError(f"unknown scenario {scenario!r}; expected one of {list(SCENARIOS)}{hint}",
+                          source=src, field="scenario")
+    cap = _opt_int(spec.get("max_per_class"), src, "max_per_class")
+    splits = spec.get("splits") or {}
+    if not isinstance(splits, dict):
+        raise StreamError("expected a mapping {val: f, test: f}", source=src, field="splits")
+    _unknown(splits, SPLITS_KEYS, src, "splits")
+    fracs = {}
+    for key in SPLITS_KEYS:
+        value = splits.get(key, 0.15)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+            raise StreamError(f"expected a fraction in (0, 1), got {value!r}", source=src,
+                              field=f"splits.{key}")
+        fracs[key] = float(value)
+    if fracs["val"] + fracs["test"] >= 1:
+        raise StreamError("val + test must be < 1", source=src, field="splits")
+    offset = spec.get("seed", 0)
+    if isinstance(offset, bool) or not isinstance(offset, int):
+        raise StreamError(f"expected an integer, got {offset!r}", source=src, field="seed")
+    tasks = spec.get("tasks")
+    if tasks is not None and not isinstance(tasks, list):
+        raise StreamError("expected a list of tasks", source=src, field="tasks")
+    if tasks is not None and scenario != "domain-incremental":
+        tasks = [[str(x) for x in t] if isinstance(t, list) else t for t in tasks]
+    records = list(_read_source(spec["source"], path.parent, src))
+    rule = SplitRule(val=fracs["val"], test=fracs["test"], max_per_class=cap,
+                     max_train=max_train, max_val=max_eval, max_test=max_eval)
+    return build_stream(str(spec.get("name") or path.stem), scenario, records,
+                        seed=int(seed) + offset, tasks=tasks, rule=rule, source=src,
+                        description=str(spec.get("description", "")))
+
+
+def _opt_int(value: Any, src: str, field: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 3:
+        raise StreamError(f"expected an integer >= 3, got {value!r}", source=src, field=field)
+    return value
+
+
+def _read_source(source: Any, base: Path, src: str) -> Iterator[Record]:
+    if isinstance(source, str):
+        if source.startswith("hf:"):
+            source = {"format": "hf", "name": source[3:]}
+        else:
+            ext = source.lower().rsplit(".", 1)[-1]
+            source = {"format": ext if ext in ("jsonl", "csv") else "hf_disk", "path": source}
+    if not isinstance(source, dict):
+        raise StreamError("expected a mapping {format, path} or a string", source=src,
+                          field="source")
+    _unknown(source, SOURCE_KEYS, src, "source")
+    fmt = source.get("format")
+    if fmt not in FORMATS:
+        near = difflib.get_close_matches(str(fmt), FORMATS, n=1)
+        hint = f"; did you mean {near[0]!r}?" if near else ""
+        raise StreamError(f"unknown format {fmt!r}; expected one of {list(FORMATS)}{hint}",
+                          source=src, field="source.format")
+    cols = {k: str(source.get(f"{k}_column", k)) for k in ("text", "label", "task", "split")}
+    if fmt == "hf":
+        if not source.get("name"):
+            raise StreamError("required key missing", source=src, field="source.name")
+        yield from _read_hf(source, cols, src)
+        return
+    if not source.get("path"):
+        raise StreamError("required key missing", source=src, field="source.path")
+    data = Path(os.path.expanduser(str(source["path"])))
+    data = data if data.is_absolute() else base / data
+    if not data.exists():
+        raise StreamError("data file not found", source=src, field=f"source.path ({data})")
+    if fmt == "jsonl":
+        yield from _read_jsonl(data, cols)
+    elif fmt == "csv":
+        yield from _read_csv(data, cols)
+    else:
+        yield from _read_hf_disk(data, cols, source.get("split"))
+
+
+def _record(row: dict[str, Any], cols: dict[str, str], where: str, field_of: str) -> Record:
+    for key in ("text", "label"):
+        value = row.get(cols[key])
+        if value is None or (isinstance(value, str) and not value.strip() and key == "label"):
+            raise StreamError(f"{field_of} {cols[key]!r} missing", source=where, field=cols[key])
+    task = row.get(cols["task"])
+    split = row.get(cols["split"])
+    return Record(str(row[cols["text"]]), str(row[cols["label"]]).strip(),
+                  None if task in (None, "") else str(task),
+                  None if split in (None, "") else str(split))
+
+
+def _read_jsonl(path: Path, cols: dict[str, str]) -> Iterator[Record]:
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise StreamError(f"invalid JSON ({exc.msg})", source=f"{path}:{lineno}",
+                                  field="record") from None
+            if not isinstance(row, dict):
+                raise StreamError("expected a JSON object per line", source=f"{path}:{lineno}",
+                                  field="record")
+            yield _record(row, cols, f"{path}:{lineno}", "field")
+
+
+def _read_csv(path: Path, cols: dict[str, str]) -> Iterator[Record]:
+    csv.field_size_limit(1 << 26)
+    with open(path, encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f)
+        header = reader.fieldnames or []
+        for key in ("text", "label"):
+            if cols[key] not in header:
+                raise StreamError(f"column {cols[key]!r} missing; header has {header}",
+                                  source=str(path), field=f"{key}_column")
+        for lineno, row in enumerate(reader, 2):
+            yield _record(row, cols, f"{path}:{lineno}", "column")
+
+
+def _import_datasets(src: str) -> Any:
+    try:
+        import datasets
+    except ImportError:
+        raise StreamError("the `datasets` package is not installed; run `pip install datasets`",
+                          source=src, field="source.format") from None
+    return datasets
+
+
+def _rows_of(ds: Any, cols: dict[str, str], where: str) -> Iterator[dict[str, Any]]:
+    """Rows of a datasets.Dataset with ClassLabel ints mapped to their names."""
+    features = getattr(ds, "features", {}) or {}
+    for key in ("text", "label"):
+        if cols[key] not in features:
+            raise StreamError(f"column {cols[key]!r} missing; dataset has {list(features)}",
+                              source=where, field=f"{key}_column")
+    names = {c: getattr(features.get(c), "names", None) for c in (cols["label"], cols["task"])}
+    for row in ds:
+        for c, n in names.items():
+            if n is not None and isinstance(row.get(c), int):
+                row[c] = n[row[c]]
+        yield row
+
+
+def _dataset_records(obj: Any, cols: dict[str, str], where: str, split: Any) -> Iterator[Record]:
+    if hasattr(obj, "keys") and not hasattr(obj, "features"):  # a DatasetDict
+        names = [split] if split else list(obj.keys())
+        for n in names:
+            if n not in obj:
+                raise StreamError(f"split {n!r} missing; dataset has {list(obj.keys())}",
+                                  source=where, field="source.split")
+        explicit = len(names) > 1
+        for n in names:
+            for row in _rows_of(obj[n], cols, where):
+                rec = _record(row, cols, f"{where}[{n}]", "column")
+                yield Record(rec.text, rec.label, rec.task, n if explicit else rec.split)
+        return
+    for row in _rows_of(obj, cols, where):
+        yield _record(row, cols, where, "column")
+
+
+def _read_hf_disk(path: Path, cols: dict[str, str], split: Any) -> Iterator[Record]:
+    datasets = _import_datasets(str(path))
+    try:
+        obj = datasets.load_from_disk(str(path))
+    except (FileNotFoundError, ValueError) as exc:
+        raise StreamError(f"not a dataset saved with save_to_disk ({exc})".replace("\n", " "),
+                          source=str(path), field="source.path") from None
+    yield from _dataset_records(obj, cols, str(path), split)
+
+
+def offline_reason(probe: bool = True) -> str | None:
+    """Why the Hub cannot be reached (an offline variable, or no route), else None.
+
+    The variables are checked first, so with HF_HUB_OFFLINE=1 no connection is attempted.
+    """
+    for var in OFFLINE_VARS:
+        if os.environ.get(var, "").strip().lower() in ("1", "true", "yes", "on"):
+            return f"{var} is set"
+    if probe:
+        try:
+            socket.create_connection(("huggingface.co", 443), timeout=3).close()
+        except OSError:
+            return "huggingface.co cannot be reached"
+    return None
+
+
+def _offline_error(name: str, reason: str, src: str) -> StreamError:
+    return StreamError(f"hf:{name} needs the Hugging Face Hub but the machine is offline "
+                       f"({reason}); save the dataset with save_to_disk and use format: hf_disk",
+                       source=src, field="source.name")
+
+
+def _read_hf(source: dict[str, Any], cols: dict[str, str], src: str) -> Iterator[Record]:
+    name = str(source["name"])
+    reason = offline_reason(probe=False)
+    if reason is not None:
+        raise _offline_error(name, reason, src)
+    datasets = _import_datasets(src)
+    reason = offline_reason(probe=True)
+    if reason is not None:
+        raise _offline_error(name, reason, src)
+    try:
+        obj = datasets.load_dataset(name, source.get("config"))
+    except Exception as exc:  # the Hub raises many types; one line for the user
+        raise StreamError(f"cannot load hf:{name} ({type(exc).__name__}: {exc})".replace("\n", " "),
+                          source=src, field="source.name") from None
+    yield from _dataset_records(obj, cols, f"hf:{name}", source.get("split"))
