@@ -29,6 +29,7 @@ from evocl.streams.types import SPLITS, Stream
 MEMORY_CACHE_SIZE = 8
 _MEMORY: "OrderedDict[tuple[str, str, int], TokenizedStream]" = OrderedDict()
 FORMAT_VERSION = "evocl-tokens-v1"
+VOCAB_PAD_ALLOWANCE = 128
 
 
 class TokenizerMismatchError(BackboneError, StreamError):
@@ -95,7 +96,9 @@ def tokenizer_identity(tokenizer: Any) -> str:
 
 def check_tokenizer(tokenizer: Any, model_config: Any, max_length: int | None = None) -> None:
     """Raise TokenizerMismatchError (a BackboneError and a StreamError) when ``tokenizer``
-    cannot feed a model with ``model_config``: ids beyond the embedding, no pad token, or
+    cannot feed a model with ``model_config``: ids beyond the embedding, a vocabulary much
+    smaller than the embedding (another model's tokenizer; up to ``VOCAB_PAD_ALLOWANCE`` extra
+    rows are allowed for embeddings padded to a multiple of 64/128), no pad token, or
     ``max_length`` beyond the position embeddings."""
     vocab = getattr(model_config, "vocab_size", None)
     size = len(tokenizer)
@@ -103,11 +106,10 @@ def check_tokenizer(tokenizer: Any, model_config: Any, max_length: int | None = 
         raise TokenizerMismatchError(
             f"tokenizer has {size} tokens but the backbone's vocab_size is {vocab}; use the "
             "backbone's own tokenizer", source="tokenizer", field="vocab_size")
-    tvocab = getattr(tokenizer, "vocab_size", None)
-    if vocab is not None and tvocab is not None and int(tvocab) != int(vocab) and size != int(vocab):
+    if vocab is not None and int(vocab) - size >= VOCAB_PAD_ALLOWANCE:
         raise TokenizerMismatchError(
-            f"tokenizer vocab_size {tvocab} != backbone vocab_size {vocab}; use the backbone's "
-            "own tokenizer", source="tokenizer", field="vocab_size")
+            f"tokenizer has {size} tokens but the backbone's vocab_size is {vocab}; use the "
+            "backbone's own tokenizer", source="tokenizer", field="vocab_size")
     if getattr(tokenizer, "pad_token_id", None) is None:
         raise TokenizerMismatchError("tokenizer has no pad token", source="tokenizer",
                                      field="pad_token")
