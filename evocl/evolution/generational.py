@@ -1,0 +1,200 @@
+"""Generational engines: NSGA-II (``nsga2``) and a single-objective GA with elitism (``ga``).
+
+A generation is bred all at once and handed out by ``ask``; when every candidate of it has
+been told, it is processed in candidate-id order (so the order in which parallel workers
+return results never changes what is bred next) and the next generation is bred. Failed
+results are counted but never survive or parent; when fewer than ``population_size``
+successful members survive, the shortfall of the next generation is fresh random samples.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, ClassVar, Mapping
+
+import numpy as np
+
+from evocl.evolution import pareto
+from evocl.evolution.base import Engine, Proto
+from evocl.space import operators
+
+log = logging.getLogger(__name__)
+
+_BREED = 1   # rng purpose tags (see Engine._rng)
+_INIT = 0
+
+
+class GenerationalEngine(Engine):
+    """Shared generation bookkeeping; subclasses define ``_survive`` and ``_choose_parent``."""
+
+    DEFAULTS: ClassVar[dict[str, Any]] = {
+        "crossover_prob": 0.9,   # probability that a pair is recombined (else copied)
+        "eta_c": 15.0,           # SBX distribution index
+        "prob_var": 0.5,         # per-variable probability of recombination within SBX
+        "eta_m": 20.0,           # polynomial mutation distribution index
+        "indpb": None,           # per-variable mutation probability (None: 1 / n parameters)
+    }
+
+    def __init__(self, space: Any, **kwargs: Any):
+        super().__init__(space, **kwargs)
+        self._queue: list[Proto] = []
+        self._gen_ids: list[int] = []        # ids asked in the current generation
+        self._population: list[int] = []     # survivors: the parents of the next generation
+        self._started = False
+
+    # ------------------------------------------------------------ ask side
+    def _next_proto(self) -> Proto | None:
+        if not self._started:
+            self._started = True
+            self._queue = self._first_generation()
+        if not self._queue:
+            return None
+        proto = self._queue.pop(0)
+        self._pending_hashes.discard(proto.config_hash)
+        self._gen_ids.append(len(self._candidates))
+        return proto
+
+    def _first_generation(self) -> list[Proto]:
+        rng = self._rng(_INIT, 0)
+        protos: list[Proto] = []
+        while self._initial:
+            protos.append(self._reserve(self._take_initial()))
+        while len(protos) < self.population_size:
+            protos.append(self._reserve(self._sample_proto(rng)))
+        return protos
+
+    def _reserve(self, proto: Proto) -> Proto:
+        self._pending_hashes.add(proto.config_hash)
+        return proto
+
+    # ------------------------------------------------------------ tell side
+    def _on_tell(self, cid: int) -> None:
+        if self._queue or any(i not in self._results for i in self._gen_ids):
+            return
+        successful = [i for i in sorted(self._gen_ids) if i in self._fmin]
+        self._population = self._survive(sorted(set(self._population) | set(successful)))
+        self._generation += 1
+        self._gen_ids = []
+        self._log_progress()
+        self._queue = self._breed(self._rng(_BREED, self._generation))
+
+    def _breed(self, rng: np.random.Generator) -> list[Proto]:
+        protos: list[Proto] = []
+        n_children = len(self._population) if len(self._population) >= 2 else 0
+        self._prepare_selection()
+        pair: list[Proto] = []
+
+        def child() -> Proto:
+            if not pair:
+                pair.extend(self._mate(rng))
+            return pair.pop(0)
+
+        while len(protos) < n_children:
+            protos.append(self._reserve(self._fresh(child, rng)))
+        while len(protos) < self.population_size:
+            protos.append(self._reserve(self._sample_proto(rng)))
+        return protos
+
+    def _mate(self, rng: np.random.Generator) -> list[Proto]:
+        """Two children: two parents by tournament, crossover (with prob), then mutation."""
+        a, b = self._choose_parent(rng), self._choose_parent(rng)
+        ca, cb = self._candidates[a].config, self._candidates[b].config
+        opts = self.options
+        if rng.random() < opts["crossover_prob"]:
+            ca, cb = operators.crossover(self.space, ca, cb, rng, eta=opts["eta_c"],
+                                         prob_var=opts["prob_var"])
+        kids = []
+        for child in (ca, cb):
+            child = operators.mutate(self.space, child, rng, eta=opts["eta_m"],
+                                     indpb=opts["indpb"])
+            kids.append(self._proto(child, parents=(a, b), origin="offspring"))
+        return kids
+
+    # ------------------------------------------------------------ subclass hooks
+    def _survive(self, pool: list[int]) -> list[int]:
+        raise NotImplementedError
+
+    def _prepare_selection(self) -> None:
+        pass
+
+    def _choose_parent(self, rng: np.random.Generator) -> int:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------ state
+    def _extra_state(self) -> dict[str, Any]:
+        return {"queue": [p.to_dict() for p in self._queue], "gen_ids": list(self._gen_ids),
+                "population": list(self._population), "started": self._started}
+
+    def _load_extra(self, extra: Mapping[str, Any]) -> None:
+        self._queue = [Proto.from_dict(d) for d in extra["queue"]]
+        self._pending_hashes = {p.config_hash for p in self._queue}
+        self._gen_ids = [int(i) for i in extra["gen_ids"]]
+        self._population = [int(i) for i in extra["population"]]
+        self._started = bool(extra["started"])
+        self._prepare_selection()
+
+
+class NSGA2(GenerationalEngine):
+    """Generational NSGA-II (Deb et al. 2002), as in pymoo: (mu + lambda) survival by
+    non-dominated rank then crowding distance (DEAP's sorting), binary tournament on
+    constrained domination then crowding, SBX crossover and polynomial mutation from the
+    space's operators, duplicates eliminated. Constraints use Deb's constrained domination."""
+
+    algorithm = "nsga2"
+
+    def _survive(self, pool: list[int]) -> list[int]:
+        rc = pareto.rank_and_crowding(pool, self._fmin, self._cv)
+        return pareto.survivors(pool, self.population_size, rc)
+
+    def _prepare_selection(self) -> None:
+        self._rc = pareto.rank_and_crowding(self._population, self._fmin, self._cv)
+
+    def _choose_parent(self, rng: np.random.Generator) -> int:
+        pop = self._population
+        i, j = rng.choice(len(pop), size=2, replace=False)
+        a, b = pop[int(i)], pop[int(j)]
+        if pareto.dominates(self._fmin[a], self._cv[a], self._fmin[b], self._cv[b]):
+            return a
+        if pareto.dominates(self._fmin[b], self._cv[b], self._fmin[a], self._cv[a]):
+            return b
+        ca, cb = self._rc[a][1], self._rc[b][1]
+        if ca != cb:
+            return a if ca > cb else b
+        return a if rng.random() < 0.5 else b
+
+
+class GA(GenerationalEngine):
+    """Single-objective generational GA with elitism. It optimizes the FIRST objective of the
+    space only (others are still archived for the Pareto front); with constraints, feasible
+    beats infeasible and smaller violation beats larger. The ``elite`` best of parents and
+    children survive, the rest of the population is the best children; parents are chosen by
+    tournaments of ``tournament_size``."""
+
+    algorithm = "ga"
+    DEFAULTS = {**GenerationalEngine.DEFAULTS, "elite": 2, "tournament_size": 3}
+
+    def __init__(self, space: Any, **kwargs: Any):
+        super().__init__(space, **kwargs)
+        if len(self._signs) > 1:
+            log.info("ga optimizes the first objective %r only", self._signs[0][0])
+        if not 0 <= int(self.options["elite"]) <= self.population_size:
+            from evocl.errors import UserError
+            raise UserError(f"must be in [0, population_size], got {self.options['elite']}",
+                            source="ga", field="elite")
+
+    def _key(self, i: int) -> tuple[bool, float, float, int]:
+        cv = self._cv[i]
+        return (cv > 0.0, cv, self._fmin[i][0], i)
+
+    def _survive(self, pool: list[int]) -> list[int]:
+        old = set(self._population)
+        elite = sorted(pool, key=self._key)[: int(self.options["elite"])]
+        children = sorted((i for i in pool if i not in old and i not in elite), key=self._key)
+        rest = sorted((i for i in pool if i in old and i not in elite), key=self._key)
+        return (elite + children + rest)[: self.population_size]
+
+    def _choose_parent(self, rng: np.random.Generator) -> int:
+        pop = self._population
+        k = min(int(self.options["tournament_size"]), len(pop))
+        picks = rng.choice(len(pop), size=k, replace=False)
+        return min((pop[int(p)] for p in picks), key=self._key)

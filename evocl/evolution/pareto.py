@@ -1,0 +1,211 @@
+"""Objective vectors, constrained domination, non-dominated sorting, Pareto archive, hypervolume.
+
+Everything is minimized internally: a ``maximize`` objective is negated on the way in, so the
+archive and the hypervolume work on one convention. DEAP's sorting and crowding are used on
+plain objects of our own (no ``creator`` classes, which break pickling across workers).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from contextlib import contextmanager
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+from deap import base, tools
+
+from evocl.records import Result
+
+
+def objective_signs(space: Any) -> list[tuple[str, float]]:
+    """(name, sign) per objective: sign +1 for minimize, -1 for maximize."""
+    return [(o.name, -1.0 if o.direction == "maximize" else 1.0) for o in space.objectives]
+
+
+def _lookup(result: Result, name: str) -> float | None:
+    if name in result.objectives:
+        value = result.objectives[name]
+    elif name in result.metrics:
+        value = result.metrics[name]
+    else:
+        return None
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(value) else value
+
+
+def min_vector(signs: Sequence[tuple[str, float]], result: Result) -> tuple[float, ...] | None:
+    """The result's objectives as a minimization vector, or None when the result failed.
+
+    A result counts as failed when its status is ``failed`` or an objective is missing or NaN.
+    """
+    if not result.ok:
+        return None
+    out = []
+    for name, sign in signs:
+        value = result.objectives.get(name)
+        if value is None:
+            return None
+        value = float(value)
+        if math.isnan(value):
+            return None
+        out.append(sign * value)
+    return tuple(out)
+
+
+def violation(constraints: Sequence[Any], result: Result) -> float:
+    """Total constraint violation (0.0 when feasible).
+
+    Each constraint's value is read by name from ``result.objectives``, then ``result.metrics``;
+    violation = max(0, value - max) + max(0, min - value), summed over constraints; a missing
+    or NaN value is an infinite violation (infeasible, like ``Constraint.violation``).
+    """
+    total = 0.0
+    for c in constraints:
+        value = _lookup(result, c.name)
+        if value is None:
+            return math.inf
+        if c.max is not None and value > c.max:
+            total += value - c.max
+        if c.min is not None and value < c.min:
+            total += c.min - value
+    return total
+
+
+class _Fitness(base.Fitness):
+    """A DEAP fitness without ``creator``: minimized values, plus a constraint violation.
+
+    ``dominates`` follows Deb's constrained domination: feasible beats infeasible; between two
+    infeasible points the smaller total violation wins; otherwise Pareto domination.
+    """
+
+    weights = (-1.0,)
+
+    def __init__(self, fmin: Sequence[float], cv: float = 0.0):  # noqa: D107 (no super: weights vary)
+        self.weights = (-1.0,) * len(fmin)
+        self.wvalues = tuple(-v for v in fmin)
+        self.cv = cv
+
+    def dominates(self, other: "_Fitness", obj: slice = slice(None)) -> bool:
+        if self.cv != other.cv:
+            if self.cv == 0.0:
+                return True
+            if other.cv == 0.0:
+                return False
+            return self.cv < other.cv
+        return super().dominates(other, obj)
+
+    def __hash__(self) -> int:
+        return hash((self.wvalues, self.cv))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Fitness) and (self.wvalues, self.cv) == (other.wvalues, other.cv)
+
+
+class _Ind:
+    __slots__ = ("id", "fitness")
+
+    def __init__(self, id: int, fmin: Sequence[float], cv: float):
+        self.id = id
+        self.fitness = _Fitness(fmin, cv)
+
+
+@contextmanager
+def seeded_random(seed: int) -> Iterator[None]:
+    """Run DEAP code that draws from the global ``random`` module reproducibly, then restore it."""
+    saved = random.getstate()
+    random.seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(saved)
+
+
+def rank_and_crowding(ids: Sequence[int], fmin: dict[int, tuple[float, ...]],
+                      cv: dict[int, float]) -> dict[int, tuple[int, float]]:
+    """Front index (0 = best) and crowding distance of each id, by DEAP's NSGA-II routines.
+
+    Uses ``sortLogNondominated`` (fast) when there are several objectives and no constraint
+    violation, else ``sortNondominated`` (which honours the constrained ``dominates``).
+    """
+    if not ids:
+        return {}
+    inds = [_Ind(i, fmin[i], cv.get(i, 0.0)) for i in ids]
+    n_obj = len(inds[0].fitness.wvalues)
+    constrained = any(ind.fitness.cv > 0.0 for ind in inds)
+    with seeded_random(0):
+        if n_obj > 1 and not constrained:
+            fronts = tools.sortLogNondominated(inds, len(inds))
+        else:
+            fronts = tools.sortNondominated(inds, len(inds))
+        out: dict[int, tuple[int, float]] = {}
+        for rank, front in enumerate(fronts):
+            tools.emo.assignCrowdingDist(front)
+            for ind in front:
+                out[ind.id] = (rank, float(ind.fitness.crowding_dist))
+    return out
+
+
+def survivors(ids: Sequence[int], k: int, rc: dict[int, tuple[int, float]]) -> list[int]:
+    """The k best ids by rank, then larger crowding distance, then smaller id (deterministic)."""
+    return sorted(ids, key=lambda i: (rc[i][0], -rc[i][1], i))[:k]
+
+
+def dominates(a: Sequence[float], cva: float, b: Sequence[float], cvb: float) -> bool:
+    """Deb's constrained domination of a over b (minimization)."""
+    if cva != cvb:
+        if cva == 0.0:
+            return True
+        if cvb == 0.0:
+            return False
+        return cva < cvb
+    return all(x <= y for x, y in zip(a, b)) and any(x < y for x, y in zip(a, b))
+
+
+class Archive:
+    """Every non-dominated, successful and feasible point seen (minimization vectors)."""
+
+    def __init__(self) -> None:
+        self.ids: list[int] = []
+        self.points = np.empty((0, 0))
+
+    def add(self, id: int, fmin: Sequence[float]) -> bool:
+        """Insert a point; returns True when it entered the archive."""
+        p = np.asarray(fmin, dtype=float)
+        if self.ids:
+            if np.any(np.all(self.points <= p, axis=1)):
+                return False  # dominated by, or equal to, a point already kept
+            keep = ~np.all(p <= self.points, axis=1)
+            self.ids = [i for i, k in zip(self.ids, keep) if k]
+            self.points = np.vstack([self.points[keep], p])
+        else:
+            self.points = p.reshape(1, -1)
+        self.ids.append(id)
+        return True
+
+
+def hypervolume(points: np.ndarray, ref: Sequence[float]) -> float:
+    """Hypervolume (minimization) of the points that strictly dominate ref, via moocore."""
+    ref_arr = np.asarray(ref, dtype=float)
+    if len(points) == 0:
+        return 0.0
+    pts = points[np.all(points < ref_arr, axis=1)]
+    if len(pts) == 0:
+        return 0.0
+    if pts.shape[1] == 1:
+        return float(ref_arr[0] - pts[:, 0].min())
+    import moocore
+
+    return float(moocore.hypervolume(pts, ref=ref_arr))
+
+
+def derived_reference(points: np.ndarray) -> list[float]:
+    """Reference point when the space gives none: the worst value seen + 10% of the range seen
+    (or + 10% of max(1, |worst|) when every value is equal), per objective."""
+    worst = points.max(axis=0)
+    span = worst - points.min(axis=0)
+    pad = np.where(span > 0, 0.1 * span, 0.1 * np.maximum(1.0, np.abs(worst)))
+    return [float(v) for v in worst + pad]
