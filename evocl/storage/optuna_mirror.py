@@ -1,0 +1,181 @@
+"""Mirror of a run into an Optuna storage, so ``optuna-dashboard`` can show a live search.
+
+A view, never the source of truth: every failure here becomes a warning and the search goes
+on. By default the mirror is ``run_dir/optuna.journal`` (Optuna's JournalFileBackend); a
+``storage`` URL (``sqlite:///x.db``, ``postgresql://...``) sends it to any Optuna storage.
+
+One study named after the run, directions from the space's objectives; one trial per told
+result: parameters with their distributions (inactive ones absent), objective values, state
+COMPLETE or FAIL, metrics and the candidate's id / hash / generation as user attributes.
+
+Optuna's journal file reader fails on a torn last line once another line is appended after
+it (a crash in the middle of a write); :func:`repair_optuna_journal` truncates such a line
+before Optuna opens the file.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import math
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Iterable
+
+from evocl.records import Candidate, Result
+
+OPTUNA_JOURNAL = "optuna.journal"
+
+
+def repair_optuna_journal(path: str | os.PathLike[str]) -> bool:
+    """Truncate a torn last line (no newline, or not JSON) of an Optuna journal file.
+
+    Returns True when something was cut. Only a file's tail is examined: Optuna appends whole
+    lines with one write, so a crash can only damage the end.
+    """
+    path = Path(path)
+    if not path.exists():
+        return False
+    data = path.read_bytes()
+    good = len(data)
+    if data and not data.endswith(b"\n"):
+        good = data.rfind(b"\n") + 1
+    # the last complete line must also parse (a torn write that happened to end in "\n")
+    while good > 0:
+        start = data.rfind(b"\n", 0, good - 1) + 1
+        try:
+            json.loads(data[start:good])
+            break
+        except json.JSONDecodeError:
+            good = start
+    if good == len(data):
+        return False
+    with open(path, "r+b") as f:
+        f.truncate(good)
+        f.flush()
+        os.fsync(f.fileno())
+    warnings.warn(f"{path}: torn last line dropped ({len(data) - good} bytes)", stacklevel=2)
+    return True
+
+
+class _FlockLock:
+    """Optuna journal lock on ``fcntl.flock``: released by the kernel if the process dies.
+
+    Optuna's default symlink lock survives a ``kill -9`` and then blocks the next writer for
+    its grace period; a flock cannot go stale.
+    """
+
+    def __init__(self, path: str):
+        self._path = path
+        self._fd: int | None = None
+
+    def acquire(self) -> bool:
+        self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+def _distribution(param: Any) -> Any:
+    from optuna.distributions import (CategoricalDistribution, FloatDistribution,
+                                      IntDistribution)
+    if param.type == "float":
+        return FloatDistribution(float(param.low), float(param.high), log=bool(param.log),
+                                 step=None if param.log or not param.step else float(param.step))
+    if param.type == "int":
+        return IntDistribution(int(param.low), int(param.high), log=bool(param.log),
+                               step=1 if param.log or not param.step else int(param.step))
+    if param.type == "bool":
+        return CategoricalDistribution([False, True])
+    return CategoricalDistribution(list(param.choices))
+
+
+def _attr(v: Any) -> Any:
+    """User attributes must be JSON: non-finite floats become strings."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v)
+    if isinstance(v, dict):
+        return {str(k): _attr(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_attr(x) for x in v]
+    return v
+
+
+class OptunaMirror:
+    """Adds told results to an Optuna study; every error is a warning, after which it stops."""
+
+    def __init__(self, run_dir: str | os.PathLike[str], study_name: str, space: Any,
+                 storage: str | None = None):
+        self.ok = False
+        self._space = space
+        self._names = [o.name for o in space.objectives]
+        self._seen: set[int] = set()
+        try:
+            import optuna
+            optuna.logging.set_verbosity(optuna.logging.WARNING)
+            if storage is None:
+                from optuna.storages import JournalStorage
+                from optuna.storages.journal import JournalFileBackend
+                path = str(Path(run_dir) / OPTUNA_JOURNAL)
+                repair_optuna_journal(path)
+                storage = JournalStorage(JournalFileBackend(
+                    path, lock_obj=_FlockLock(path + ".flock")))  # type: ignore[arg-type]
+            self._dists = {p.name: _distribution(p) for p in space.parameters}
+            self.study = optuna.create_study(
+                storage=storage, study_name=study_name, load_if_exists=True,
+                directions=[o.direction for o in space.objectives])
+            for t in self.study.get_trials(deepcopy=False):
+                cid = t.user_attrs.get("candidate_id")
+                if isinstance(cid, int):
+                    self._seen.add(cid)
+            self.ok = True
+        except Exception as e:  # noqa: BLE001 - a view must never stop the search
+            warnings.warn(f"optuna mirror disabled: {type(e).__name__}: {e}", stacklevel=2)
+
+    def add(self, candidate: Candidate, result: Result) -> None:
+        """Record one told result (skipped when the study already holds this candidate)."""
+        if not self.ok or candidate.id in self._seen:
+            return
+        try:
+            self.study.add_trial(self._trial(candidate, result))
+            self._seen.add(candidate.id)
+        except Exception as e:  # noqa: BLE001
+            self.ok = False
+            warnings.warn(f"optuna mirror disabled: {type(e).__name__}: {e}", stacklevel=2)
+
+    def sync(self, pairs: Iterable[tuple[Candidate, Result]]) -> None:
+        """Add every told result the study is missing (after a resume or a mirror outage)."""
+        for cand, res in pairs:
+            self.add(cand, res)
+
+    def _trial(self, candidate: Candidate, result: Result) -> Any:
+        import optuna
+        from optuna.trial import TrialState
+        values = [result.objectives.get(n) for n in self._names]
+        complete = result.ok and all(v is not None and math.isfinite(v) for v in values)
+        attrs = {"candidate_id": candidate.id, "config_hash": candidate.config_hash,
+                 "generation": candidate.generation, "origin": candidate.origin,
+                 "parents": list(candidate.parents), "seed": candidate.seed,
+                 "config": _attr(candidate.config), "wall_time": result.wall_time}
+        if result.error:
+            attrs["error"] = result.error
+        for k, v in result.metrics.items():
+            attrs.setdefault(f"metric:{k}" if k in attrs else k, _attr(v))
+        for k, v in result.objectives.items():
+            attrs.setdefault(f"objective:{k}", _attr(v))
+        params = {k: v for k, v in candidate.config.items() if k in self._dists}
+        kw: dict[str, Any] = dict(
+            state=TrialState.COMPLETE if complete else TrialState.FAIL,
+            values=[float(v) for v in values] if complete else None,  # type: ignore[arg-type]
+            user_attrs=attrs)
+        try:
+            return optuna.trial.create_trial(
+                params=params, distributions={k: self._dists[k] for k in params}, **kw)
+        except ValueError:  # a value off the distribution's grid: keep the trial, drop params
+            return optuna.trial.create_trial(**kw)

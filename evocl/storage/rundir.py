@@ -1,0 +1,232 @@
+"""The run directory: the one source of truth of a search, written so it survives any crash.
+
+    run.yaml             RunConfig + the space (to_dict) + objectives + fingerprints + versions
+                         + the history of settings changed by resumes
+    journal.jsonl        append-only events (see journal.py), fsync'd before they are used
+    snapshots/engine-<n_told>.json   engine.state() now and then (atomic; the last 3 kept)
+    lock                 flock + pid of the owner
+    optuna.journal       Optuna mirror for optuna-dashboard (a view, see optuna_mirror.py)
+
+Nothing here is pickled: YAML (safe_dump) and JSON only.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import re
+import warnings
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from evocl.errors import RunDirError
+from evocl.records import Candidate, Result, RunConfig
+from evocl.storage.atomic import atomic_write_json, atomic_write_text, fsync_dir
+from evocl.storage.journal import JOURNAL_NAME, Journal
+from evocl.storage.lock import RunLock
+
+FORMAT_VERSION = 1
+RUN_FILE = "run.yaml"
+SNAPSHOT_DIR = "snapshots"
+KEEP_SNAPSHOTS = 3
+_SNAP_RE = re.compile(r"^engine-(\d+)\.json$")
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _evocl_version() -> str:
+    try:
+        from evocl import __version__
+        return str(__version__)
+    except ImportError:  # pragma: no cover
+        return "unknown"
+
+
+def space_summary(space: Any) -> dict[str, Any]:
+    """What storage needs of a space without importing evocl.space: objectives, constraints."""
+    return {
+        "objectives": [{"name": o.name, "direction": o.direction, "ref": getattr(o, "ref", None)}
+                       for o in space.objectives],
+        "constraints": [{"name": c.name, "max": c.max, "min": c.min}
+                        for c in getattr(space, "constraints", ())],
+    }
+
+
+def load_run_file(path: Path) -> dict[str, Any]:
+    """Read and check run.yaml; RunDirError (one line) when this is not a usable evocl run."""
+    run_file = path / RUN_FILE
+    if not path.is_dir():
+        raise RunDirError(f"{path} is not a directory")
+    if not run_file.exists():
+        raise RunDirError(f"{path} is not an evocl run directory (no {RUN_FILE})")
+    try:
+        meta = yaml.safe_load(run_file.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise RunDirError(f"{run_file}: not valid YAML ({type(e).__name__})") from None
+    if not isinstance(meta, dict) or meta.get("kind") != "evocl-run":
+        raise RunDirError(f"{run_file}: not an evocl run file")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise RunDirError(f"{run_file}: format_version {meta.get('format_version')!r} is not "
+                          f"supported (this evocl reads {FORMAT_VERSION})")
+    return meta
+
+
+class RunDir:
+    """A run directory opened for writing (the lock is held until :meth:`close`)."""
+
+    def __init__(self, path: Path, meta: dict[str, Any], lock: RunLock):
+        self.path = path
+        self.meta = meta
+        self._lock = lock
+        self.journal = Journal(path / JOURNAL_NAME)
+
+    # -- opening -------------------------------------------------------------------------
+    @classmethod
+    def create(cls, path: str | os.PathLike[str], run_config: RunConfig, space: Any,
+               fingerprints: dict[str, Any] | None = None) -> "RunDir":
+        """Start a new run in ``path`` (created if missing; refused if it already holds one)."""
+        path = Path(path)
+        if (path / RUN_FILE).exists() or (path / JOURNAL_NAME).exists():
+            raise RunDirError(f"{path} already holds a run; use `evocl resume {path}`")
+        if path.exists() and not path.is_dir():
+            raise RunDirError(f"{path} exists and is not a directory")
+        path.mkdir(parents=True, exist_ok=True)
+        lock = RunLock(path).acquire()
+        try:
+            if (path / RUN_FILE).exists():  # lost a race with another creator
+                raise RunDirError(f"{path} already holds a run; use `evocl resume {path}`")
+            fp = {"space": getattr(space, "fingerprint", None), "stream": None,
+                  "backbone": None}
+            fp.update(fingerprints or {})
+            meta = {
+                "kind": "evocl-run",
+                "format_version": FORMAT_VERSION,
+                "evocl_version": _evocl_version(),
+                "created": _now(),
+                "config": run_config.to_dict(),
+                "space": space.to_dict(),
+                **space_summary(space),
+                "fingerprints": fp,
+                "changes": [],
+            }
+            (path / SNAPSHOT_DIR).mkdir(exist_ok=True)
+            atomic_write_text(path / RUN_FILE, yaml.safe_dump(meta, sort_keys=False))
+            fsync_dir(path)
+            return cls(path, meta, lock)
+        except BaseException:
+            lock.release()
+            raise
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> "RunDir":
+        """Open an existing run to continue it (takes the lock; repairs a torn journal tail)."""
+        path = Path(path)
+        meta = load_run_file(path)
+        lock = RunLock(path).acquire()
+        try:
+            (path / SNAPSHOT_DIR).mkdir(exist_ok=True)
+            return cls(path, meta, lock)
+        except BaseException:
+            lock.release()
+            raise
+
+    def close(self) -> None:
+        self.journal.close()
+        self._lock.release()
+
+    def __enter__(self) -> "RunDir":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- content -------------------------------------------------------------------------
+    @property
+    def config(self) -> RunConfig:
+        return RunConfig.from_dict(self.meta["config"])
+
+    @property
+    def space_dict(self) -> dict[str, Any]:
+        return self.meta["space"]
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        return self.journal.events
+
+    def record_changes(self, new_config: RunConfig, changes: dict[str, tuple[Any, Any]]) -> None:
+        """Save a resume's new settings in run.yaml (history in ``changes``) and the journal."""
+        if not changes:
+            return
+        self.meta["config"] = new_config.to_dict()
+        self.meta.setdefault("changes", []).append(
+            {"at": _now(), "n_told": self.n_told(),
+             **{k: {"old": o, "new": n} for k, (o, n) in changes.items()}})
+        atomic_write_text(self.path / RUN_FILE, yaml.safe_dump(self.meta, sort_keys=False))
+        self.journal.append({"event": "config",
+                             "changes": {k: [o, n] for k, (o, n) in changes.items()}})
+
+    def set_fingerprint(self, name: str, value: Any) -> None:
+        self.meta.setdefault("fingerprints", {})[name] = value
+        atomic_write_text(self.path / RUN_FILE, yaml.safe_dump(self.meta, sort_keys=False))
+
+    def n_told(self) -> int:
+        return sum(1 for e in self.journal.events if e.get("event") == "tell")
+
+    # -- journal -------------------------------------------------------------------------
+    def append_ask(self, n: int, candidates: list[Candidate]) -> None:
+        self.journal.append({"event": "ask", "n": int(n),
+                             "candidates": [c.to_dict() for c in candidates]})
+
+    def append_tell(self, candidate_id: int, result: Result) -> None:
+        self.journal.append({"event": "tell", "id": int(candidate_id), "result": result.to_dict()})
+
+    # -- snapshots -----------------------------------------------------------------------
+    def save_snapshot(self, n_told: int, state: dict[str, Any]) -> Path:
+        """Save engine state as it is after the journal's current events; keep the last 3."""
+        snap_dir = self.path / SNAPSHOT_DIR
+        target = snap_dir / f"engine-{n_told}.json"
+        atomic_write_json(target, {"format_version": FORMAT_VERSION, "n_told": n_told,
+                                   "journal_events": len(self.journal.events),
+                                   "engine": state}, allow_nan=True)
+        for old in snapshot_files(self.path)[:-KEEP_SNAPSHOTS]:
+            try:
+                old.unlink()
+            except FileNotFoundError:
+                pass
+        return target
+
+    def load_snapshot(self) -> tuple[dict[str, Any] | None, int]:
+        """(engine state, number of journal events it covers) of the newest good snapshot.
+
+        A snapshot that does not parse, or claims more events than the journal holds, is
+        skipped with a warning; (None, 0) means replay the whole journal.
+        """
+        for snap in reversed(snapshot_files(self.path)):
+            try:
+                data = json.loads(snap.read_text(encoding="utf-8"))
+                n_events = int(data["journal_events"])
+                state = data["engine"]
+                if not isinstance(state, dict) or data.get("format_version") != FORMAT_VERSION:
+                    raise ValueError("unexpected content")
+                if n_events > len(self.journal.events):
+                    raise ValueError(f"covers {n_events} events, journal has "
+                                     f"{len(self.journal.events)}")
+                return state, n_events
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                warnings.warn(f"{snap}: unusable snapshot ({e}); trying an older one",
+                              stacklevel=2)
+        return None, 0
+
+
+def snapshot_files(path: Path) -> list[Path]:
+    """Snapshot files of a run, oldest first (by n_told)."""
+    snap_dir = Path(path) / SNAPSHOT_DIR
+    if not snap_dir.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in snap_dir.iterdir() if (m := _SNAP_RE.match(p.name))]
+    return [p for _, p in sorted(found)]

@@ -1,0 +1,72 @@
+"""Read-only view of a run directory: no lock taken, safe on a live run (e.g. for reports)."""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from evocl.records import Candidate, Result, RunConfig
+from evocl.storage.journal import JOURNAL_NAME, read_events
+from evocl.storage.pareto import pareto_front
+from evocl.storage.rundir import load_run_file
+
+
+class RunView:
+    """What a run holds, read from run.yaml and journal.jsonl at construction."""
+
+    def __init__(self, path: str | os.PathLike[str]):
+        self.path = Path(path)
+        self.meta: dict[str, Any] = load_run_file(self.path)
+        self.events = read_events(self.path / JOURNAL_NAME)
+        self.candidates_by_id: dict[int, Candidate] = {}
+        self._told: list[tuple[Candidate, Result]] = []
+        told_ids: set[int] = set()
+        for e in self.events:
+            if e["event"] == "ask":
+                for d in e.get("candidates", ()):
+                    c = Candidate.from_dict(d)
+                    self.candidates_by_id[c.id] = c
+            elif e["event"] == "tell" and e["id"] in self.candidates_by_id:
+                told_ids.add(e["id"])
+                self._told.append((self.candidates_by_id[e["id"]], Result.from_dict(e["result"])))
+        self._pending = [c for i, c in sorted(self.candidates_by_id.items()) if i not in told_ids]
+
+    @property
+    def config(self) -> RunConfig:
+        return RunConfig.from_dict(self.meta["config"])
+
+    @cached_property
+    def space(self) -> Any:
+        """The run's SearchSpace, rebuilt from run.yaml (not from the YAML file it came from)."""
+        from evocl.space import SearchSpace
+        return SearchSpace.from_dict(self.meta["space"])
+
+    @property
+    def objectives(self) -> list[dict[str, Any]]:
+        return list(self.meta.get("objectives", []))
+
+    @property
+    def constraints(self) -> list[dict[str, Any]]:
+        return list(self.meta.get("constraints", []))
+
+    @property
+    def evaluations(self) -> list[tuple[Candidate, Result]]:
+        return list(self._told)
+
+    @property
+    def pending(self) -> list[Candidate]:
+        return list(self._pending)
+
+    @property
+    def changes(self) -> list[dict[str, Any]]:
+        return list(self.meta.get("changes", []))
+
+    def pareto_front(self) -> list[tuple[Candidate, Result]]:
+        return pareto_front(self._told, self.objectives, self.constraints)
+
+
+def read_run(path: str | os.PathLike[str]) -> RunView:
+    """Open a run directory read-only (RunDirError when it is not an evocl run)."""
+    return RunView(path)
