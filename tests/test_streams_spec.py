@@ -184,3 +184,39 @@ def test_build_stream_directly_with_duplicates_dropped():
                      rule=SplitRule(val=0.2, test=0.2))
     assert sum(len(s.tasks[0].split(w)) for w in ("train", "val", "test")) == 12
     assert isinstance(s.tasks[0].train.labels, np.ndarray)
+
+
+class _FakeLabel:
+    names = ["neg", "pos"]
+
+
+class _FakeDataset:
+    """Enough of datasets.Dataset: ``features`` and row iteration."""
+
+    def __init__(self, rows: list[dict]):
+        self.rows = rows
+        self.features = {"text": object(), "label": _FakeLabel(), "task": object()}
+
+    def __iter__(self):
+        return iter([dict(r) for r in self.rows])
+
+
+def test_hf_disk_with_datasetdict_splits_and_classlabels(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    def split_rows(which: str, n: int) -> list[dict]:
+        return [{"text": f"{which} {t} {lab} {i}", "label": lab, "task": t}
+                for t in ("d1", "d2") for lab in (0, 1) for i in range(n)]
+
+    saved = {"train": _FakeDataset(split_rows("train", 5)),
+             "validation": _FakeDataset(split_rows("val", 2)),
+             "test": _FakeDataset(split_rows("test", 2))}
+    fake = types.SimpleNamespace(load_from_disk=lambda path: saved)
+    monkeypatch.setitem(sys.modules, "datasets", fake)
+    (tmp_path / "saved").mkdir()
+    s = load_stream(_write_spec(tmp_path, "scenario: domain-incremental\n"
+                                "source: {format: hf_disk, path: saved}\n"))
+    assert s.class_names == ("neg", "pos")
+    assert [t.name for t in s.tasks] == ["d1", "d2"]
+    assert [len(s.tasks[0].split(w)) for w in ("train", "val", "test")] == [10, 4, 4]

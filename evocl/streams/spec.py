@@ -226,7 +226,7 @@ def _rows_of(ds: Any, cols: dict[str, str], where: str) -> Iterator[dict[str, An
 
 
 def _dataset_records(obj: Any, cols: dict[str, str], where: str, split: Any) -> Iterator[Record]:
-    if hasattr(obj, "keys") and not hasattr(obj, "features"):  # a DatasetDict
+    if isinstance(obj, dict):  # a DatasetDict (a dict subclass) of named splits
         names = [split] if split else list(obj.keys())
         for n in names:
             if n not in obj:
