@@ -84,13 +84,15 @@ class _Spec:
     zlow: float = 0.0
     zhigh: float = 1.0
     n: int = 0  # number of categories (categorical) or grid points (int)
+    flo: float = 0.0  # float bounds of the value (float/int), for fast checks
+    fhi: float = 0.0
 
 
 def _spec(i: int, p: Param) -> _Spec:
     if p.type in ("float", "int"):
         lo, hi = (math.log(p.low), math.log(p.high)) if p.log else (float(p.low), float(p.high))
         n = (p.high - p.low) // (p.step or 1) + 1 if p.type == "int" else 0
-        return _Spec(i, p, p.type, lo, hi, n)
+        return _Spec(i, p, p.type, lo, hi, n, float(p.low), float(p.high))
     if p.type == "categorical":
         return _Spec(i, p, "categorical", n=len(p.choices or ()))
     return _Spec(i, p, "bool", n=2)
@@ -219,7 +221,8 @@ class SearchSpace:
                                  source=_CONFIG, field=str(k))
         out: dict[str, Any] = {}
         active: set[str] = set()
-        for p in self.parameters:
+        for s in self._specs:
+            p = s.param
             if p.when and not self._matches(out, active, p):
                 if strict and p.name in config:
                     raise SpaceError(f"given but inactive (active only when "
@@ -227,10 +230,14 @@ class SearchSpace:
                 continue
             active.add(p.name)
             if p.name in config:
-                try:
-                    v = coerce_value(p, config[p.name])
-                except SpaceError as e:
-                    raise SpaceError(e.rule, source=_CONFIG, field=p.name) from None
+                v = config[p.name]
+                t = type(v)  # fast paths for values already of the right builtin type
+                if not ((t is float and s.kind == "float" and s.flo <= v <= s.fhi)
+                        or (t is bool and s.kind == "bool")):
+                    try:
+                        v = coerce_value(p, v)
+                    except SpaceError as e:
+                        raise SpaceError(e.rule, source=_CONFIG, field=p.name) from None
             elif p.default is not None:
                 v = p.default
             else:

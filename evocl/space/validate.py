@@ -69,7 +69,7 @@ class _Checker:
         if not math.isfinite(v):
             self.err(f"{path}.{key}", f"must be finite, got {v!r}")
             return None
-        return v if integer else float(v)
+        return v  # ints stay ints in messages (low: 0 reads "0"); Param gets floats below
 
     def flag(self, p: Mapping, key: str, path: str) -> bool:
         v = p.get(key, False)
@@ -120,6 +120,8 @@ class _Checker:
                 elif integer and step and (high - low) % step != 0:
                     self.err(f"{path}.step", f"must divide high - low ({high} - {low} = "
                                              f"{high - low}), got {step}")
+            if not integer and low is not None and high is not None:
+                low, high = float(low), float(high)
             kw.update(low=low, high=high, log=log, step=step)
         elif ptype == "categorical":
             choices = p.get("choices")
