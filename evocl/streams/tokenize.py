@@ -83,15 +83,31 @@ class TokenizedStream:
         return (self.stream.fingerprint, self.tokenizer_id, self.max_length)
 
 
+PROBE = "Hello, World! Naïve café: 42 tokens... CamelCase_snake-case"
+
+
 def tokenizer_identity(tokenizer: Any) -> str:
-    """Name + class + vocabulary size + pad id: enough to tell tokenizers apart in a cache key."""
+    """Class, folder name, size and a hash of the vocabulary plus a probe sentence's ids.
+
+    The hash tells apart tokenizers that share a folder name and size but split differently
+    (another vocabulary, casing, normalization); it is stable across machines.
+    """
     name = str(getattr(tokenizer, "name_or_path", "") or "")
     try:
         size = len(tokenizer)
     except TypeError:
         size = int(getattr(tokenizer, "vocab_size", 0) or 0)
+    h = hashlib.sha256()
+    try:
+        vocab = tokenizer.get_vocab()
+        for token, index in sorted(vocab.items(), key=lambda kv: kv[1]):
+            h.update(f"{index}\t{token}\n".encode("utf-8", errors="surrogatepass"))
+    except (AttributeError, NotImplementedError, TypeError):
+        pass
+    probe = tokenizer(PROBE, truncation=False, padding=False)["input_ids"]
+    h.update(json.dumps([list(probe), getattr(tokenizer, "pad_token_id", None)]).encode())
     base = os.path.basename(name.rstrip("/\\")) or "unnamed"
-    return f"{type(tokenizer).__name__}:{base}:{size}:{getattr(tokenizer, 'pad_token_id', None)}"
+    return f"{type(tokenizer).__name__}:{base}:{size}:{h.hexdigest()[:12]}"
 
 
 def check_tokenizer(tokenizer: Any, model_config: Any, max_length: int | None = None) -> None:
