@@ -1,0 +1,45 @@
+"""Executors: run evaluations in-process (``local``) or on Ray actors (``ray``).
+
+    from evocl.execution import create_executor
+    ex = create_executor(kind="local"|"ray", target="evocl.cl:CLEvaluator", target_kwargs={...},
+                         workers=2, cpus_per_eval=1.0, gpus_per_eval=0.0, ray_address=None,
+                         eval_timeout=None, max_retries=1, dashboard=False)
+    ex.submit(candidate); ex.free_slots(); ex.results(timeout) -> (candidate, result)...; ex.shutdown()
+
+Ray is imported only when a Ray executor is created.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from evocl.errors import UserError
+from evocl.execution.base import Executor, build_target, evaluate_guarded
+from evocl.execution.local import LocalExecutor
+
+__all__ = ["Executor", "LocalExecutor", "build_target", "create_executor", "evaluate_guarded",
+           "resolve_kind"]
+
+
+def resolve_kind(kind: str, workers: int, ray_address: str | None) -> str:
+    """``auto`` is local for one worker and no cluster address, else ray."""
+    if kind == "auto":
+        return "local" if workers == 1 and not ray_address else "ray"
+    if kind not in ("local", "ray"):
+        raise UserError(f"must be auto, local or ray, got {kind!r}", field="executor")
+    return kind
+
+
+def create_executor(kind: str = "auto", *, target: str, target_kwargs: Mapping[str, Any] | None = None,
+                    workers: int = 1, cpus_per_eval: float = 1.0, gpus_per_eval: float = 0.0,
+                    ray_address: str | None = None, eval_timeout: float | None = None,
+                    max_retries: int = 1, dashboard: bool = False) -> Executor:
+    """Build an executor; the target is built at once (locally) or by each actor (Ray)."""
+    kind = resolve_kind(kind, workers, ray_address)
+    if kind == "local":
+        return LocalExecutor(target, target_kwargs, eval_timeout=eval_timeout,
+                             max_retries=max_retries)
+    from evocl.execution.ray_executor import RayExecutor
+    return RayExecutor(target, target_kwargs, workers=workers, cpus_per_eval=cpus_per_eval,
+                       gpus_per_eval=gpus_per_eval, ray_address=ray_address,
+                       eval_timeout=eval_timeout, max_retries=max_retries, dashboard=dashboard)

@@ -1,0 +1,121 @@
+"""The Executor protocol and what every executor shares: building a target, guarding a call.
+
+An evaluation TARGET is ``"module:Class"`` plus JSON kwargs. A worker builds it once
+(``Class(**kwargs)``, e.g. loading a backbone and a tokenized stream) and then calls
+``target(candidate) -> Result`` for many candidates. Only JSON-ready dicts cross process
+boundaries (``Candidate.to_dict`` / ``Result.to_dict``), never custom classes.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import math
+import time
+import traceback
+from typing import Any, Iterator, Mapping, Protocol, runtime_checkable
+
+from evocl.errors import EvaluationError, UserError
+from evocl.records import Candidate, Result
+
+
+@runtime_checkable
+class Executor(Protocol):
+    """Runs evaluations; a failure is a failed Result, never an exception ending the search."""
+
+    def submit(self, candidate: Candidate) -> None: ...
+
+    def free_slots(self) -> int: ...
+
+    def in_flight(self) -> int: ...
+
+    def results(self, timeout: float | None = None) -> Iterator[tuple[Candidate, Result]]: ...
+
+    def shutdown(self) -> None: ...
+
+
+def resolve_target(path: str) -> Any:
+    """Import ``"module:attr"`` and return the attribute (UserError when it cannot be found)."""
+    module_name, sep, attr = path.partition(":")
+    if not sep or not module_name or not attr:
+        raise UserError(f"must be 'module:attr', got {path!r}", field="objective")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise UserError(f"cannot import {module_name!r} ({e})", field="objective") from None
+    try:
+        obj = module
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except AttributeError:
+        raise UserError(f"{module_name!r} has no attribute {attr!r}", field="objective") from None
+    return obj
+
+
+def check_target_path(path: str) -> None:
+    """Cheap up-front check of a target path (module exists) without importing it."""
+    module_name, sep, attr = path.partition(":")
+    if not sep or not module_name or not attr:
+        raise UserError(f"must be 'module:attr', got {path!r}", field="objective")
+    try:
+        found = importlib.util.find_spec(module_name)
+    except (ImportError, ValueError):
+        found = None
+    if found is None:
+        raise UserError(f"cannot find module {module_name!r}", field="objective")
+
+
+def build_target(path: str, kwargs: Mapping[str, Any]) -> Any:
+    """Build a target: a class (or factory) called with kwargs, or a plain function as is."""
+    obj = resolve_target(path)
+    if isinstance(obj, type) or kwargs:
+        return obj(**dict(kwargs))
+    return obj
+
+
+def _non_finite(result: Result) -> list[str]:
+    bad = []
+    for k, v in result.objectives.items():
+        try:
+            if not math.isfinite(float(v)):
+                bad.append(f"{k}={v}")
+        except (TypeError, ValueError):
+            bad.append(f"{k}={v!r}")
+    return bad
+
+
+def evaluate_guarded(target: Any, candidate_dict: dict[str, Any]) -> dict[str, Any]:
+    """Evaluate one candidate; return ``{"result": Result dict, "transient": bool}``.
+
+    Exceptions (except KeyboardInterrupt/SystemExit) and non-finite objectives become failed
+    results. ``transient`` is True only for ``EvaluationError(transient=True)``.
+    """
+    t0 = time.perf_counter()
+    transient = False
+    try:
+        res = target(Candidate.from_dict(candidate_dict))
+        if isinstance(res, Mapping):
+            res = Result.from_dict(res)
+        if not isinstance(res, Result):
+            raise TypeError(f"target returned {type(res).__name__}, expected Result")
+        if res.ok:
+            bad = _non_finite(res)
+            if bad:
+                res = Result.failed(f"non-finite objective {', '.join(bad)}",
+                                    wall_time=res.wall_time, **res.metrics)
+    except EvaluationError as e:
+        transient = e.transient
+        res = Result.failed(e.reason)
+    except Exception as e:  # noqa: BLE001 - every failure becomes a result
+        tb = traceback.format_exc(limit=-3)
+        res = Result.failed(f"{type(e).__name__}: {e}", traceback=tb[-2000:])
+    elapsed = time.perf_counter() - t0
+    if not res.wall_time:
+        res = Result(res.objectives, res.metrics, res.status, res.error, elapsed)
+    return {"result": res.to_dict(), "transient": transient}
+
+
+def with_attempts(result: Result, attempts: int) -> Result:
+    """The same result with ``metrics["attempts"]`` set."""
+    return Result(result.objectives, {**result.metrics, "attempts": attempts}, result.status,
+                  result.error, result.wall_time)

@@ -1,0 +1,248 @@
+"""Ray executor: long-lived actors that build the evaluation target once, then evaluate many.
+
+Each actor reserves ``num_cpus=cpus_per_eval`` and ``num_gpus=gpus_per_eval`` (fractions
+allowed: 0.25 packs four actors on one GPU) and caps torch / OpenMP threads at
+``cpus_per_eval`` so parallel workers do not oversubscribe the cores. Only JSON-ready dicts go
+to and from actors.
+
+Failures become failed Results and the search goes on:
+    exception / NaN objective    failed, no retry (deterministic)
+    past ``eval_timeout``        actor killed (ray.kill) and replaced; failed "timeout after Ns"
+    worker died (kill, OOM)      actor replaced; retried up to ``max_retries`` times, then failed
+``result.metrics["attempts"]`` counts the attempts.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Mapping
+
+import ray
+import ray.exceptions as rex
+
+from evocl.execution.base import build_target, check_target_path, evaluate_guarded, with_attempts
+from evocl.records import Candidate, Result
+
+OBJECT_STORE_BYTES = 200 * 1024 * 1024
+_DEAD = (rex.RayActorError, rex.WorkerCrashedError, rex.OutOfMemoryError,
+         rex.ActorUnavailableError, rex.LocalRayletDiedError, rex.NodeDiedError,
+         rex.OwnerDiedError, rex.ObjectLostError)
+
+
+class _Worker:
+    """The actor body: builds the target once; a build failure fails every evaluation."""
+
+    def __init__(self, target: str, kwargs: dict[str, Any], threads: int):
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        try:
+            import torch
+            torch.set_num_threads(threads)
+        except ImportError:  # pragma: no cover - torch is a dependency, but targets may not need it
+            pass
+        self._error: str | None = None
+        try:
+            self._target = build_target(target, kwargs)
+        except Exception as e:  # noqa: BLE001
+            self._target = None
+            self._error = f"building {target} failed: {type(e).__name__}: {e}"
+
+    def ready(self) -> int:
+        return os.getpid()
+
+    def evaluate(self, candidate: dict[str, Any]) -> dict[str, Any]:
+        if self._target is None:
+            return {"result": Result.failed(self._error or "no target").to_dict(),
+                    "transient": False}
+        return evaluate_guarded(self._target, candidate)
+
+
+@dataclass
+class _Slot:
+    actor: Any
+    ready_ref: Any
+    ready_at: float | None = None
+    pid: int | None = None
+
+
+@dataclass
+class _Job:
+    candidate: Candidate
+    slot: int
+    submitted: float
+    attempts: int = 1
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class RayExecutor:
+    """``workers`` actors on a local Ray (started here) or an existing cluster (ray_address)."""
+
+    def __init__(self, target: str, target_kwargs: Mapping[str, Any] | None = None, *,
+                 workers: int = 1, cpus_per_eval: float = 1.0, gpus_per_eval: float = 0.0,
+                 ray_address: str | None = None, eval_timeout: float | None = None,
+                 max_retries: int = 1, dashboard: bool = False):
+        check_target_path(target)
+        self.target = target
+        self.target_kwargs = dict(target_kwargs or {})
+        self.workers = workers
+        self.cpus_per_eval = cpus_per_eval
+        self.gpus_per_eval = gpus_per_eval
+        self.eval_timeout = eval_timeout
+        self.max_retries = max_retries
+        self.threads = max(1, int(math.floor(cpus_per_eval)))
+        self._started_ray = False
+        if not ray.is_initialized():
+            common = dict(logging_level=logging.WARNING, log_to_driver=False,
+                          configure_logging=True, include_dashboard=dashboard)
+            if ray_address:
+                ray.init(address=ray_address, **common)
+            else:
+                ray.init(num_cpus=max(1, math.ceil(workers * cpus_per_eval)),
+                         dashboard_host="127.0.0.1", object_store_memory=OBJECT_STORE_BYTES,
+                         **common)
+            self._started_ray = True
+        threads = str(self.threads)
+        # workers import evocl (and the target) even when evocl is not installed in the venv
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        pypath = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+        self._actor_cls = ray.remote(_Worker).options(
+            num_cpus=cpus_per_eval, num_gpus=gpus_per_eval, max_restarts=0,
+            max_concurrency=1,
+            runtime_env={"env_vars": {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
+                                      "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": pypath,
+                                      "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}})
+        self._slots: list[_Slot] = [self._new_slot() for _ in range(workers)]
+        self._busy: dict[int, Any] = {}          # slot index -> ref
+        self._jobs: dict[Any, _Job] = {}         # ref -> job
+        self._queue: collections.deque[tuple[Candidate, int]] = collections.deque()
+        self._ready_out: collections.deque[tuple[Candidate, Result]] = collections.deque()
+        self.replaced = 0
+
+    # -- actors --------------------------------------------------------------------------
+    def _new_slot(self) -> _Slot:
+        actor = self._actor_cls.remote(self.target, self.target_kwargs, self.threads)
+        return _Slot(actor=actor, ready_ref=actor.ready.remote())
+
+    def _replace(self, idx: int) -> None:
+        try:
+            ray.kill(self._slots[idx].actor, no_restart=True)
+        except Exception:  # noqa: BLE001 - already dead
+            pass
+        self._slots[idx] = self._new_slot()
+        self.replaced += 1
+
+    def wait_ready(self, timeout: float | None = None) -> list[int]:
+        """Block until every actor has built its target; returns the worker pids."""
+        pids = ray.get([s.ready_ref for s in self._slots], timeout=timeout)
+        now = time.monotonic()
+        for s, pid in zip(self._slots, pids):
+            s.pid, s.ready_at = pid, s.ready_at or now
+        return pids
+
+    def worker_pids(self) -> list[int | None]:
+        return [s.pid for s in self._slots]
+
+    # -- protocol ------------------------------------------------------------------------
+    def submit(self, candidate: Candidate) -> None:
+        self._queue.append((candidate, 1))
+        self._dispatch()
+
+    def free_slots(self) -> int:
+        return max(0, len(self._slots) - len(self._busy) - len(self._queue))
+
+    def in_flight(self) -> int:
+        return len(self._busy) + len(self._queue) + len(self._ready_out)
+
+    def _dispatch(self) -> None:
+        for idx in range(len(self._slots)):
+            if not self._queue:
+                return
+            if idx in self._busy:
+                continue
+            cand, attempts = self._queue.popleft()
+            ref = self._slots[idx].actor.evaluate.remote(cand.to_dict())
+            self._busy[idx] = ref
+            self._jobs[ref] = _Job(cand, idx, time.monotonic(), attempts)
+
+    def _deadline(self, job: _Job) -> float | None:
+        if self.eval_timeout is None:
+            return None
+        slot = self._slots[job.slot]
+        if slot.ready_at is None:
+            done, _ = ray.wait([slot.ready_ref], timeout=0)
+            if not done:
+                return None  # still building the target: the clock starts when it is ready
+            slot.ready_at = time.monotonic()
+        return max(job.submitted, slot.ready_at) + self.eval_timeout
+
+    def _finish(self, ref: Any) -> tuple[Candidate, Result] | None:
+        """Collect one finished ref; None when the candidate went back to the queue (retry)."""
+        job = self._jobs.pop(ref)
+        del self._busy[job.slot]
+        try:
+            out = ray.get(ref)
+            res, transient = Result.from_dict(out["result"]), bool(out["transient"])
+        except _DEAD as e:
+            self._replace(job.slot)
+            res = Result.failed(f"worker died: {type(e).__name__}: {str(e).splitlines()[0][:300]}")
+            transient = True
+        except rex.RayError as e:
+            res, transient = Result.failed(f"ray error: {type(e).__name__}: {e}"[:500]), False
+        if transient and job.attempts <= self.max_retries:
+            self._queue.appendleft((job.candidate, job.attempts + 1))
+            return None
+        return job.candidate, with_attempts(res, job.attempts)
+
+    def _expire(self) -> list[tuple[Candidate, Result]]:
+        out = []
+        now = time.monotonic()
+        for ref, job in list(self._jobs.items()):
+            dl = self._deadline(job)
+            if dl is not None and now >= dl:
+                del self._jobs[ref]
+                del self._busy[job.slot]
+                self._replace(job.slot)
+                out.append((job.candidate, with_attempts(
+                    Result.failed(f"timeout after {self.eval_timeout:g}s",
+                                  wall_time=now - job.submitted), job.attempts)))
+        return out
+
+    def results(self, timeout: float | None = None) -> Iterator[tuple[Candidate, Result]]:
+        end = None if timeout is None else time.monotonic() + timeout
+        while self._ready_out or self._jobs or self._queue:
+            while self._ready_out:
+                yield self._ready_out.popleft()
+            self._dispatch()
+            if not self._jobs:
+                continue
+            now = time.monotonic()
+            wait = None if end is None else max(0.0, end - now)
+            deadlines = [d for d in map(self._deadline, self._jobs.values()) if d is not None]
+            if self.eval_timeout is not None:
+                nxt = min(deadlines) - now if deadlines else 0.5  # poll actors still building
+                wait = max(0.0, nxt) if wait is None else min(wait, max(0.0, nxt))
+            done, _ = ray.wait(list(self._jobs), num_returns=1, timeout=wait)
+            for ref in done:
+                item = self._finish(ref)
+                if item is not None:
+                    self._ready_out.append(item)
+            self._ready_out.extend(self._expire())
+            self._dispatch()
+            if not self._ready_out and end is not None and time.monotonic() >= end:
+                return
+
+    def shutdown(self) -> None:
+        for s in self._slots:
+            try:
+                ray.kill(s.actor, no_restart=True)
+            except Exception:  # noqa: BLE001
+                pass
+        self._slots, self._jobs, self._busy = [], {}, {}
+        self._queue.clear()
+        if self._started_ray and ray.is_initialized():
+            ray.shutdown()

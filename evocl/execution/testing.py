@@ -1,0 +1,56 @@
+"""Small deterministic evaluation targets for tests, benchmarks and debugging.
+
+Importable by path from any worker (``"evocl.execution.testing:Toy"``). ``Toy`` scores a
+numeric configuration with a cheap two-objective function; the candidate's config can ask
+it to misbehave: ``{"fail": "raise" | "nan" | "hang" | "exit" | "exit_once"}``, or to take
+longer: ``{"_sleep": seconds}`` (keys starting with "_" are not scored).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from evocl.records import Candidate, Result
+
+
+class Toy:
+    """f1 = sum(x^2), f2 = sum((x-1)^2) over the numeric params (both minimised), after ``delay``."""
+
+    def __init__(self, delay: float = 0.0, marker_dir: str | None = None, **_: Any):
+        self.delay = delay
+        self.marker_dir = marker_dir
+        self.calls = 0
+
+    def __call__(self, candidate: Candidate) -> Result:
+        self.calls += 1
+        cfg = candidate.config
+        mode = cfg.get("fail")
+        if mode == "raise":
+            raise ValueError(f"bad config {candidate.id}")
+        if mode == "hang":
+            time.sleep(3600)
+        if mode == "exit":
+            os._exit(3)
+        if mode == "exit_once" and self.marker_dir:
+            marker = Path(self.marker_dir) / f"exited-{candidate.id}"
+            if not marker.exists():
+                marker.write_text(str(os.getpid()))
+                os._exit(3)
+        if self.delay or cfg.get("_sleep"):
+            time.sleep(float(cfg.get("_sleep", self.delay)))
+        xs = [float(v) for k, v in sorted(cfg.items())
+              if isinstance(v, (int, float)) and not isinstance(v, bool) and k[0] != "_"]
+        f1 = sum(x * x for x in xs)
+        f2 = sum((x - 1) ** 2 for x in xs)
+        if mode == "nan":
+            f1 = math.nan
+        return Result(objectives={"f1": f1, "f2": f2}, metrics={"pid": os.getpid()})
+
+
+def noop(candidate: Candidate) -> Result:
+    """The cheapest evaluation there is (for measuring executor overhead)."""
+    return Result(objectives={"f1": 0.0, "f2": 0.0})
