@@ -1,0 +1,207 @@
+"""Optuna baselines behind evocl's ask/tell interface: ``optuna-tpe`` and ``optuna-nsga2``.
+
+An in-memory study is driven with Optuna's ask/tell API; each trial suggests the space's
+parameters define-by-run in dependency order, so a conditional parameter is suggested only
+when it is active. Before every ``study.ask`` the sampler's random states are reseeded from
+(seed, trial number): the same seed and the same tells give the same candidates, and an
+engine rebuilt from ``state()`` (finished trials re-added with ``add_trial``, running ones
+re-created) continues exactly. A suggestion that duplicates an evaluated configuration is
+told the known values at once (a failed/in-flight duplicate is told FAIL) and another is
+asked, up to ``max_tries`` times.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar, Mapping
+
+import numpy as np
+import optuna
+from optuna.distributions import (BaseDistribution, CategoricalDistribution,
+                                  FloatDistribution, IntDistribution)
+from optuna.trial import TrialState
+
+from evocl.evolution import pareto
+from evocl.evolution.base import Engine, Proto
+from evocl.records import derive_seed
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+_STATES = {"complete": TrialState.COMPLETE, "fail": TrialState.FAIL,
+           "running": TrialState.RUNNING}
+
+
+def distributions(space: Any) -> dict[str, BaseDistribution]:
+    """Optuna distribution of each parameter (bool -> categorical [False, True])."""
+    out: dict[str, BaseDistribution] = {}
+    for p in space.parameters:
+        if p.type == "float":
+            out[p.name] = FloatDistribution(float(p.low), float(p.high), log=bool(p.log))
+        elif p.type == "int":
+            step = 1 if p.log else int(p.step or 1)
+            out[p.name] = IntDistribution(int(p.low), int(p.high), log=bool(p.log), step=step)
+        elif p.type == "bool":
+            out[p.name] = CategoricalDistribution((False, True))
+        else:
+            out[p.name] = CategoricalDistribution(tuple(p.choices))
+    return out
+
+
+class OptunaEngine(Engine):
+    """Base of the Optuna baselines; subclasses build the sampler."""
+
+    algorithm: ClassVar[str] = "optuna"
+
+    def __init__(self, space: Any, **kwargs: Any):
+        super().__init__(space, **kwargs)
+        self._dists = distributions(space)
+        self.sampler = self._make_sampler()
+        directions = ["maximize" if sign < 0 else "minimize" for _, sign in self._signs]
+        self.study = optuna.create_study(directions=directions, sampler=self.sampler)
+        self._trials: list[dict[str, Any]] = []    # one record per study trial, by number
+        self._live: dict[int, optuna.Trial] = {}  # trial number -> running Trial
+        self._number_of: dict[int, int] = {}      # candidate id -> trial number
+
+    def _make_sampler(self) -> optuna.samplers.BaseSampler:
+        raise NotImplementedError
+
+    def _reseed(self, number: int) -> None:
+        for i, sampler in enumerate((self.sampler, getattr(self.sampler, "_random_sampler", None))):
+            lazy = getattr(sampler, "_rng", None)
+            if lazy is not None:
+                lazy._rng = np.random.RandomState(derive_seed(self.seed, "optuna", number, i))
+
+    def _suggest(self, trial: optuna.Trial) -> dict[str, Any]:
+        config: dict[str, Any] = {}
+        for p in self.space.parameters:
+            if not self.space.is_active(p.name, config):
+                continue
+            d = self._dists[p.name]
+            if isinstance(d, FloatDistribution):
+                config[p.name] = trial.suggest_float(p.name, d.low, d.high, log=d.log)
+            elif isinstance(d, IntDistribution):
+                config[p.name] = trial.suggest_int(p.name, d.low, d.high, log=d.log, step=d.step)
+            else:
+                config[p.name] = trial.suggest_categorical(p.name, d.choices)
+        return config
+
+    def _trial_attrs(self, trial: optuna.Trial) -> dict[str, Any]:
+        return dict(self.study._storage.get_trial_system_attrs(trial._trial_id))
+
+    def _ask_trial(self, fixed: Mapping[str, Any] | None) -> tuple[optuna.Trial, dict[str, Any]]:
+        number = len(self._trials)
+        if fixed is not None:
+            self.study.enqueue_trial(dict(fixed))
+        self._reseed(number)
+        trial = self.study.ask()
+        config = self._suggest(trial)
+        self._trials.append({"params": dict(trial.params), "state": "running", "values": None,
+                             "cid": None, "system_attrs": self._trial_attrs(trial)})
+        self._live[trial.number] = trial
+        return trial, config
+
+    def _finish(self, number: int, values: list[float] | None,
+                violations: list[float] | None = None) -> None:
+        trial = self._live.pop(number)
+        rec = self._trials[number]
+        if violations:
+            for c, v in zip(self.space.constraints, violations):
+                trial.set_constraint(c.name, min(v, 1e300))
+        if values is None:
+            self.study.tell(trial, state=TrialState.FAIL)
+            rec["state"] = "fail"
+        else:
+            self.study.tell(trial, values)
+            rec["state"], rec["values"] = "complete", list(values)
+        rec["system_attrs"] = self._trial_attrs(trial)
+
+    def _next_proto(self) -> Proto | None:
+        initial = self._take_initial()
+        proto = None
+        for _ in range(self.max_tries):
+            trial, config = self._ask_trial(None if initial is None else initial.config)
+            proto = self._proto(config, origin="initial" if initial else "sample")
+            if initial is not None or not self._known(proto.config_hash):
+                break
+            known = self._by_hash.get(proto.config_hash)
+            values = None
+            if known is not None and known in self._fmin:
+                values = [self._results[known].objectives[n] for n, _ in self._signs]
+            self._finish(trial.number, values)     # dedup: tell the known outcome, ask again
+        cid = len(self._candidates)
+        self._number_of[cid] = trial.number
+        self._trials[trial.number]["cid"] = cid
+        return proto
+
+    def _on_tell(self, cid: int) -> None:
+        number = self._number_of[cid]
+        result = self._results[cid]
+        values = None
+        if cid in self._fmin:
+            values = [float(result.objectives[n]) for n, _ in self._signs]
+        violations = None
+        if self.space.constraints and values is not None:
+            violations = [pareto.violation([c], result) for c in self.space.constraints]
+        self._finish(number, values, violations)
+        super()._on_tell(cid)
+
+    def _extra_state(self) -> dict[str, Any]:
+        trials = []
+        for rec in self._trials:
+            rec = dict(rec)
+            if rec["values"] is not None:
+                rec["values"] = [v if math.isfinite(v) else str(v) for v in rec["values"]]
+            trials.append(rec)
+        storage = self.study._storage
+        return {"trials": trials,
+                "study_system_attrs": dict(storage.get_study_system_attrs(self.study._study_id))}
+
+    def _load_extra(self, extra: Mapping[str, Any]) -> None:
+        storage = self.study._storage
+        for key, value in dict(extra.get("study_system_attrs", {})).items():
+            storage.set_study_system_attr(self.study._study_id, key, value)
+        for number, rec in enumerate(extra["trials"]):
+            rec = dict(rec)
+            dists = {k: self._dists[k] for k in rec["params"]}
+            if rec["state"] == "running":
+                self.study.enqueue_trial(dict(rec["params"]))
+                self._reseed(number)
+                trial = self.study.ask()
+                self._suggest(trial)
+                for key, value in dict(rec.get("system_attrs", {})).items():
+                    storage.set_trial_system_attr(trial._trial_id, key, value)
+                self._live[trial.number] = trial
+            else:
+                values = None if rec["values"] is None else [float(v) for v in rec["values"]]
+                self.study.add_trial(optuna.trial.create_trial(
+                    state=_STATES[rec["state"]], params=dict(rec["params"]),
+                    distributions=dists, values=values,
+                    system_attrs=dict(rec.get("system_attrs", {}))))
+            self._trials.append(rec)
+            if rec["cid"] is not None:
+                self._number_of[int(rec["cid"])] = number
+
+
+class OptunaTPE(OptunaEngine):
+    """Optuna's TPESampler (multivariate off by default, as Optuna's default)."""
+
+    algorithm = "optuna-tpe"
+    DEFAULTS = {"n_startup_trials": 10, "multivariate": False}
+
+    def _make_sampler(self) -> optuna.samplers.BaseSampler:
+        return optuna.samplers.TPESampler(seed=derive_seed(self.seed, "tpe"),
+                                          n_startup_trials=int(self.options["n_startup_trials"]),
+                                          multivariate=bool(self.options["multivariate"]))
+
+
+class OptunaNSGA2(OptunaEngine):
+    """Optuna's NSGAIISampler with the engine's population size."""
+
+    algorithm = "optuna-nsga2"
+    DEFAULTS = {"crossover_prob": 0.9, "swapping_prob": 0.5}
+
+    def _make_sampler(self) -> optuna.samplers.BaseSampler:
+        return optuna.samplers.NSGAIISampler(population_size=self.population_size,
+                                             seed=derive_seed(self.seed, "nsga2"),
+                                             crossover_prob=float(self.options["crossover_prob"]),
+                                             swapping_prob=float(self.options["swapping_prob"]))
