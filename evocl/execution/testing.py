@@ -54,3 +54,24 @@ class Toy:
 def noop(candidate: Candidate) -> Result:
     """The cheapest evaluation there is (for measuring executor overhead)."""
     return Result(objectives={"f1": 0.0, "f2": 0.0})
+
+
+class Recorded:
+    """Wraps ``evocl.evolution.problems:Problem``; appends each evaluated id to ``log`` first.
+
+    The log shows how often each candidate was really evaluated (kill/resume tests check that
+    no told evaluation runs twice).
+    """
+
+    def __init__(self, log: str, **problem_kwargs: Any):
+        from evocl.evolution.problems import Problem
+        self.log = log
+        self.problem = Problem(**problem_kwargs)
+
+    def __call__(self, candidate: Candidate) -> Result:
+        fd = os.open(self.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, f"{candidate.id}\n".encode())
+        finally:
+            os.close(fd)
+        return self.problem(candidate)

@@ -182,8 +182,13 @@ class RunDir:
         self.journal.append({"event": "ask", "n": int(n),
                              "candidates": [c.to_dict() for c in candidates]})
 
-    def append_tell(self, candidate_id: int, result: Result) -> None:
-        self.journal.append({"event": "tell", "id": int(candidate_id), "result": result.to_dict()})
+    def append_tell(self, candidate_id: int, result: Result, elapsed: float | None = None) -> None:
+        """``elapsed``: search wall time so far, all sessions (for max_wall_time on resume)."""
+        event: dict[str, Any] = {"event": "tell", "id": int(candidate_id),
+                                 "result": result.to_dict()}
+        if elapsed is not None:
+            event["elapsed"] = round(float(elapsed), 3)
+        self.journal.append(event)
 
     # -- snapshots -----------------------------------------------------------------------
     def save_snapshot(self, n_told: int, state: dict[str, Any]) -> Path:

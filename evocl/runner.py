@@ -1,0 +1,323 @@
+"""The one place that wires engine + executor + storage + progress: ``run_search``.
+
+Loop: ``engine.ask(free slots)`` -> journal ask (fsync) -> ``executor.submit``;
+``executor.results`` -> journal tell (fsync) -> ``engine.tell`` -> Optuna mirror -> progress;
+an engine snapshot every generation (or every ``snapshot_every`` results).
+
+Resume loads the newest good snapshot, replays the journal after it (every ask call with its
+original ``n``, checked against the journal; every tell with its stored result, never
+re-evaluated), then re-submits the candidates asked but never told. With the same seed and a
+deterministic evaluator the resumed run ends exactly like an uninterrupted one for the
+generational engines (they breed from a completed generation in candidate-id order) and for
+any engine with one worker; ``async-nsga2`` with several workers depends on arrival order, so
+its resumed run is valid but not bit-identical.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import os
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from evocl.errors import RunDirError, UserError
+from evocl.execution import create_executor, resolve_kind
+from evocl.records import Candidate, Result, RunConfig
+from evocl.storage import OptunaMirror, RunDir
+
+#: Fields that identify a run: a resume that changes one of them is refused.
+IDENTITY_FIELDS = ("space", "stream", "backbone", "objective", "seed", "algorithm", "population")
+#: The target that evaluates ``objective="cl"``.
+CL_TARGET = "evocl.cl:CLEvaluator"
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What a finished (or stopped) search reports."""
+
+    run_dir: str
+    pareto_front: list[tuple[Candidate, Result]]
+    n_evaluated: int
+    n_failed: int
+    hypervolume: float
+    wall_time: float
+    stop_reason: str
+    resumed: bool = False
+    n_pending: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"run_dir": self.run_dir, "n_evaluated": self.n_evaluated,
+                "n_failed": self.n_failed, "hypervolume": self.hypervolume,
+                "wall_time": self.wall_time, "stop_reason": self.stop_reason,
+                "resumed": self.resumed, "n_pending": self.n_pending,
+                "pareto_front": [{"candidate": c.to_dict(), "result": r.to_dict()}
+                                 for c, r in self.pareto_front]}
+
+
+# ------------------------------------------------------------------------------ progress
+class _Progress:
+    """Adapts ``progress``: None (silent), an object with optional ``started`` / ``told`` /
+    ``finished`` methods, or a callable ``progress(event, payload)``. Its errors are warnings."""
+
+    def __init__(self, target: Any):
+        self.target = target
+
+    def emit(self, event: str, *args: Any) -> None:
+        if self.target is None:
+            return
+        try:
+            method = getattr(self.target, event, None)
+            if callable(method):
+                method(*args)
+            elif callable(self.target) and not hasattr(self.target, "started"):
+                self.target(event, *args)
+        except Exception as e:  # noqa: BLE001 - a display must never stop the search
+            warnings.warn(f"progress display failed on {event}: {type(e).__name__}: {e}",
+                          stacklevel=2)
+
+
+# ------------------------------------------------------------------------------ targets
+def evaluation_target(cfg: RunConfig) -> tuple[str, dict[str, Any]]:
+    """("module:Class", kwargs) that evaluates candidates of this run."""
+    if cfg.objective == "cl":
+        return CL_TARGET, {"stream": cfg.stream, "backbone": cfg.backbone, "device": cfg.device,
+                           "fitness_tasks": cfg.fitness_tasks, **cfg.evaluator_options}
+    if ":" not in cfg.objective:
+        raise UserError(f"must be 'cl' or 'module:attr', got {cfg.objective!r}", field="objective")
+    return cfg.objective, dict(cfg.evaluator_options)
+
+
+def _fingerprints(cfg: RunConfig) -> dict[str, Any]:
+    """Stream / backbone identity where cheaply known (never fails the run)."""
+    out: dict[str, Any] = {"backbone": cfg.backbone if cfg.objective == "cl" else None}
+    if cfg.objective == "cl":
+        try:
+            from evocl.streams import load_stream
+            out["stream"] = load_stream(cfg.stream, seed=cfg.seed).fingerprint
+        except Exception as e:  # noqa: BLE001 - the evaluator will report a real problem
+            warnings.warn(f"stream fingerprint unknown ({type(e).__name__}: {e})", stacklevel=2)
+    return out
+
+
+# ------------------------------------------------------------------------------ resume
+def _check_identity(stored: RunConfig, given: RunConfig, meta: dict[str, Any]) -> Any:
+    """The run's SearchSpace; RunDirError naming what differs when an identity field changed."""
+    from evocl.space import SearchSpace, load
+    space = SearchSpace.from_dict(meta["space"])
+    diffs = [f"{f}: {getattr(stored, f)!r} -> {getattr(given, f)!r}" for f in IDENTITY_FIELDS
+             if f != "space" and getattr(stored, f) != getattr(given, f)]
+    if Path(given.space).exists():
+        current = load(given.space)
+        if current.fingerprint != space.fingerprint:
+            diffs.append(f"space: {given.space} no longer matches the run's space "
+                         f"(fingerprint {space.fingerprint} -> {current.fingerprint})")
+    elif given.space != stored.space:
+        diffs.append(f"space: {stored.space!r} -> {given.space!r} (file not found)")
+    if diffs:
+        raise RunDirError(f"{given.run_dir}: cannot resume with changed run identity ("
+                          + "; ".join(diffs) + "); start a new run instead")
+    return space
+
+
+def _resume_config(stored: RunConfig, given: RunConfig, n_told: int,
+                   extend_budget: int | None, extend_generations: int | None) -> RunConfig:
+    new = given
+    if extend_budget is not None:
+        base = given.budget if given.budget is not None else n_told
+        new = new.replace(budget=base + int(extend_budget))
+    if extend_generations is not None:
+        base_g = given.generations if given.generations is not None else 0
+        new = new.replace(generations=base_g + int(extend_generations))
+    return new.replace(run_dir=stored.run_dir)
+
+
+def _replay(space: Any, cfg: RunConfig, rd: RunDir, use_snapshot: bool) -> Any:
+    """Engine rebuilt from a snapshot (or from scratch) plus the journal events after it."""
+    from evocl.evolution import create, from_state
+    state, start = rd.load_snapshot() if use_snapshot else (None, 0)
+    engine = from_state(space, state) if state is not None else _new_engine(space, cfg)
+    by_id: dict[int, Candidate] = {}
+    for e in rd.events:
+        if e["event"] == "ask":
+            for d in e["candidates"]:
+                c = Candidate.from_dict(d)
+                by_id[c.id] = c
+    for i, e in enumerate(rd.events[start:], start=start):
+        if e["event"] == "ask":
+            got = engine.ask(int(e["n"]))
+            want = [(d["id"], d["config_hash"]) for d in e["candidates"]]
+            if [(c.id, c.config_hash) for c in got] != want:
+                raise RunDirError(
+                    f"{rd.path}: journal event {i}: engine.ask({e['n']}) gave "
+                    f"{[(c.id, c.config_hash) for c in got]} but the run had asked {want} "
+                    "(nondeterministic engine or changed code); cannot resume exactly")
+        elif e["event"] == "tell":
+            engine.tell(by_id[int(e["id"])], Result.from_dict(e["result"]))
+    return engine
+
+
+def _new_engine(space: Any, cfg: RunConfig) -> Any:
+    from evocl.evolution import create
+    return create(cfg.algorithm, space, population_size=cfg.population, seed=cfg.seed)
+
+
+# ------------------------------------------------------------------------------ stopping
+def _max_evaluations(cfg: RunConfig) -> int | None:
+    caps = [v for v in (cfg.budget, None if cfg.generations is None
+                        else cfg.generations * cfg.population) if v is not None]
+    return min(caps) if caps else None
+
+
+def _termination(cfg: RunConfig) -> Any:
+    from evocl.evolution.termination import from_limits
+    return from_limits(budget=cfg.budget, generations=cfg.generations,
+                       max_wall_time=cfg.max_wall_time, stagnation=cfg.stagnation)
+
+
+def _out_of_time(cfg: RunConfig, elapsed: float) -> bool:
+    return cfg.max_wall_time is not None and elapsed >= cfg.max_wall_time
+
+
+def _previous_elapsed(events: list[dict[str, Any]]) -> float:
+    """Search time of earlier sessions: the ``elapsed`` of the last tell (lost time not counted)."""
+    for e in reversed(events):
+        if e.get("event") == "tell" and "elapsed" in e:
+            return float(e["elapsed"])
+    return 0.0
+
+
+def _stats(engine: Any, space_objectives: list[Any], total: int | None, elapsed: float,
+           n_failed: int) -> dict[str, Any]:
+    best: dict[str, float] = {}
+    for o in space_objectives:
+        vals = [r.objectives[o.name] for _, r in engine.pareto_front()
+                if o.name in r.objectives and math.isfinite(r.objectives[o.name])]
+        if vals:
+            best[o.name] = max(vals) if o.direction == "maximize" else min(vals)
+    try:
+        hv = float(engine.hypervolume())
+    except Exception:  # noqa: BLE001
+        hv = float("nan")
+    return {"n_told": engine.n_told, "n_failed": n_failed, "total": total, "elapsed": elapsed,
+            "generation": engine.generation, "hypervolume": hv, "best": best}
+
+
+# ------------------------------------------------------------------------------ main
+def run_search(run_config: RunConfig, *, resume: bool = False, progress: Any = None,
+               extend_budget: int | None = None, extend_generations: int | None = None,
+               poll: float = 1.0) -> RunSummary:
+    """Run (or resume) a search; every ask and tell is journaled before it is used.
+
+    ``resume=True`` continues the run in ``run_config.run_dir``: identity fields must match
+    the saved run; budget / generations / wall time / workers / executor settings may change
+    (recorded in run.yaml). ``extend_budget`` / ``extend_generations`` add to the given
+    budget / generations (to the evaluations done when no budget was set).
+    """
+    t_start = time.monotonic()
+    prog = _Progress(progress)
+    if resume:
+        rd = RunDir.open(run_config.run_dir)
+    else:
+        from evocl.space import load
+        space = load(run_config.space)
+        target, _ = evaluation_target(run_config)
+        if run_config.objective != "cl":
+            from evocl.execution.base import check_target_path
+            check_target_path(target)
+        rd = RunDir.create(run_config.run_dir, run_config, space,
+                           fingerprints=_fingerprints(run_config))
+    executor = None
+    try:
+        if resume:
+            stored = rd.config
+            space = _check_identity(stored, run_config, rd.meta)
+            cfg = _resume_config(stored, run_config, rd.n_told(), extend_budget,
+                                 extend_generations)
+            changes = {k: (v, getattr(cfg, k)) for k, v in stored.to_dict().items()
+                       if getattr(cfg, k) != v}
+            rd.record_changes(cfg, changes)
+            try:
+                engine = _replay(space, cfg, rd, use_snapshot=True)
+            except RunDirError:
+                engine = _replay(space, cfg, rd, use_snapshot=False)  # snapshot may be the culprit
+        else:
+            cfg = run_config
+            engine = _new_engine(space, cfg)
+            rd.save_snapshot(0, engine.state())
+
+        t0 = t_start - (_previous_elapsed(rd.events) if resume else 0.0)  # wall time: all sessions
+        term = _termination(cfg)
+        mirror = OptunaMirror(rd.path, Path(rd.path).resolve().name, space, storage=cfg.storage)
+        if resume:
+            mirror.sync(engine.evaluations())
+        target, kwargs = evaluation_target(cfg)
+        executor = create_executor(
+            resolve_kind(cfg.executor, cfg.workers, cfg.ray_address), target=target,
+            target_kwargs=kwargs, workers=cfg.workers, cpus_per_eval=cfg.cpus_per_eval,
+            gpus_per_eval=cfg.gpus_per_eval, ray_address=cfg.ray_address,
+            eval_timeout=cfg.eval_timeout, max_retries=cfg.max_retries,
+            dashboard=cfg.ray_dashboard)
+        queue = collections.deque(engine.in_flight)  # asked, never told: evaluated once more
+        cap = _max_evaluations(cfg)
+        n_failed = sum(1 for _, r in engine.evaluations() if not r.ok)
+        prog.emit("started", {"run_dir": str(rd.path), "total": cap, "n_told": engine.n_told,
+                              "n_failed": n_failed, "resumed": resume,
+                              "objectives": [(o.name, o.direction) for o in space.objectives],
+                              "max_wall_time": cfg.max_wall_time})
+        last_gen, since_snap = engine.generation, 0
+        need_ask, reason = True, None
+        while True:
+            elapsed = time.monotonic() - t0
+            reason = term.done(engine, elapsed)
+            if _out_of_time(cfg, elapsed) or (reason and not executor.in_flight()):
+                break  # out of time: what is in flight stays pending for a resume
+            while queue and executor.free_slots() > 0:
+                executor.submit(queue.popleft())
+            free = executor.free_slots()
+            room = free if cap is None else min(free, cap - engine.n_asked)
+            if reason is None and not queue and need_ask and room > 0:
+                cands = engine.ask(room)
+                rd.append_ask(room, cands)
+                for c in cands:
+                    executor.submit(c)
+                need_ask = len(cands) == room
+            if not executor.in_flight() and not queue:
+                reason = reason or ("budget" if cap is not None and engine.n_asked >= cap
+                                    else "engine exhausted")
+                break
+            wait = poll if cfg.max_wall_time is None else max(
+                0.01, min(poll, cfg.max_wall_time - (time.monotonic() - t0)))
+            for cand, res in executor.results(timeout=wait):
+                rd.append_tell(cand.id, res, elapsed=time.monotonic() - t0)
+                engine.tell(cand, res)
+                need_ask = True
+                n_failed += 0 if res.ok else 1
+                mirror.add(cand, res)
+                since_snap += 1
+                if engine.generation != last_gen or (cfg.snapshot_every
+                                                     and since_snap >= cfg.snapshot_every):
+                    rd.save_snapshot(engine.n_told, engine.state())
+                    last_gen, since_snap = engine.generation, 0
+                prog.emit("told", cand, res, _stats(engine, list(space.objectives), cap,
+                                                    time.monotonic() - t0, n_failed))
+                break  # refill free slots before waiting again
+        if since_snap:
+            rd.save_snapshot(engine.n_told, engine.state())
+        summary = RunSummary(
+            run_dir=str(rd.path), pareto_front=engine.pareto_front(), n_evaluated=engine.n_told,
+            n_failed=n_failed, hypervolume=float(engine.hypervolume()),
+            wall_time=time.monotonic() - t_start, stop_reason=reason or "stopped", resumed=resume,
+            n_pending=len(engine.in_flight))
+        prog.emit("finished", summary)
+        return summary
+    finally:
+        if executor is not None:
+            executor.shutdown()
+        rd.close()
+
+
+__all__ = ["CL_TARGET", "IDENTITY_FIELDS", "RunSummary", "evaluation_target", "run_search"]
