@@ -86,7 +86,11 @@ class OptunaEngine(Engine):
         return config
 
     def _trial_attrs(self, trial: optuna.Trial) -> dict[str, Any]:
-        return dict(self.study._storage.get_trial_system_attrs(trial._trial_id))
+        """The trial's system attributes (NSGA-II generation, constraints) for ``state()``;
+        ``fixed_params`` (from enqueue_trial) is left out: the params are saved anyway."""
+        attrs = dict(self.study._storage.get_trial_system_attrs(trial._trial_id))
+        attrs.pop("fixed_params", None)
+        return attrs
 
     def _ask_trial(self, fixed: Mapping[str, Any] | None) -> tuple[optuna.Trial, dict[str, Any]]:
         number = len(self._trials)
@@ -117,21 +121,35 @@ class OptunaEngine(Engine):
 
     def _next_proto(self) -> Proto | None:
         initial = self._take_initial()
-        proto = None
-        for _ in range(self.max_tries):
-            trial, config = self._ask_trial(None if initial is None else initial.config)
-            proto = self._proto(config, origin="initial" if initial else "sample")
-            if initial is not None or not self._known(proto.config_hash):
-                break
-            known = self._by_hash.get(proto.config_hash)
-            values = None
-            if known is not None and known in self._fmin:
-                values = [self._results[known].objectives[n] for n, _ in self._signs]
-            self._finish(trial.number, values)     # dedup: tell the known outcome, ask again
+        trial, config = self._ask_trial(None if initial is None else initial.config)
+        proto = self._proto(config, origin="initial" if initial else "sample")
+        tries = 1
+        while initial is None and self._known(proto.config_hash):
+            self._tell_known(trial.number, proto.config_hash)   # dedup: tell, ask again
+            if tries < self.max_tries:
+                trial, config = self._ask_trial(None)
+            else:                  # the sampler keeps repeating itself: a new random sample
+                rng = self._rng(4, trial.number)
+                for _ in range(self.max_tries):
+                    sample = self._proto(self.space.sample(rng))
+                    if not self._known(sample.config_hash):
+                        break
+                trial, config = self._ask_trial(sample.config)
+            proto = self._proto(config)
+            tries += 1
+            if tries > self.max_tries + 1:
+                break              # exhausted space: ask the duplicate
         cid = len(self._candidates)
         self._number_of[cid] = trial.number
         self._trials[trial.number]["cid"] = cid
         return proto
+
+    def _tell_known(self, number: int, config_hash: str) -> None:
+        known = self._by_hash.get(config_hash)
+        values = None
+        if known is not None and known in self._fmin:
+            values = [float(self._results[known].objectives[n]) for n, _ in self._signs]
+        self._finish(number, values)
 
     def _on_tell(self, cid: int) -> None:
         number = self._number_of[cid]

@@ -66,10 +66,22 @@ def _spec(name: str) -> tuple[Callable[[np.ndarray], tuple[float, ...]], int, in
     return PROBLEMS[name]
 
 
-def problem_dict(name: str) -> dict[str, Any]:
+def _n_var(name: str, n_var: int | None) -> int:
+    _, default, n_obj, _ = _spec(name)
+    if n_var is None:
+        return default
+    if not isinstance(n_var, int) or n_var < max(2, n_obj):
+        raise UserError(f"must be an int >= {max(2, n_obj)}, got {n_var!r}", source="problem",
+                        field="n_var")
+    return n_var
+
+
+def problem_dict(name: str, n_var: int | None = None) -> dict[str, Any]:
     """The problem's search space in ``SearchSpace.from_dict`` form: x0..x{n-1} floats in
-    [0, 1]; objectives f1, f2 (, f3) minimized with reference 1.1."""
-    _, n_var, n_obj, _ = _spec(name)
+    [0, 1] (n = 30 for ZDT, 12 for DTLZ2 unless ``n_var`` is given); objectives f1, f2 (, f3)
+    minimized with reference 1.1 (the true front does not depend on n)."""
+    n_var = _n_var(name, n_var)
+    n_obj = _spec(name)[2]
     return {
         "name": name,
         "parameters": {f"x{i}": {"type": "float", "low": 0.0, "high": 1.0} for i in range(n_var)},
@@ -77,11 +89,11 @@ def problem_dict(name: str) -> dict[str, Any]:
     }
 
 
-def problem_space(name: str) -> Any:
+def problem_space(name: str, n_var: int | None = None) -> Any:
     """The problem's SearchSpace (see ``problem_dict``)."""
     from evocl.space import SearchSpace
 
-    return SearchSpace.from_dict(problem_dict(name))
+    return SearchSpace.from_dict(problem_dict(name, n_var))
 
 
 def true_hypervolume(name: str) -> float:
@@ -90,8 +102,10 @@ def true_hypervolume(name: str) -> float:
 
 
 def evaluate(name: str, config: Mapping[str, Any]) -> dict[str, float]:
-    """Objective values {f1: .., f2: ..} of a configuration of the problem's space."""
-    fn, n_var, n_obj, _ = _spec(name)
+    """Objective values {f1: .., f2: ..} of a configuration of the problem's space (its
+    number of variables is read from the configuration)."""
+    fn = _spec(name)[0]
+    n_var = len(config)
     x = np.fromiter((float(config[f"x{i}"]) for i in range(n_var)), dtype=float, count=n_var)
     return {f"f{j + 1}": float(v) for j, v in enumerate(fn(x))}
 
@@ -110,10 +124,11 @@ class Problem:
     ``os._exit(3)`` (dead-worker tests; never use it with an in-process executor).
     """
 
-    def __init__(self, name: str = "zdt1", delay: float = 0.0, fail_every: int = 0,
+    def __init__(self, name: str = "zdt1", n_var: int | None = None, delay: float = 0.0,
+                 fail_every: int = 0,
                  nan_every: int = 0, hang_every: int = 0, hang_s: float = 3600.0,
                  exit_every: int = 0):
-        _spec(name)
+        _n_var(name, n_var)
         for field, v in (("delay", delay), ("hang_s", hang_s)):
             if v < 0:
                 raise UserError(f"must be >= 0, got {v}", source="problem", field=field)
