@@ -6,18 +6,24 @@ Every user error ends as one line on stderr and exit code 2 (``--debug`` shows t
 from __future__ import annotations
 
 import json
-import os
 import sys
-import time
 import traceback
 from pathlib import Path
 from typing import List, Optional
 
-import click
 import typer
 
 from evocl import __version__
 from evocl.errors import UserError
+
+try:  # typer >= 0.20 vendors its own click; older releases use click itself
+    from typer._click import exceptions as _cx
+    from typer.exceptions import Abort as _Abort
+    from typer.exceptions import Exit as _Exit
+except ImportError:  # pragma: no cover - depends on the installed typer
+    import click.exceptions as _cx
+    from click.exceptions import Abort as _Abort
+    from click.exceptions import Exit as _Exit
 
 app = typer.Typer(
     name="evocl",
@@ -86,7 +92,7 @@ def space_validate(files: List[Path] = typer.Argument(..., help="Search-space YA
 
 @space_app.command("show")
 def space_show(file: Path = typer.Argument(..., help="Search-space YAML file.")) -> None:
-    """A table of the parameters: type, range or choices, scale, condition."""
+    """Show parameters: type, range or choices, scale, condition."""
     from rich.console import Console
     from rich.table import Table
 
@@ -187,7 +193,7 @@ def search_cmd(
                                      help="Evaluator option KEY=VALUE (JSON value), repeatable."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
-    """Run an evolutionary search and save every result in the run directory."""
+    """Run an evolutionary search (results saved in --run-dir)."""
     from evocl.records import RunConfig
 
     if generations is None and budget is None and max_wall_time is None:
@@ -251,7 +257,7 @@ def export_cmd(
     fmt: str = typer.Option("yaml", "--format", help="yaml, json, peft, hf, avalanche or optuna."),
     out: Path = typer.Option(..., "--out", help="Output file or directory."),
 ) -> None:
-    """Export chosen configurations for evocl, PEFT, HF Trainer, Avalanche or Optuna."""
+    """Export chosen configurations for other trainers."""
     from evocl.export import export_run
 
     written = export_run(run_dir, select=select, fmt=fmt, out=out)
@@ -270,7 +276,7 @@ def train_cmd(
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Training seed (default: the export's)."),
 ) -> None:
-    """Train one configuration on the full stream; save adapters and metrics."""
+    """Train one exported configuration; save adapters and metrics."""
     from evocl.train import train_exported
 
     metrics = train_exported(config, out, stream=stream, backbone=backbone, device=device, seed=seed)
@@ -301,7 +307,7 @@ def demo_cmd(
     workers: int = typer.Option(2, "--workers", help="Parallel evaluations."),
     seed: int = typer.Option(0, "--seed", help="Master seed."),
 ) -> None:
-    """A real search on the embedded default (MiniLM, the built-in stream, cl_lora.yaml)."""
+    """Run a real search on the embedded default."""
     from evocl.demo import run_demo
 
     run_demo(run_dir=run_dir, workers=workers, seed=seed)
@@ -317,27 +323,29 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         rv = command.main(args=args, prog_name="evocl", standalone_mode=False)
         return int(rv or 0) if isinstance(rv, int) else 0
-    except click.exceptions.NoArgsIsHelpError as exc:
-        click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
+    except _cx.NoArgsIsHelpError as exc:
+        typer.echo(exc.ctx.get_help() if exc.ctx else str(exc))
         return 0
-    except click.exceptions.UsageError as exc:
+    except _cx.UsageError as exc:
         where = exc.ctx.command_path if exc.ctx else "evocl"
-        click.echo(f"{where}: error: {exc.format_message()}", err=True)
+        typer.echo(f"{where}: error: {exc.format_message()}", err=True)
         return 2
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.exceptions.Abort:
-        click.echo("evocl: interrupted", err=True)
+    except _cx.ClickException as exc:
+        typer.echo(f"evocl: error: {exc.format_message()}", err=True)
+        return 2
+    except _Exit as exc:
+        return int(getattr(exc, "exit_code", 0) or 0)
+    except _Abort:
+        typer.echo("evocl: interrupted", err=True)
         return 130
     except UserError as exc:
         if debug:
             traceback.print_exc()
-        click.echo(f"evocl: error: {exc.one_line()}", err=True)
+        typer.echo(f"evocl: error: {exc.one_line()}", err=True)
         return 2
     except KeyboardInterrupt:
-        click.echo("evocl: interrupted; resume with `evocl resume RUN_DIR`", err=True)
+        typer.echo("evocl: interrupted; resume with `evocl resume RUN_DIR`", err=True)
         return 130
-
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
