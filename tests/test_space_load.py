@@ -272,3 +272,22 @@ def test_topological_order_keeps_file_order() -> None:
     assert names.index("top") < names.index("mid") < names.index("child")
     assert names.index("z") < names.index("mid")
     assert space.param("child").describe_condition() == "mid in {a, b}"
+
+
+def test_yaml12_booleans_and_merge_keys() -> None:
+    space = loads("parameters:\n"
+                  "  x: &base {type: float, low: 0, high: 1}\n"
+                  "  y: {<<: *base, high: 2}\n"
+                  "  c: {type: categorical, choices: [yes, no, on, true]}\n"
+                  "objectives: {acc: maximize}\n")
+    assert space.param("y").high == 2.0  # an explicit key overrides the merged one
+    assert space.param("c").choices == ("yes", "no", "on", True)
+    problems = check_text("parameters:\n  ewc: {type: bool}\n"
+                          "  l: {type: float, low: 0, high: 1, when: {ewc: yes}}\n"
+                          "objectives: {acc: maximize}\n")
+    assert len(problems) == 1 and "parameters.l.when.ewc: ewc cannot take 'yes'" in problems[0]
+
+
+def test_unsafe_yaml_tags_are_rejected() -> None:
+    problems = check_text("parameters: !!python/object/apply:os.system [echo hi]\n")
+    assert len(problems) == 1 and "malformed YAML" in problems[0]

@@ -69,6 +69,9 @@ class Param:
         if self.choices is not None and not isinstance(self.choices, tuple):
             object.__setattr__(self, "choices", tuple(self.choices))
 
+    def __hash__(self) -> int:  # `when` is a dict; hash what identifies the parameter
+        return hash((self.name, self.type, self.low, self.high, self.log, self.step, self.choices))
+
     @property
     def conditional(self) -> bool:
         return bool(self.when)

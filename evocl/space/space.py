@@ -18,7 +18,7 @@ import numpy as np
 
 from evocl.errors import SpaceError
 from evocl.space.params import Constraint, Objective, Param, round_sig, same_choice
-from evocl.space.validate import build
+from evocl.space.validate import _suggest, build
 
 INACTIVE_GENE = 0.5  # what encode() writes for a parameter that is inactive in the config
 _CONFIG = "config"   # the "source" of errors about configurations
@@ -45,7 +45,10 @@ def coerce_value(param: Param, value: Any) -> Any:
         raise SpaceError(f"must be one of {list(param.choices or ())}, got {v!r}")
     if isinstance(v, bool) or not isinstance(v, numbers.Real):
         raise SpaceError(f"must be a{'n int' if t == 'int' else ' number'}, got {type(v).__name__} {v!r}")
-    x = float(v)
+    try:
+        x = float(v)
+    except OverflowError:
+        raise SpaceError(f"must be finite, got {v!r}") from None
     if not math.isfinite(x):
         raise SpaceError(f"must be finite, got {v!r}")
     low, high = float(param.low), float(param.high)
@@ -114,6 +117,7 @@ class SearchSpace:
     source: str = field(default="<dict>", compare=False)
     _specs: tuple[_Spec, ...] = field(init=False, repr=False, compare=False)
     _by_name: Mapping[str, _Spec] = field(init=False, repr=False, compare=False)
+    _fingerprint: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         parts, problems = build(self._raw_dict(), self.source)
@@ -127,6 +131,7 @@ class SearchSpace:
         specs = tuple(_spec(i, p) for i, p in enumerate(self.parameters))
         object.__setattr__(self, "_specs", specs)
         object.__setattr__(self, "_by_name", {s.param.name: s for s in specs})
+        object.__setattr__(self, "_fingerprint", self._compute_fingerprint())
 
     # -- description ----------------------------------------------------------------------
     @property
@@ -177,6 +182,12 @@ class SearchSpace:
     def fingerprint(self) -> str:
         """Hash of parameters, objectives and constraints (not name/description): two spaces
         with the same fingerprint accept and hash configurations identically."""
+        return self._fingerprint
+
+    def __hash__(self) -> int:
+        return hash(self._fingerprint)
+
+    def _compute_fingerprint(self) -> str:
         d = self._raw_dict()
         d.pop("name", None)
         d.pop("description", None)
@@ -215,8 +226,6 @@ class SearchSpace:
                              source=_CONFIG)
         for k in config:
             if k not in self._by_name:
-                from evocl.space.validate import _suggest
-
                 raise SpaceError(f"unknown parameter {k!r}{_suggest(k, self.names)}",
                                  source=_CONFIG, field=str(k))
         out: dict[str, Any] = {}

@@ -2,8 +2,8 @@
 
 PyYAML's ``SafeLoader`` silently keeps the last of two equal mapping keys, so a parameter
 written twice would quietly lose its first definition; ours records every duplicate as a
-problem instead. It also resolves ``1e-5`` (no dot) as a float, as YAML 1.2 does, where
-PyYAML's YAML 1.1 rules would read the string "1e-5" and confuse users.
+problem instead. It also follows YAML 1.2 for scalars: ``1e-5`` (no dot) is a float (YAML
+1.1 reads the string "1e-5"), and only true/false are booleans (not yes/no/on/off).
 """
 
 from __future__ import annotations
@@ -25,27 +25,39 @@ _FLOAT_RE = re.compile(
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader with YAML 1.2 floats; a duplicate key keeps its first value (and is reported)."""
+    """SafeLoader with YAML 1.2 floats and booleans; duplicate keys are reported by parse_yaml."""
 
 
-# Replace the float resolver on our subclass only (copy the table so SafeLoader is untouched).
+# Replace the float and bool resolvers on our subclass only (SafeLoader itself is untouched):
+# YAML 1.2 floats (1e-5) and YAML 1.2 booleans (true/false only: `choices: [no, yes]` stays
+# two strings, `when: {ewc: yes}` is reported instead of silently meaning true).
+_REPLACED = ("tag:yaml.org,2002:float", "tag:yaml.org,2002:bool")
 _Loader.yaml_implicit_resolvers = {
-    k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:float"]
+    k: [(tag, rx) for tag, rx in v if tag not in _REPLACED]
     for k, v in yaml.SafeLoader.yaml_implicit_resolvers.copy().items()
 }
 _Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_RE, list("-+0123456789."))
+_Loader.add_implicit_resolver("tag:yaml.org,2002:bool",
+                              re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
 
 
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> dict:
-    loader.flatten_mapping(node)
+    n_explicit = sum(1 for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge")
+    loader.flatten_mapping(node)  # merged pairs (`<<: *base`) come first, then explicit ones
+    n_merged = len(node.value) - n_explicit
     mapping: dict[Any, Any] = {}
-    for key_node, value_node in node.value:
+    merged: set[Any] = set()
+    for i, (key_node, value_node) in enumerate(node.value):
         key = loader.construct_object(key_node, deep=True)
         try:
-            if key in mapping:
-                continue  # reported by _duplicates()
+            hash(key)
         except TypeError:
             key = str(key)  # an unhashable key (a list): keep it readable, validation rejects it
+        if key in mapping and key not in merged:
+            continue  # written twice: keep the first (validated too), reported by _duplicates()
+        merged.discard(key)  # an explicit key overrides a merged one
+        if i < n_merged:
+            merged.add(key)
         mapping[key] = loader.construct_object(value_node, deep=True)
     return mapping
 
@@ -73,8 +85,7 @@ def _duplicates(node: yaml.Node, path: str, out: list[tuple[str, str]]) -> None:
 def parse_yaml(text: str) -> tuple[Any, list[tuple[str, str]]]:
     """Parse YAML text; return (data, problems). Raises yaml.YAMLError on malformed input.
 
-    ``problems`` lists (field path, rule) for every duplicate mapping key; the first
-    occurrence's value is the one kept in ``data``.
+    ``problems`` lists (field path, rule) for every mapping key written twice.
     """
     loader = _Loader(text)
     try:
