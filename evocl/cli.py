@@ -144,20 +144,18 @@ def space_sample(
 @streams_app.command("list")
 def streams_list() -> None:
     """The built-in task streams with their tasks and sizes."""
-    from rich.console import Console
-    from rich.table import Table
-
     from evocl.streams import list_streams
 
-    table = Table(title="built-in streams (--stream NAME)")
-    for col in ("name", "scenario", "tasks", "train/val/test", "description"):
-        table.add_column(col)
     for s in list_streams():
-        tasks = " | ".join(", ".join(t) for t in s["tasks"])
-        sizes = s["sizes"]
-        size_txt = "/".join(str(sizes[k]) for k in ("train", "val", "test")) if isinstance(sizes, dict) else str(sizes)
-        table.add_row(s["name"], s["scenario"], tasks, size_txt, s["description"])
-    Console().print(table)
+        sizes = s.get("sizes") or {}
+        size_txt = "/".join(str(sizes.get(k, "?")) for k in ("train", "val", "test"))
+        typer.echo(f"{s['name']}  ({s['scenario']}, {len(s['tasks'])} tasks, train/val/test {size_txt})")
+        typer.echo(f"    {s['description']}")
+        if s.get("error"):
+            typer.echo(f"    unavailable: {s['error']}")
+        for i, task in enumerate(s["tasks"]):
+            typer.echo(f"    task {i}: {', '.join(task)}")
+    typer.echo("use with --stream NAME (`default` is the default), or --stream path/to/spec.yaml")
 
 
 # --------------------------------------------------------------------------------- search
