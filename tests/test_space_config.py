@@ -193,3 +193,11 @@ def test_cl_lora_sample_speed() -> None:
     for _ in range(200):
         c = space.sample(rng)
         assert space.decode(space.encode(c)) == c
+
+
+def test_encode_inactive_genes_from_rng(space) -> None:
+    g = space.encode(BASE, rng=np.random.default_rng(0))
+    names = space.names
+    assert g[names.index("gamma")] != INACTIVE_GENE
+    assert space.decode(g) == space.canonical(BASE)
+    assert g == space.encode(BASE, rng=np.random.default_rng(0))

@@ -291,3 +291,9 @@ def test_yaml12_booleans_and_merge_keys() -> None:
 def test_unsafe_yaml_tags_are_rejected() -> None:
     problems = check_text("parameters: !!python/object/apply:os.system [echo hi]\n")
     assert len(problems) == 1 and "malformed YAML" in problems[0]
+
+
+def test_missing_file_error_has_problems(tmp_path: Path) -> None:
+    with pytest.raises(SpaceError) as info:
+        load(tmp_path / "missing.yaml")
+    assert info.value.problems == [str(info.value)]

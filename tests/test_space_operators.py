@@ -169,3 +169,29 @@ def test_small_ga_improves_sphere() -> None:
                 kids.append(mutate(space, k, rng))
         pop = sorted(pop + kids, key=f)[:20]
     assert f(pop[0]) < 0.05 * start
+
+
+def test_rng_must_be_a_generator() -> None:
+    with pytest.raises(TypeError, match="numpy.random.Generator"):
+        crossover(ONE, {"x": 0.1}, {"x": 0.2}, None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        mutate(ONE, {"x": 0.1}, 3)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        ONE.sample(np.random.RandomState(0))  # type: ignore[arg-type]
+
+
+def test_per_call_overhead_is_small() -> None:
+    """The engine budgets < 1 ms per evaluation for ask + tell at 30 floats (loose guard)."""
+    import time
+
+    space = SearchSpace.from_dict({
+        "parameters": {f"x{i}": {"type": "float", "low": 0, "high": 1} for i in range(30)},
+        "objectives": {"f1": "minimize", "f2": "minimize"}})
+    rng = np.random.default_rng(0)
+    a, b = space.sample(rng), space.sample(rng)
+    t = time.perf_counter()
+    for _ in range(200):
+        c1, c2 = crossover(space, a, b, rng)
+        space.config_hash(mutate(space, c1, rng))
+    per_call = (time.perf_counter() - t) / 200
+    assert per_call < 2e-3, per_call

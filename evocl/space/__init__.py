@@ -64,7 +64,11 @@ def _read(path: str | os.PathLike[str]) -> str:
 
 def load(path: str | os.PathLike[str]) -> SearchSpace:
     """Load and validate a search space from a YAML file (see ``loads``)."""
-    return loads(_read(path), source=str(path))
+    try:
+        text = _read(path)
+    except SpaceError as e:
+        _raise([e])
+    return loads(text, source=str(path))
 
 
 def check_text(text: str, source: str = "<string>") -> list[str]:

@@ -21,7 +21,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from evocl.space.params import same_choice
-from evocl.space.space import SearchSpace, _Spec
+from evocl.space.space import SearchSpace, _Spec, check_rng
 
 _EPS = 1.0e-14  # parents closer than this are not crossed (as in DEAP and pymoo)
 
@@ -86,6 +86,7 @@ def crossover(space: SearchSpace, a: Mapping[str, Any], b: Mapping[str, Any],
     probability 0.5. A parameter present in one parent only is inherited by both children;
     one active in a child but in neither parent is sampled afresh.
     """
+    check_rng(rng)
     pa = space._resolve(a, strict=False, rounded=False)
     pb = space._resolve(b, strict=False, rounded=False)
     n = len(space._specs)
@@ -122,6 +123,7 @@ def mutate(space: SearchSpace, config: Mapping[str, Any], rng: np.random.Generat
     rounded onto their grid), categorical to a different choice, bool flipped. Parameters
     that become active are sampled afresh.
     """
+    check_rng(rng)
     cfg = space._resolve(config, strict=False, rounded=False)
     if indpb is None:
         indpb = 1.0 / max(len(cfg), 1)

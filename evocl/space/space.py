@@ -29,6 +29,12 @@ def _py(v: Any) -> Any:
     return v.item() if isinstance(v, np.generic) else v
 
 
+def check_rng(rng: Any) -> None:
+    """Randomness must come from a seeded Generator passed in (never global state)."""
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+
+
 def coerce_value(param: Param, value: Any) -> Any:
     """``value`` checked against ``param`` and returned as a Python builtin of the right type,
     NOT rounded (floats keep every bit; canonical() rounds). Raises SpaceError (rule only)."""
@@ -316,6 +322,7 @@ class SearchSpace:
 
     def sample(self, rng: np.random.Generator) -> dict[str, Any]:
         """A random configuration (active parameters only, canonical form)."""
+        check_rng(rng)
         cfg: dict[str, Any] = {}
         active: set[str] = set()
         for p in self.parameters:
@@ -326,19 +333,22 @@ class SearchSpace:
         return cfg
 
     # -- genome ---------------------------------------------------------------------------
-    def encode(self, config: Mapping[str, Any]) -> list[float]:
+    def encode(self, config: Mapping[str, Any],
+               rng: np.random.Generator | None = None) -> list[float]:
         """One gene in [0, 1] per parameter (all of them, in parameter order).
 
         float/int: position in [low, high] (in log space for log scales); categorical: the
-        centre of the choice's bin, (i + 0.5) / k; bool: 0.25 (false) / 0.75 (true);
-        an inactive parameter: ``INACTIVE_GENE`` (0.5). Floats are not rounded.
+        centre of the choice's bin, (i + 0.5) / k; bool: 0.25 (false) / 0.75 (true).
+        An inactive parameter gets ``INACTIVE_GENE`` (0.5), or a uniform draw from ``rng``
+        when one is given (so a later activation starts from a random value). Floats are
+        not rounded, so an engine working on genomes loses no precision.
         """
         cfg = self._resolve(config, strict=False, rounded=False)
         genome = []
         for s in self._specs:
             name = s.param.name
             if name not in cfg:
-                genome.append(INACTIVE_GENE)
+                genome.append(INACTIVE_GENE if rng is None else float(rng.random()))
                 continue
             v = cfg[name]
             if s.kind in ("float", "int"):
