@@ -37,18 +37,20 @@ def _json(path: Path, data: Any) -> Path:
 def evocl_document(view, cand: Candidate, res: Result) -> dict[str, Any]:
     """evocl's own export: the configuration, its scores and where it came from."""
     cfg = view.config
-    prov = {
+    prov: dict[str, Any] = {
         "run_dir": str(Path(cfg.run_dir).resolve()),
         "run_seed": cfg.seed,
         "algorithm": cfg.algorithm,
+        "objective": cfg.objective,
         "space": cfg.space,
         "space_fingerprint": view.space.fingerprint,
-        "stream": cfg.stream,
-        "backbone": cfg.backbone,
-        "evocl_version": __version__,
-        "exported_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
-    prov.update({k: v for k, v in getattr(view, "fingerprints", {}).items() if v})
+    if cfg.objective == "cl":
+        fps = view.meta.get("fingerprints", {})
+        prov.update({"stream": cfg.stream, "stream_fingerprint": fps.get("stream"),
+                     "backbone": cfg.backbone, "backbone_fingerprint": fps.get("backbone")})
+    prov.update({"evocl_version": __version__,
+                 "exported_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")})
     scalars = {k: v for k, v in res.metrics.items() if isinstance(v, (int, float, str, bool))}
     return {
         "evocl_export": EXPORT_FORMAT_VERSION,
