@@ -201,3 +201,12 @@ def test_encode_inactive_genes_from_rng(space) -> None:
     assert g[names.index("gamma")] != INACTIVE_GENE
     assert space.decode(g) == space.canonical(BASE)
     assert g == space.encode(BASE, rng=np.random.default_rng(0))
+
+
+def test_activity_uses_defaults_like_canonical() -> None:
+    s = loads("parameters:\n  ewc: {type: bool, default: true}\n"
+              "  lam: {type: float, low: 1, high: 2, default: 1.5, when: {ewc: true}}\n"
+              "objectives: {acc: maximize}\n")
+    assert s.is_active("lam", {})
+    assert s.canonical({}) == {"ewc": True, "lam": 1.5}
+    assert not s.is_active("lam", {"ewc": False})

@@ -297,3 +297,13 @@ def test_missing_file_error_has_problems(tmp_path: Path) -> None:
     with pytest.raises(SpaceError) as info:
         load(tmp_path / "missing.yaml")
     assert info.value.problems == [str(info.value)]
+
+
+def test_cycle_names_only_the_cycle() -> None:
+    problems = check_text("parameters:\n"
+                          "  a: {type: bool, when: {b: true}}\n"
+                          "  b: {type: bool, when: {a: true}}\n"
+                          "  c: {type: bool, when: {a: true}}\n"
+                          "  d: {type: bool}\n"
+                          "objectives: {acc: maximize}\n", "f.yaml")
+    assert problems == ["f.yaml: parameters.a.when: conditions form a cycle among ['a', 'b']"]

@@ -213,12 +213,14 @@ class SearchSpace:
     def active_names(self, config: Mapping[str, Any]) -> list[str]:
         """Names of the parameters active under ``config``, in parameter order."""
         active: set[str] = set()
-        out = []
+        seen: dict[str, Any] = {}  # active values, missing ones at their default (as canonical)
         for p in self.parameters:
-            if not p.when or self._matches(config, active, p):
+            if not p.when or self._matches(seen, active, p):
                 active.add(p.name)
-                out.append(p.name)
-        return out
+                v = config.get(p.name, p.default)
+                if v is not None:
+                    seen[p.name] = v
+        return [p.name for p in self.parameters if p.name in active]
 
     def is_active(self, name: str, config: Mapping[str, Any]) -> bool:
         """Whether ``name`` is active: all its parents active and holding an allowed value."""

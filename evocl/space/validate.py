@@ -115,6 +115,8 @@ class _Checker:
             if low is not None and high is not None:
                 if low >= high:
                     self.err(f"{path}.low", f"must be < high ({high}), got {low}")
+                elif not math.isfinite(high - low):
+                    self.err(f"{path}.high", f"range too large: high - low overflows ({low}, {high})")
                 elif log and low <= 0:
                     self.err(f"{path}.low", f"must be > 0 with log: true, got {low}")
                 elif integer and step and (high - low) % step != 0:
@@ -202,7 +204,16 @@ class _Checker:
             ready = [p for p in pending
                      if all(q in placed or q not in params for q in (p.when or {}))]
             if not ready:
-                names = sorted(p.name for p in pending)
+                # peel off parameters nothing pending depends on: what stays is on a cycle
+                stuck = {p.name: set(p.when or {}) & {q.name for q in pending} for p in pending}
+                while True:
+                    needed = set().union(*stuck.values())
+                    leaves = [n for n in stuck if n not in needed]
+                    if not leaves:
+                        break
+                    for n in leaves:
+                        del stuck[n]
+                names = sorted(stuck)
                 self.err(f"parameters.{names[0]}.when",
                          f"conditions form a cycle among {names}")
                 break
