@@ -4,6 +4,19 @@
     space = load("search_spaces/cl_lora.yaml")
 
 Variation operators (crossover, mutate) live in ``evocl.space.operators``.
+
+Conventions other modules rely on:
+
+- A configuration is a dict of the ACTIVE parameters. ``canonical`` (the identity) drops
+  inactive ones, fills missing active ones with their ``default`` (error if none), orders
+  keys as ``space.names``, converts numpy scalars to builtins, rounds floats to 10
+  significant digits; ``config_hash`` is sha256 of its compact JSON, first 16 hex digits.
+- ``sample`` and ``decode`` return canonical configurations; the operators return valid but
+  unrounded ones (canonicalise before hashing or storing).
+- Genome: one gene in [0, 1] per parameter in ``space.names`` order, inactive ones
+  included (``INACTIVE_GENE`` = 0.5, or uniform from an rng passed to ``encode``).
+- ``Param.when`` maps parent name -> tuple of allowed values (always a tuple).
+- YAML is read with YAML 1.2 scalars: ``1e-5`` is a float; only true/false are booleans.
 """
 
 from __future__ import annotations
