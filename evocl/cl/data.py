@@ -1,0 +1,132 @@
+"""Pre-tokenized stream tensors and per-scenario logit masks.
+
+Each split of every task is concatenated into one padded int64 tensor so that a batch mixing
+the current task with replayed rows of older tasks is a single index operation, then trimmed
+to the batch's own longest row (dynamic padding). Validation rows are capped per task
+(``max_eval_per_task``, a fixed subset that does not depend on the candidate) and sorted by
+length so evaluation batches carry little padding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True, eq=False)
+class SplitTensors:
+    """Rows of one split over all tasks: ``task`` gives each row's task index,
+    ``offsets[t]:offsets[t+1]`` the rows of task t."""
+
+    ids: torch.Tensor
+    mask: torch.Tensor
+    lengths: torch.Tensor
+    labels: torch.Tensor
+    task: torch.Tensor
+    offsets: tuple[int, ...]
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def rows(self, t: int) -> np.ndarray:
+        return np.arange(self.offsets[t], self.offsets[t + 1])
+
+    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(ids, mask, labels, task) of rows ``idx``, trimmed to their longest sequence."""
+        width = int(self.lengths[idx].max())
+        return self.ids[idx, :width], self.mask[idx, :width], self.labels[idx], self.task[idx]
+
+
+@dataclass(frozen=True, eq=False)
+class StreamTensors:
+    """Everything `evaluate` needs from a stream, as tensors (CPU)."""
+
+    scenario: str
+    n_classes: int
+    task_classes: tuple[tuple[int, ...], ...]
+    train: SplitTensors
+    val: SplitTensors
+    test: SplitTensors
+    fingerprint: str
+
+    @property
+    def n_tasks(self) -> int:
+        return len(self.task_classes)
+
+
+def _split(parts: list[Any], cap: int | None, sort: bool) -> SplitTensors:
+    ids_l, mask_l, lab_l, task_l, offsets = [], [], [], [], [0]
+    for t, part in enumerate(parts):
+        ids = np.asarray(part.input_ids, dtype=np.int64)
+        mask = np.asarray(part.attention_mask, dtype=np.int64)
+        lab = np.asarray(part.labels, dtype=np.int64)
+        order = np.arange(len(lab))
+        if cap is not None and len(lab) > cap:
+            # a fixed stratified-by-chance subset: same rows for every candidate
+            order = np.sort(np.random.default_rng(t).permutation(len(lab))[:cap])
+        if sort:
+            order = order[np.argsort(mask[order].sum(1), kind="stable")]
+        ids_l.append(ids[order])
+        mask_l.append(mask[order])
+        lab_l.append(lab[order])
+        task_l.append(np.full(len(order), t, dtype=np.int64))
+        offsets.append(offsets[-1] + len(order))
+    width = max([a.shape[1] for a in ids_l] + [1])
+    ids = np.zeros((offsets[-1], width), dtype=np.int64)
+    mask = np.zeros((offsets[-1], width), dtype=np.int64)
+    for t, (a, m) in enumerate(zip(ids_l, mask_l)):
+        ids[offsets[t]:offsets[t + 1], : a.shape[1]] = a
+        mask[offsets[t]:offsets[t + 1], : m.shape[1]] = m
+    mask_t = torch.from_numpy(mask)
+    return SplitTensors(ids=torch.from_numpy(ids), mask=mask_t,
+                        lengths=mask_t.sum(1).clamp(min=1),
+                        labels=torch.from_numpy(np.concatenate(lab_l)),
+                        task=torch.from_numpy(np.concatenate(task_l)), offsets=tuple(offsets))
+
+
+def stream_tensors(tokenized: Any, max_eval_per_task: int | None = None,
+                   max_test_per_task: int | None = None) -> StreamTensors:
+    """From a streams.TokenizedStream (``.stream`` and ``.tasks[t].train/val/test``)."""
+    stream = tokenized.stream
+    tasks = tokenized.tasks
+    return StreamTensors(
+        scenario=stream.scenario, n_classes=len(stream.class_names),
+        task_classes=tuple(tuple(int(c) for c in t.classes) for t in stream.tasks),
+        train=_split([t.train for t in tasks], None, sort=False),
+        val=_split([t.val for t in tasks], max_eval_per_task, sort=True),
+        test=_split([t.test for t in tasks], max_test_per_task, sort=True),
+        fingerprint=stream.fingerprint)
+
+
+def class_masks(data: StreamTensors, n_tasks: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(seen, own): bool [n_tasks, n_classes]; seen[t] = classes of tasks 0..t, own[t] = task
+    t's classes."""
+    own = torch.zeros(n_tasks, data.n_classes, dtype=torch.bool)
+    for t in range(n_tasks):
+        own[t, list(data.task_classes[t])] = True
+    return own.cumsum(0) > 0, own
+
+
+def allowed_classes(scenario: str, seen: torch.Tensor, own: torch.Tensor, after: int,
+                    sample_task: torch.Tensor) -> torch.Tensor:
+    """Bool [B, n_classes]: which logits may win for each sample, after training task ``after``
+    (``after=-1``: the untrained model; training task t uses ``after=t``).
+
+    class-incremental: classes of tasks 0..max(after, sample's task) (a future task is scored
+    over the classes up to it, so FWT is defined); task-incremental: the sample's task's
+    classes; domain-incremental: all classes.
+    """
+    if scenario == "task-incremental":
+        return own[sample_task]
+    if scenario == "domain-incremental":
+        return torch.ones(sample_task.shape[0], own.shape[1], dtype=torch.bool)
+    return seen[sample_task.clamp(min=after)]
+
+
+def old_classes(data: StreamTensors, t: int) -> torch.Tensor:
+    """Global ids of the classes of tasks 0..t-1 (distillation targets while learning task t)."""
+    cls = sorted({c for k in range(t) for c in data.task_classes[k]})
+    return torch.tensor(cls, dtype=torch.long)

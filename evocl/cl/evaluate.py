@@ -1,0 +1,152 @@
+"""`evaluate(config, stream, backbone, seed)`: what one candidate of a search costs.
+
+Pure: the torch RNG is forked (restored afterwards) and seeded from ``seed``, numpy draws come
+from Generators seeded from ``seed``, and the model is a deep copy of the backbone's pristine
+weights. On CPU the same inputs (and thread count) give the same metrics.
+
+fitness_tasks=k (A-GEM protocol, Chaudhry et al. 2019): train and score on tasks 0..k-1 only;
+every metric, the accuracy matrix and test_acc then cover those k tasks (the rest of the
+stream is never touched, which is what makes the search cheaper). Evaluate a chosen
+configuration again with fitness_tasks=None for full-stream numbers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import resource
+import time
+from collections import OrderedDict
+from typing import Any, Iterator, Mapping
+
+import torch
+
+from evocl.cl import metrics
+from evocl.cl.backbone import Backbone
+from evocl.cl.data import StreamTensors, stream_tensors
+from evocl.cl.model import build_model
+from evocl.cl.params import resolve
+from evocl.cl.train import Options, run_stream
+from evocl.errors import UserError
+from evocl.records import Result
+
+OBJECTIVES = ("acc", "forgetting", "bwt", "fwt", "plasticity", "trainable_params",
+              "wall_time", "peak_memory_mb")
+_TENSORS: "OrderedDict[tuple, StreamTensors]" = OrderedDict()
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """"auto" -> cuda when available (Ray sets CUDA_VISIBLE_DEVICES), else cpu."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise UserError(f"must be auto, cpu or cuda[:n], got {device!r}", field="device") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError("cuda requested but not available", field="device")
+    return dev
+
+
+def prepare(stream: Any, backbone: Backbone, max_length: int = 64,
+            max_eval_per_task: int | None = 64,
+            max_test_per_task: int | None = None) -> StreamTensors:
+    """Tokenize (streams.tokenize_stream caches) and tensorize a stream once per worker."""
+    if isinstance(stream, StreamTensors):
+        return stream
+    from evocl.streams import tokenize_stream
+
+    key = (stream.fingerprint, id(backbone.tokenizer), max_length, max_eval_per_task,
+           max_test_per_task)
+    hit = _TENSORS.get(key)
+    if hit is None:
+        hit = stream_tensors(tokenize_stream(stream, backbone.tokenizer, max_length),
+                             max_eval_per_task, max_test_per_task)
+        _TENSORS[key] = hit
+        while len(_TENSORS) > 4:
+            _TENSORS.popitem(last=False)
+    return hit
+
+
+def evaluate(config: Mapping[str, Any], stream: Any, backbone: Backbone, seed: int,
+             device: str = "auto", fitness_tasks: int | None = None, *,
+             max_length: int = 64, max_eval_per_task: int | None = 64,
+             max_test_per_task: int | None = None, eval_batch_size: int = 128,
+             fisher_samples: int = 32, lr_decay: str = "linear") -> Result:
+    """Fine-tune ``backbone`` with LoRA on ``stream`` under ``config``; score it.
+
+    ``stream``: a streams.Stream (or prepared StreamTensors). Raises UserError for a bad config
+    and EvaluationError for a non-finite loss; CLEvaluator turns both into failed Results.
+    """
+    start = time.perf_counter()
+    params = resolve(config)
+    data = prepare(stream, backbone, max_length, max_eval_per_task, max_test_per_task)
+    n_tasks = data.n_tasks if fitness_tasks is None else int(fitness_tasks)
+    if not 1 <= n_tasks <= data.n_tasks:
+        raise UserError(f"must be between 1 and {data.n_tasks}, got {fitness_tasks}",
+                        field="fitness_tasks")
+    if lr_decay not in ("linear", "constant"):
+        raise UserError(f"must be linear or constant, got {lr_decay!r}", field="lr_decay")
+    dev = resolve_device(device)
+    amp = None
+    if dev.type == "cuda":
+        amp = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        torch.cuda.reset_peak_memory_stats(dev)
+    _reset_peak_rss()
+    opts = Options(eval_batch_size=eval_batch_size, fisher_samples=fisher_samples,
+                   lr_decay=lr_decay)
+    with _seeded(seed, dev):
+        model = build_model(backbone, params, data.n_classes, seed).to(dev)
+        n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        out = run_stream(model, data, params, seed, n_tasks, dev, amp, opts)
+    del model
+    summary = metrics.summarize(out.R, out.baseline)
+    wall = time.perf_counter() - start
+    objectives = {**summary, "trainable_params": float(n_trainable), "wall_time": wall,
+                  "peak_memory_mb": _peak_memory_mb(dev)}
+    test_mean = sum(out.test_acc) / len(out.test_acc)
+    return Result(
+        objectives={k: float(objectives[k]) for k in OBJECTIVES},
+        metrics={
+            "accuracy_matrix": out.R, "baseline_acc": out.baseline,
+            "test_acc": {"per_task": out.test_acc, "mean": test_mean},
+            "tasks_trained": n_tasks, "n_tasks_stream": data.n_tasks,
+            "scenario": data.scenario, "stream_fingerprint": data.fingerprint,
+            "backbone": backbone.name, "device": str(dev), "seed": int(seed),
+            "config_resolved": params.to_dict(), "final_task_loss": out.final_losses,
+            "drift_from_task0": out.drift_from_task0,
+            "timings": {k: round(v, 4) for k, v in out.timings.items()},
+            "options": {"max_length": max_length, "max_eval_per_task": max_eval_per_task,
+                        "fisher_samples": fisher_samples, "lr_decay": lr_decay},
+        },
+        wall_time=wall)
+
+
+@contextlib.contextmanager
+def _seeded(seed: int, dev: torch.device) -> Iterator[None]:
+    devices = [dev.index if dev.index is not None else torch.cuda.current_device()] \
+        if dev.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+def _reset_peak_rss() -> None:
+    """Reset the kernel's peak-RSS mark (Linux: VmHWM) so the peak is this evaluation's."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def _peak_memory_mb(dev: torch.device) -> float:
+    if dev.type == "cuda":
+        return torch.cuda.max_memory_allocated(dev) / 2**20
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0

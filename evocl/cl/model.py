@@ -1,0 +1,145 @@
+"""The trained model: frozen backbone + LoRA (PEFT) + mean pooling + one linear head.
+
+LoRA targets (BERT-family names; DistilBERT and ``*_proj`` layouts are mapped likewise):
+    attention      query, key, value
+    attention_mlp  query, key, value + the feed-forward pair (intermediate.dense, output.dense)
+    all_linear     every linear layer of the encoder (the above + attention.output.dense)
+``lora_layers`` picks ``layers_to_transform`` (all / top_half / bottom_half of the encoder
+layers). ``lora_rank_schedule`` sets per-layer ranks through PEFT's ``rank_pattern`` over the
+adapted layers, lowest to highest: uniform = rank everywhere; increasing = rank/2 in the lowest
+third, rank in the middle, 2*rank in the top third (decreasing mirrors it). ``alpha_pattern``
+keeps alpha = lora_alpha_ratio * rank in every layer. The head is a plain nn.Linear outside
+PEFT over all of the stream's classes (masking per scenario is done by the trainer).
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from typing import Any
+
+import torch
+from torch import nn
+
+from evocl.cl.backbone import Backbone
+from evocl.cl.params import CLParams
+from evocl.errors import BackboneError
+
+# layout name -> (attention, mlp, attention output) module-name suffixes
+LAYOUTS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
+    "bert": (("query", "key", "value"), ("intermediate.dense", "output.dense"),
+             ("attention.output.dense",)),
+    "distilbert": (("q_lin", "k_lin", "v_lin"), ("lin1", "lin2"), ("out_lin",)),
+    "proj": (("q_proj", "k_proj", "v_proj"), ("up_proj", "down_proj", "gate_proj", "fc1", "fc2"),
+             ("o_proj", "out_proj")),
+}
+_LAYER_RE = re.compile(r"(?:^|\.)(layer|layers|h|block|blocks)\.(\d+)\.")
+
+
+class CLModel(nn.Module):
+    """encoder (PEFT-wrapped) -> attention-masked mean of the last hidden states -> head."""
+
+    def __init__(self, encoder: nn.Module, head: nn.Linear):
+        super().__init__()
+        self.encoder = encoder
+        self.head = head
+
+    def forward(self, input_ids: torch.Tensor | None, attention_mask: torch.Tensor,
+                inputs_embeds: torch.Tensor | None = None,
+                encoder_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits [B, n_classes]. ``encoder_mask`` overrides the mask given to the encoder
+        (a 4-D additive mask lets torch.func.vmap run without data-dependent branches)."""
+        out = self.encoder(input_ids=input_ids, inputs_embeds=inputs_embeds,
+                           attention_mask=attention_mask if encoder_mask is None else encoder_mask)
+        hidden = out.last_hidden_state
+        m = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
+        return self.head(pooled)
+
+    def input_embeddings(self) -> nn.Module:
+        return self.encoder.get_input_embeddings()
+
+
+def detect_layout(model: nn.Module) -> tuple[str, str, int]:
+    """(layout name, layers pattern, number of layers) of an encoder, from its module names."""
+    names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    layout = next((k for k, (att, _, _) in LAYOUTS.items()
+                   if any(n.endswith("." + att[0]) or n == att[0] for n in names)), None)
+    found = [_LAYER_RE.search(n) for n in names]
+    layers = sorted({int(f.group(2)) for f in found if f})
+    if layout is None or not layers:
+        raise BackboneError("unsupported encoder layout: no query/q_lin/q_proj linear layers "
+                            "inside numbered layers", source="backbone", field="model")
+    pattern = next(f.group(1) for f in found if f)
+    return layout, pattern, layers[-1] + 1
+
+
+def layer_ranks(params: CLParams, layers: list[int]) -> dict[int, int]:
+    """Rank of each adapted layer under ``lora_rank_schedule`` (powers of two around rank)."""
+    r, n = params.lora_rank, len(layers)
+    if params.lora_rank_schedule == "uniform" or n < 2:
+        return {layer: r for layer in layers}
+    out = {}
+    for pos, layer in enumerate(layers):
+        step = int(round(2.0 * pos / (n - 1) - 1.0 + 1e-9))  # -1, 0, +1 from bottom to top
+        if params.lora_rank_schedule == "decreasing":
+            step = -step
+        out[layer] = max(1, r // 2) if step < 0 else (2 * r if step > 0 else r)
+    return out
+
+
+def lora_config(params: CLParams, layout: str, layers_pattern: str, n_layers: int) -> Any:
+    """The PEFT LoraConfig for ``params`` (see the module docstring)."""
+    from peft import LoraConfig
+
+    att, mlp, att_out = LAYOUTS[layout]
+    targets = list(att)
+    if params.lora_targets in ("attention_mlp", "all_linear"):
+        targets += list(mlp)
+    exclude: list[str] = []
+    if params.lora_targets == "all_linear":
+        targets += list(att_out)
+    elif params.lora_targets == "attention_mlp":
+        # suffix matching: BERT's "output.dense" would also catch "attention.output.dense"
+        exclude = list(att_out)
+    half = n_layers // 2
+    layers = {"all": list(range(n_layers)), "bottom_half": list(range(max(1, half))),
+              "top_half": list(range(half, n_layers))}[params.lora_layers]
+    ranks = layer_ranks(params, layers)
+    rank_pattern: dict[str, int] = {}
+    alpha_pattern: dict[str, float] = {}
+    if params.lora_rank_schedule != "uniform":
+        # PEFT takes the first key that matches the end of a module name; each key names one
+        # layer index exactly ("layer\.1\." never matches layer 11), most specific first.
+        for layer in sorted(layers, reverse=True):
+            key = rf"{re.escape(layers_pattern)}\.{layer}\..*"
+            rank_pattern[key] = ranks[layer]
+            alpha_pattern[key] = params.lora_alpha_ratio * ranks[layer]
+    return LoraConfig(
+        r=params.lora_rank, lora_alpha=params.lora_alpha_ratio * params.lora_rank,
+        lora_dropout=params.lora_dropout, target_modules=targets,
+        exclude_modules=exclude or None,
+        layers_to_transform=layers, layers_pattern=layers_pattern,
+        rank_pattern=rank_pattern, alpha_pattern=alpha_pattern, bias="none")
+
+
+def build_model(backbone: Backbone, params: CLParams, n_classes: int, seed: int) -> CLModel:
+    """A fresh model from the pristine backbone (deep copy). Uses the global torch RNG: call it
+    inside a forked, seeded RNG scope. The head is initialised first from ``seed`` alone, so the
+    untrained model (LoRA B = 0) depends on the seed only, whatever the LoRA settings."""
+    from peft import get_peft_model
+
+    torch.manual_seed(seed)
+    head = nn.Linear(backbone.hidden_size, n_classes)
+    encoder = copy.deepcopy(backbone.model)
+    layout, pattern, n_layers = detect_layout(encoder)
+    torch.manual_seed(seed + 1)
+    peft_encoder = get_peft_model(encoder, lora_config(params, layout, pattern, n_layers))
+    model = CLModel(peft_encoder, head)
+    model.train()
+    return model
+
+
+def trainable(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The trainable parameters by name (LoRA matrices and the head)."""
+    return {n: p for n, p in model.named_parameters() if p.requires_grad}

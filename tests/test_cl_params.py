@@ -1,0 +1,44 @@
+"""Configuration names, defaults and validation of the cl package."""
+
+import pytest
+
+from evocl.cl import DEFAULTS, KNOWN_PARAMETERS, resolve
+from evocl.errors import UserError
+
+CONTRACT = {"lora_rank", "lora_alpha_ratio", "lora_dropout", "lora_targets", "lora_layers",
+            "lora_rank_schedule", "ewc", "ewc_lambda", "ewc_gamma", "replay",
+            "replay_buffer_per_class", "replay_ratio", "replay_policy", "distill",
+            "distill_temperature", "distill_alpha", "adversarial", "adv_epsilon", "lr",
+            "steps_per_task", "batch_size", "weight_decay", "warmup_ratio"}
+
+
+def test_known_parameters_match_the_contract() -> None:
+    assert set(KNOWN_PARAMETERS) == CONTRACT
+    assert set(DEFAULTS) == CONTRACT
+
+
+def test_defaults_fill_absent_names() -> None:
+    p = resolve({"lora_rank": 4, "ewc": True})
+    assert p.lora_rank == 4 and p.ewc is True
+    assert p.lr == DEFAULTS["lr"] and p.replay is False
+
+
+def test_unknown_parameter_rejected_with_the_known_list() -> None:
+    with pytest.raises(UserError) as err:
+        resolve({"lora_rnak": 4})
+    msg = str(err.value)
+    assert "lora_rnak" in msg and "lora_rank" in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize("bad", [{"lora_rank": 0}, {"lora_rank": 2.5}, {"ewc": "yes"},
+                                 {"lora_targets": "mlp"}, {"replay_ratio": 1.5},
+                                 {"lr": float("nan")}, {"lr": 0.0}, {"batch_size": True}])
+def test_bad_values_rejected(bad: dict) -> None:
+    with pytest.raises(UserError):
+        resolve(bad)
+
+
+def test_integral_floats_and_int_bools_accepted() -> None:
+    p = resolve({"lora_rank": 8.0, "replay": 1, "lr": 1})
+    assert p.lora_rank == 8 and isinstance(p.lora_rank, int) and p.replay is True
+    assert p.lr == 1.0
