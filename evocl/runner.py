@@ -97,7 +97,8 @@ def _fingerprints(cfg: RunConfig) -> dict[str, Any]:
     if cfg.objective == "cl":
         try:
             from evocl.streams import load_stream
-            out["stream"] = load_stream(cfg.stream, seed=cfg.seed).fingerprint
+            seed = int(cfg.evaluator_options.get("stream_seed", 0))  # as CLEvaluator loads it
+            out["stream"] = load_stream(cfg.stream, seed=seed).fingerprint
         except Exception as e:  # noqa: BLE001 - the evaluator will report a real problem
             warnings.warn(f"stream fingerprint unknown ({type(e).__name__}: {e})", stacklevel=2)
     return out

@@ -181,3 +181,16 @@ def test_progress_events_and_wall_time_stop(tmp_path):
     cfg = make_cfg(tmp_path, "slow", delay=0.2, max_wall_time=0.5, generations=None)
     s = run_search(cfg)
     assert s.stop_reason.startswith("wall time") and 1 <= s.n_evaluated <= 4
+
+
+def test_rich_progress_renders(tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from evocl.progress import RichProgress
+    buf = io.StringIO()
+    cfg = make_cfg(tmp_path, "run", budget=8, generations=None)
+    run_search(cfg, progress=RichProgress(console=Console(file=buf, width=150)))
+    out = buf.getvalue()
+    assert "8/8" in out and "failed" in out and "stopped:" in out

@@ -1,0 +1,53 @@
+"""A real search on Ray: 2 local CPUs, 2 actors, the tiny CL model on the synthetic stream."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from evocl.records import RunConfig
+from evocl.runner import run_search
+from evocl.storage import read_run
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_ray_search_with_tiny_cl_model(tmp_path):
+    pytest.importorskip("evocl.cl")
+    cfg = RunConfig(space=str(ROOT / "search_spaces" / "tiny.yaml"), run_dir=str(tmp_path / "run"),
+                    stream="synthetic", backbone="tiny", objective="cl", algorithm="nsga2",
+                    population=4, generations=1, workers=2, executor="ray", device="cpu",
+                    fitness_tasks=2, eval_timeout=300, seed=0,
+                    evaluator_options={"max_eval_per_task": 32})
+    summary = run_search(cfg)
+    assert summary.n_evaluated == 4 and summary.stop_reason
+    view = read_run(tmp_path / "run")
+    assert len(view.evaluations) == 4 and view.pending == []
+    ok = [r for _, r in view.evaluations if r.ok]
+    assert ok, [r.error for _, r in view.evaluations]
+    for r in ok:
+        assert set(r.objectives) >= {"acc", "forgetting"} and r.metrics["attempts"] == 1
+    assert view.meta["fingerprints"]["stream"]
+    assert len(view.pareto_front()) >= 1
+
+
+def test_ray_search_survives_dying_workers(tmp_path):
+    """Every 5th candidate's worker calls os._exit: retried once, failed, actor replaced."""
+    import yaml
+
+    from evocl.evolution.problems import problem_dict
+    space = tmp_path / "zdt1.yaml"
+    space.write_text(yaml.safe_dump(problem_dict("zdt1")))
+    cfg = RunConfig(space=str(space), run_dir=str(tmp_path / "run"),
+                    objective="evocl.evolution.problems:Problem",
+                    evaluator_options={"name": "zdt1", "exit_every": 5, "fail_every": 7},
+                    population=6, generations=2, workers=2, executor="ray", max_retries=1)
+    summary = run_search(cfg)
+    assert summary.n_evaluated == 12
+    view = read_run(tmp_path / "run")
+    errors = {c.id: (r.error, r.metrics.get("attempts")) for c, r in view.evaluations}
+    assert errors[4][0].startswith("worker died") and errors[4][1] == 2
+    assert errors[6][0].startswith("RuntimeError: injected failure") and errors[6][1] == 1
+    assert errors[0] == (None, 1)
