@@ -82,33 +82,34 @@ class GenerationalEngine(Engine):
         protos: list[Proto] = []
         n_children = len(self._population) if len(self._population) >= 2 else 0
         self._prepare_selection()
-        pair: list[Proto] = []
-
-        def child() -> Proto:
-            if not pair:
-                pair.extend(self._mate(rng))
-            return pair.pop(0)
-
+        pair: list[tuple[dict[str, Any], tuple[int, int]]] = []
         while len(protos) < n_children:
-            protos.append(self._reserve(self._fresh(child, rng)))
+            protos.append(self._reserve(self._fresh(lambda: self._child(pair, rng), rng)))
         while len(protos) < self.population_size:
             protos.append(self._reserve(self._sample_proto(rng)))
         return protos
 
-    def _mate(self, rng: np.random.Generator) -> list[Proto]:
-        """Two children: two parents by tournament, crossover (with prob), then mutation."""
+    def _mate(self, rng: np.random.Generator) -> list[tuple[dict[str, Any], tuple[int, int]]]:
+        """Two parents by tournament, recombined with probability ``crossover_prob`` (else
+        copied): two (config, parents) pairs, mutated and made canonical by ``_child`` only
+        when taken (a steady-state engine uses one of the two)."""
         a, b = self._choose_parent(rng), self._choose_parent(rng)
         ca, cb = self._candidates[a].config, self._candidates[b].config
         opts = self.options
         if rng.random() < opts["crossover_prob"]:
             ca, cb = operators.crossover(self.space, ca, cb, rng, eta=opts["eta_c"],
                                          prob_var=opts["prob_var"])
-        kids = []
-        for child in (ca, cb):
-            child = operators.mutate(self.space, child, rng, eta=opts["eta_m"],
-                                     indpb=opts["indpb"])
-            kids.append(self._proto(child, parents=(a, b), origin="offspring"))
-        return kids
+        return [(ca, (a, b)), (cb, (a, b))]
+
+    def _child(self, pair: list[tuple[dict[str, Any], tuple[int, int]]],
+               rng: np.random.Generator) -> Proto:
+        """The next child of ``pair`` (mating again when it is empty), mutated."""
+        if not pair:
+            pair.extend(self._mate(rng))
+        config, parents = pair.pop(0)
+        config = operators.mutate(self.space, config, rng, eta=self.options["eta_m"],
+                                  indpb=self.options["indpb"])
+        return self._proto(config, parents=parents, origin="offspring")
 
     # ------------------------------------------------------------ subclass hooks
     def _survive(self, pool: list[int]) -> list[int]:

@@ -125,15 +125,18 @@ def seeded_random(seed: int) -> Iterator[None]:
 
 
 def rank_and_crowding(ids: Sequence[int], fmin: dict[int, tuple[float, ...]],
-                      cv: dict[int, float]) -> dict[int, tuple[int, float]]:
+                      cv: dict[int, float],
+                      cache: dict[int, _Ind] | None = None) -> dict[int, tuple[int, float]]:
     """Front index (0 = best) and crowding distance of each id, by DEAP's NSGA-II routines.
 
     Uses ``sortLogNondominated`` (fast) when there are several objectives and no constraint
     violation, else ``sortNondominated`` (which honours the constrained ``dominates``).
+    Crowding is computed on each front in id order, so the result depends only on the set
+    of ids. ``cache`` (id -> DEAP individual) saves rebuilding the wrappers.
     """
     if not ids:
         return {}
-    inds = [_Ind(i, fmin[i], cv.get(i, 0.0)) for i in ids]
+    inds = [_individual(i, fmin, cv, cache) for i in ids]
     n_obj = len(inds[0].fitness.wvalues)
     constrained = any(ind.fitness.cv > 0.0 for ind in inds)
     with seeded_random(0):
@@ -141,12 +144,28 @@ def rank_and_crowding(ids: Sequence[int], fmin: dict[int, tuple[float, ...]],
             fronts = tools.sortLogNondominated(inds, len(inds))
         else:
             fronts = tools.sortNondominated(inds, len(inds))
-        out: dict[int, tuple[int, float]] = {}
-        for rank, front in enumerate(fronts):
-            tools.emo.assignCrowdingDist(front)
-            for ind in front:
-                out[ind.id] = (rank, float(ind.fitness.crowding_dist))
+    out: dict[int, tuple[int, float]] = {}
+    for rank, front in enumerate(fronts):
+        for ind_id, dist in crowding(front).items():
+            out[ind_id] = (rank, dist)
     return out
+
+
+def crowding(front: Sequence[_Ind]) -> dict[int, float]:
+    """Crowding distance (DEAP's ``assignCrowdingDist``) of one front, computed in id order."""
+    front = sorted(front, key=lambda ind: ind.id)
+    tools.emo.assignCrowdingDist(front)
+    return {ind.id: float(ind.fitness.crowding_dist) for ind in front}
+
+
+def _individual(i: int, fmin: dict[int, tuple[float, ...]], cv: dict[int, float],
+                cache: dict[int, _Ind] | None) -> _Ind:
+    if cache is None:
+        return _Ind(i, fmin[i], cv.get(i, 0.0))
+    ind = cache.get(i)
+    if ind is None:
+        ind = cache[i] = _Ind(i, fmin[i], cv.get(i, 0.0))
+    return ind
 
 
 def survivors(ids: Sequence[int], k: int, rc: dict[int, tuple[int, float]]) -> list[int]:

@@ -32,6 +32,7 @@ class AsyncNSGA2(Engine):
         super().__init__(space, **kwargs)
         self._population: list[int] = []
         self._rc: dict[int, tuple[int, float]] | None = None
+        self._inds: dict[int, Any] = {}   # id -> DEAP wrapper, reused across sorts
 
     def _next_proto(self) -> Proto | None:
         proto = self._take_initial()
@@ -42,19 +43,15 @@ class AsyncNSGA2(Engine):
             return self._sample_proto(self._rng(_RANDOM, cid))
         rng = self._rng(_CHILD, cid)
         if self._rc is None:
-            self._rc = pareto.rank_and_crowding(self._population, self._fmin, self._cv)
-        pair: list[Proto] = []
-
-        def child() -> Proto:
-            if not pair:
-                pair.extend(self._mate(rng))
-            return pair.pop(0)
-
-        return self._fresh(child, rng)
+            self._rc = pareto.rank_and_crowding(self._population, self._fmin, self._cv,
+                                                self._inds)
+        pair: list[tuple[dict[str, Any], tuple[int, int]]] = []
+        return self._fresh(lambda: self._child(pair, rng), rng)
 
     # the variation is NSGA-II's: same tournament and operators
     _choose_parent = NSGA2._choose_parent
     _mate = GenerationalEngine._mate
+    _child = GenerationalEngine._child
 
     def _proto(self, config: Mapping[str, Any], parents: tuple[int, ...] = (),
                origin: str = "sample", generation: int | None = None) -> Proto:
@@ -63,11 +60,21 @@ class AsyncNSGA2(Engine):
     def _on_tell(self, cid: int) -> None:
         if cid in self._fmin:
             self._population.append(cid)
+            self._rc = None
             if len(self._population) > self.population_size:
-                rc = pareto.rank_and_crowding(self._population, self._fmin, self._cv)
+                rc = pareto.rank_and_crowding(self._population, self._fmin, self._cv,
+                                              self._inds)
                 worst = max(self._population, key=lambda i: (rc[i][0], -rc[i][1], i))
                 self._population.remove(worst)
-            self._rc = None
+                self._inds.pop(worst, None)
+                # Removing a member of the last front changes no rank, only the crowding of
+                # that front: update it (same result as a full recomputation, in id order).
+                del rc[worst]
+                last = rc and max(r for r, _ in rc.values())
+                front = [self._inds[i] for i in self._population if rc[i][0] == last]
+                for i, dist in pareto.crowding(front).items():
+                    rc[i] = (last, dist)
+                self._rc = rc
         super()._on_tell(cid)
 
     def _extra_state(self) -> dict[str, Any]:
