@@ -203,7 +203,7 @@ def run_stream(model: CLModel, data: StreamTensors, p: CLParams, seed: int, n_ta
     test = _eval_round(model, data, data.test, seen, own, n_tasks - 1, n_tasks, device,
                        autocast, opts)
     timings["test"] = time.perf_counter() - t0
-    drift = torch.stack([(a - b).float().norm() for a, b in zip(plist, after_first)]).norm()
+    drift = torch.stack([(a.detach() - b).float().norm() for a, b in zip(plist, after_first)]).norm()
     return RunOutput(R=R, baseline=baseline, test_acc=test, timings=timings,
                      final_losses=losses, drift_from_task0=float(drift))
 

@@ -1,0 +1,140 @@
+"""evaluate() and CLEvaluator on the tiny backbone and an in-code keyword stream (seconds)."""
+
+import numpy as np
+import pytest
+import torch
+
+from evocl.cl import OBJECTIVES, CLEvaluator, evaluate, load_backbone
+from evocl.cl.backbone import Backbone
+from evocl.cl.strategies import ReplayBuffer
+from evocl.cl.testing import keyword_stream
+from evocl.records import Candidate, Result
+
+FAST = {"lr": 3e-2, "steps_per_task": 20, "batch_size": 16}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Two threads on a loaded 2-core machine are ~10x slower on tiny tensors."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tiny() -> Backbone:
+    return load_backbone("tiny")
+
+
+@pytest.fixture(scope="module")
+def stream():
+    return keyword_stream(n_tasks=3)
+
+
+def run(config, stream, tiny, seed=0, **kw) -> Result:
+    return evaluate({**FAST, **config}, stream, tiny, seed, device="cpu", **kw)
+
+
+def test_result_shape(stream, tiny) -> None:
+    r = run({}, stream, tiny)
+    assert r.ok and set(r.objectives) == set(OBJECTIVES)
+    assert all(np.isfinite(v) for v in r.objectives.values())
+    R = r.metrics["accuracy_matrix"]
+    assert len(R) == 3 and all(len(row) == 3 for row in R)
+    assert len(r.metrics["test_acc"]["per_task"]) == 3
+    assert r.objectives["plasticity"] > 0.8  # the tiny model learns each task
+    Result.from_dict(r.to_dict())  # JSON-ready
+
+
+def test_deterministic_and_pure(stream, tiny) -> None:
+    cfg = {"ewc": True, "replay": True, "distill": True, "adversarial": True,
+           "lora_dropout": 0.1}
+    state = torch.get_rng_state()
+    before = {k: v.clone() for k, v in tiny.model.state_dict().items()}
+    a, b = run(cfg, stream, tiny, seed=3), run(cfg, stream, tiny, seed=3)
+    assert a.metrics["accuracy_matrix"] == b.metrics["accuracy_matrix"]
+    assert a.metrics["final_task_loss"] == b.metrics["final_task_loss"]
+    assert {k: v for k, v in a.objectives.items() if k not in ("wall_time", "peak_memory_mb")} \
+        == {k: v for k, v in b.objectives.items() if k not in ("wall_time", "peak_memory_mb")}
+    assert torch.equal(torch.get_rng_state(), state)  # global RNG restored
+    for k, v in tiny.model.state_dict().items():  # pristine backbone untouched
+        assert torch.equal(v, before[k]), k
+    c = run(cfg, stream, tiny, seed=4)
+    assert c.metrics["final_task_loss"] != a.metrics["final_task_loss"]
+
+
+def test_replay_ratio_zero_never_reads_the_buffer(stream, tiny, monkeypatch) -> None:
+    calls = []
+    original = ReplayBuffer.sample
+
+    def counting(self, n, rng):
+        calls.append(n)
+        return original(self, n, rng)
+
+    monkeypatch.setattr(ReplayBuffer, "sample", counting)
+    off = run({}, stream, tiny)
+    zero = run({"replay": True, "replay_ratio": 0.0}, stream, tiny)
+    assert calls == []
+    assert zero.metrics["accuracy_matrix"] == off.metrics["accuracy_matrix"]
+    on = run({"replay": True, "replay_ratio": 0.5}, stream, tiny)
+    assert calls and all(n == 8 for n in calls)
+    assert on.objectives["forgetting"] < off.objectives["forgetting"]
+
+
+@pytest.mark.parametrize("policy", ["reservoir", "class_balanced"])
+def test_buffer_policies_keep_per_class_slots(policy) -> None:
+    buf = ReplayBuffer(3, policy, np.random.default_rng(0))
+    rows, labels = np.arange(20), np.array([0] * 10 + [1] * 10)
+    buf.update(0, rows, labels, rows, labels)
+    assert len(buf) == 6
+    assert sorted(np.bincount(labels[buf.sample(6, np.random.default_rng(1))]).tolist()) \
+        in ([1, 5], [2, 4], [3, 3])  # drawn from the buffer only
+    buf.update(1, rows + 20, labels, rows + 20, labels)  # domain-style: same classes again
+    assert len(buf) == 6
+
+
+def test_distill_alpha_zero_equals_no_distillation(stream, tiny) -> None:
+    off = run({}, stream, tiny)
+    zero = run({"distill": True, "distill_alpha": 0.0}, stream, tiny)
+    assert zero.metrics["accuracy_matrix"] == off.metrics["accuracy_matrix"]
+    assert zero.metrics["final_task_loss"] == off.metrics["final_task_loss"]
+    on = run({"distill": True, "distill_alpha": 1.0}, stream, tiny)
+    assert on.metrics["final_task_loss"] != off.metrics["final_task_loss"]
+
+
+def test_large_ewc_lambda_keeps_first_task_weights(stream, tiny) -> None:
+    # Adam's steps have size ~lr whatever the penalty, so a small lr shows the pull clearly
+    free = run({"ewc": True, "ewc_lambda": 0.0, "lr": 1e-2}, stream, tiny)
+    held = run({"ewc": True, "ewc_lambda": 1e6, "lr": 1e-2}, stream, tiny)
+    assert held.metrics["drift_from_task0"] < 0.5 * free.metrics["drift_from_task0"]
+
+
+@pytest.mark.parametrize("scenario", ["task-incremental", "domain-incremental"])
+def test_other_scenarios(tiny, scenario) -> None:
+    s = keyword_stream(n_tasks=3, scenario=scenario)
+    r = run({"replay": True, "distill": True, "ewc": True}, s, tiny)
+    assert r.ok and r.objectives["acc"] > 0.7
+
+
+def test_fitness_tasks_trains_the_first_k_only(stream, tiny) -> None:
+    r = run({}, stream, tiny, fitness_tasks=2)
+    assert len(r.metrics["accuracy_matrix"]) == 2 and r.metrics["tasks_trained"] == 2
+    assert len(r.metrics["test_acc"]["per_task"]) == 2
+
+
+def test_evaluator_turns_failures_into_results(stream, tiny) -> None:
+    ev = CLEvaluator(stream=stream, backbone=tiny, device="cpu")
+    nan = ev(Candidate(0, {**FAST, "lr": 1e30}, "h", seed=0))
+    assert not nan.ok and "non-finite loss at task 0 step" in nan.error
+    bad = ev(Candidate(1, {"lora_rnak": 4}, "h", seed=0))
+    assert not bad.ok and "lora_rnak" in bad.error
+    ok = ev(Candidate(2, FAST, "h", seed=0))
+    assert ok.ok and ok.objectives["trainable_params"] > 0
+
+
+def test_evaluator_rejects_unknown_options(stream, tiny) -> None:
+    from evocl.errors import UserError
+
+    with pytest.raises(UserError):
+        CLEvaluator(stream=stream, backbone=tiny, device="cpu", max_eval=3)
