@@ -220,6 +220,7 @@ def run_search(run_config: RunConfig, *, resume: bool = False, progress: Any = N
     """
     t_start = time.monotonic()
     prog = _Progress(progress)
+    created = False
     if resume:
         rd = RunDir.open(run_config.run_dir)
     else:
@@ -229,8 +230,10 @@ def run_search(run_config: RunConfig, *, resume: bool = False, progress: Any = N
         if run_config.objective != "cl":
             from evocl.execution.base import check_target_path
             check_target_path(target)
+        _new_engine(space, run_config)  # bad algorithm settings fail before the directory exists
         rd = RunDir.create(run_config.run_dir, run_config, space,
                            fingerprints=_fingerprints(run_config))
+        created = True
     executor = None
     try:
         if resume:
@@ -315,6 +318,10 @@ def run_search(run_config: RunConfig, *, resume: bool = False, progress: Any = N
             n_pending=len(engine.in_flight))
         prog.emit("finished", summary)
         return summary
+    except BaseException:
+        if created and rd.discard():  # setup failed before the first ask: leave no husk behind
+            created = False
+        raise
     finally:
         if executor is not None:
             executor.shutdown()

@@ -76,3 +76,14 @@ def test_mirror_failure_is_a_warning(tmp_path):
         m = OptunaMirror(tmp_path, "run", space, storage="notascheme://x")
     assert not m.ok
     m.add(_cand(0, x1=0.1, x2=0.1, mode="a"), Result(objectives={"f1": 1.0, "f2": 1.0}))
+
+
+def test_shared_storage_keeps_runs_apart(tmp_path):
+    space = load(write_space(tmp_path))
+    url = f"sqlite:///{tmp_path / 'all.db'}"
+    (tmp_path / "a" / "run").mkdir(parents=True)
+    (tmp_path / "b" / "run").mkdir(parents=True)
+    m1 = OptunaMirror(tmp_path / "a" / "run", "run", space, storage=url)
+    m2 = OptunaMirror(tmp_path / "b" / "run", "run", space, storage=url)
+    assert m1.ok and m2.ok and m1.study_name == "run" and m2.study_name.startswith("run-")
+    assert OptunaMirror(tmp_path / "a" / "run", "run", space, storage=url).study_name == "run"

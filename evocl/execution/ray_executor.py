@@ -25,6 +25,7 @@ from typing import Any, Iterator, Mapping
 import ray
 import ray.exceptions as rex
 
+from evocl.errors import UserError
 from evocl.execution.base import build_target, check_target_path, evaluate_guarded, with_attempts
 from evocl.records import Candidate, Result
 
@@ -98,14 +99,25 @@ class RayExecutor:
         self._started_ray = False
         if not ray.is_initialized():
             common = dict(logging_level=logging.WARNING, log_to_driver=False,
-                          configure_logging=True, include_dashboard=dashboard)
-            if ray_address:
-                ray.init(address=ray_address, **common)
-            else:
-                ray.init(num_cpus=max(1, math.ceil(workers * cpus_per_eval)),
-                         dashboard_host="127.0.0.1", object_store_memory=OBJECT_STORE_BYTES,
-                         **common)
+                          configure_logging=True)
+            try:
+                if ray_address:
+                    ray.init(address=ray_address, **common)
+                else:
+                    ray.init(num_cpus=max(1, math.ceil(workers * cpus_per_eval)),
+                             include_dashboard=dashboard, dashboard_host="127.0.0.1",
+                             object_store_memory=OBJECT_STORE_BYTES, **common)
+            except (ConnectionError, ValueError, RuntimeError) as e:
+                where = f"join Ray at {ray_address!r}" if ray_address else "start Ray"
+                raise UserError(f"cannot {where}: {str(e).splitlines()[0] if str(e) else e!r}",
+                                field="ray_address") from e
             self._started_ray = True
+        have = ray.cluster_resources()
+        for name, need in (("CPU", cpus_per_eval), ("GPU", gpus_per_eval)):
+            if need > have.get(name, 0.0):
+                self.shutdown_ray()
+                raise UserError(f"{name.lower()}s_per_eval={need:g} but the Ray cluster has "
+                                f"{have.get(name, 0.0):g} {name}", field=f"{name.lower()}s_per_eval")
         threads = str(self.threads)
         # workers import evocl (and the target) even when evocl is not installed in the venv
         root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -244,5 +256,10 @@ class RayExecutor:
                 pass
         self._slots, self._jobs, self._busy = [], {}, {}
         self._queue.clear()
+        self.shutdown_ray()
+
+    def shutdown_ray(self) -> None:
+        """Stop Ray if this executor started it (a joined cluster is left alone)."""
         if self._started_ray and ray.is_initialized():
             ray.shutdown()
+        self._started_ray = False

@@ -16,6 +16,7 @@ before Optuna opens the file.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import math
 import os
@@ -127,9 +128,18 @@ class OptunaMirror:
                 storage = JournalStorage(JournalFileBackend(
                     path, lock_obj=_FlockLock(path + ".flock")))  # type: ignore[arg-type]
             self._dists = {p.name: _distribution(p) for p in space.parameters}
-            self.study = optuna.create_study(
-                storage=storage, study_name=study_name, load_if_exists=True,
-                directions=[o.direction for o in space.objectives])
+            directions = [o.direction for o in space.objectives]
+            here = str(Path(run_dir).resolve())
+            self.study = optuna.create_study(storage=storage, study_name=study_name,
+                                             load_if_exists=True, directions=directions)
+            owner = self.study.user_attrs.get("evocl_run_dir")
+            if owner not in (None, here):  # a shared storage already has a run of that name
+                study_name = f"{study_name}-{hashlib.sha256(here.encode()).hexdigest()[:8]}"
+                self.study = optuna.create_study(storage=storage, study_name=study_name,
+                                                 load_if_exists=True, directions=directions)
+            if self.study.user_attrs.get("evocl_run_dir") is None:
+                self.study.set_user_attr("evocl_run_dir", here)
+            self.study_name = study_name
             for t in self.study.get_trials(deepcopy=False):
                 cid = t.user_attrs.get("candidate_id")
                 if isinstance(cid, int):

@@ -139,6 +139,34 @@ class RunDir:
         self.journal.close()
         self._lock.release()
 
+    def discard(self) -> bool:
+        """Delete a run that never asked anything (setup failed right after ``create``).
+
+        Only evocl's own files are removed, and only while the journal is empty; returns
+        whether the run was removed. Never touches a run holding any result.
+        """
+        if self.journal.events:
+            return False
+        self.journal.close()
+        for name in (RUN_FILE, JOURNAL_NAME, "optuna.journal", "optuna.journal.flock"):
+            try:
+                (self.path / name).unlink()
+            except FileNotFoundError:
+                pass
+        for snap in snapshot_files(self.path):
+            snap.unlink()
+        try:
+            (self.path / SNAPSHOT_DIR).rmdir()
+        except OSError:
+            pass
+        self._lock.release()
+        try:
+            (self.path / "lock").unlink()
+            self.path.rmdir()  # only when nothing else is in it
+        except OSError:
+            pass
+        return True
+
     def __enter__(self) -> "RunDir":
         return self
 
