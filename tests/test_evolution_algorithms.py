@@ -132,3 +132,20 @@ def test_unknown_options_and_bad_arguments_are_user_errors():
         create("cmaes", space)
     with pytest.raises(UserError, match="initial"):
         create("nsga2", space, initial=[{"x0": 7.0}])
+
+
+def test_docstring_example_runs():
+    import contextlib
+    import io
+    import re
+    import textwrap
+
+    import evocl.evolution as evo
+
+    code = re.search(r"::\n\n(.*?)\n\nA result", evo.__doc__, re.S).group(1)
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        exec(textwrap.dedent(code), {})
+    hv, n_front = buf.getvalue().split()
+    assert float(hv) > 0.0 and int(n_front) > 0
+
