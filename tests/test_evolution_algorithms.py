@@ -130,6 +130,10 @@ def test_unknown_options_and_bad_arguments_are_user_errors():
         create("nsga2", space, population_size=1)
     with pytest.raises(UserError, match="algorithm"):
         create("cmaes", space)
+    with pytest.raises(UserError, match="crossover_prob"):
+        create("async-nsga2", space, crossover_prob=1.5)
+    with pytest.raises(UserError, match="tournament_size"):
+        create("ga", space, tournament_size=0)
     with pytest.raises(UserError, match="initial"):
         create("nsga2", space, initial=[{"x0": 7.0}])
 

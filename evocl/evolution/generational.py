@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
+from evocl.errors import UserError
 from evocl.evolution import pareto
 from evocl.evolution.base import Engine, Proto
 from evocl.space import operators
@@ -22,6 +23,19 @@ log = logging.getLogger(__name__)
 
 _BREED = 1   # rng purpose tags (see Engine._rng)
 _INIT = 0
+
+
+def check_variation_options(source: str, opts: dict[str, Any]) -> None:
+    """UserError unless probabilities are in [0, 1] and distribution indices are >= 0."""
+    for key in ("crossover_prob", "prob_var", "indpb"):
+        v = opts.get(key)
+        if v is not None and not (isinstance(v, (int, float)) and 0.0 <= v <= 1.0):
+            raise UserError(f"must be a probability in [0, 1], got {v!r}", source=source,
+                            field=key)
+    for key in ("eta_c", "eta_m"):
+        v = opts.get(key)
+        if not (isinstance(v, (int, float)) and v >= 0.0):
+            raise UserError(f"must be a number >= 0, got {v!r}", source=source, field=key)
 
 
 class GenerationalEngine(Engine):
@@ -37,6 +51,7 @@ class GenerationalEngine(Engine):
 
     def __init__(self, space: Any, **kwargs: Any):
         super().__init__(space, **kwargs)
+        check_variation_options(self.algorithm, self.options)
         self._queue: list[Proto] = []
         self._gen_ids: list[int] = []        # ids asked in the current generation
         self._population: list[int] = []     # survivors: the parents of the next generation
@@ -178,10 +193,13 @@ class GA(GenerationalEngine):
         super().__init__(space, **kwargs)
         if len(self._signs) > 1:
             log.info("ga optimizes the first objective %r only", self._signs[0][0])
-        if not 0 <= int(self.options["elite"]) <= self.population_size:
-            from evocl.errors import UserError
-            raise UserError(f"must be in [0, population_size], got {self.options['elite']}",
+        elite, size = self.options["elite"], self.options["tournament_size"]
+        if not isinstance(elite, int) or not 0 <= elite <= self.population_size:
+            raise UserError(f"must be an int in [0, population_size], got {elite!r}",
                             source="ga", field="elite")
+        if not isinstance(size, int) or size < 1:
+            raise UserError(f"must be an int >= 1, got {size!r}", source="ga",
+                            field="tournament_size")
 
     def _key(self, i: int) -> tuple[bool, float, float, int]:
         cv = self._cv[i]

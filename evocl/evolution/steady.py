@@ -16,7 +16,7 @@ import numpy as np
 
 from evocl.evolution import pareto
 from evocl.evolution.base import Engine, Proto
-from evocl.evolution.generational import GenerationalEngine, NSGA2
+from evocl.evolution.generational import NSGA2, GenerationalEngine, check_variation_options
 
 _CHILD = 2
 _RANDOM = 3
@@ -30,6 +30,7 @@ class AsyncNSGA2(Engine):
 
     def __init__(self, space: Any, **kwargs: Any):
         super().__init__(space, **kwargs)
+        check_variation_options(self.algorithm, self.options)
         self._population: list[int] = []
         self._rc: dict[int, tuple[int, float]] | None = None
         self._inds: dict[int, Any] = {}   # id -> DEAP wrapper, reused across sorts
