@@ -133,7 +133,7 @@ def _resume_config(stored: RunConfig, given: RunConfig, n_told: int,
     if extend_generations is not None:
         base_g = given.generations if given.generations is not None else 0
         new = new.replace(generations=base_g + int(extend_generations))
-    return new.replace(run_dir=stored.run_dir)
+    return new
 
 
 def _replay(space: Any, cfg: RunConfig, rd: RunDir, use_snapshot: bool) -> Any:
@@ -246,8 +246,10 @@ def run_search(run_config: RunConfig, *, resume: bool = False, progress: Any = N
             rd.record_changes(cfg, changes)
             try:
                 engine = _replay(space, cfg, rd, use_snapshot=True)
-            except RunDirError:
-                engine = _replay(space, cfg, rd, use_snapshot=False)  # snapshot may be the culprit
+            except UserError as e:  # the snapshot may be the culprit: replay the whole journal
+                warnings.warn(f"resume from snapshot failed ({e}); replaying the whole journal",
+                              stacklevel=2)
+                engine = _replay(space, cfg, rd, use_snapshot=False)
         else:
             cfg = run_config
             engine = _new_engine(space, cfg)

@@ -156,7 +156,7 @@ def test_nondeterministic_replay_is_refused(tmp_path):
     journal.write_text("\n".join([json.dumps(first)] + lines[1:]) + "\n")
     for p in (tmp_path / "run" / "snapshots").iterdir():
         p.unlink()
-    with pytest.raises(RunDirError, match="nondeterministic"):
+    with pytest.raises(RunDirError, match="nondeterministic"), pytest.warns(UserWarning):
         run_search(cfg, resume=True)
 
 
