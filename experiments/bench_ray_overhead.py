@@ -10,7 +10,9 @@
    with seed 0) evaluated by CLEvaluator on 1 worker (T1) and on 2 workers (T2), one CPU and
    one torch thread per worker; efficiency = T1 / (2 * T2). Actor start-up (building the
    target: backbone + tokenized stream) is measured apart and excluded from T1 and T2.
-Writes JSON (default experiments/results/bench_ray_overhead.json).
+``busy_fraction`` = sum of evaluation times / (workers * wall): how much of the wall time the
+workers spent evaluating (the executor's share of any loss); evaluation times themselves grow
+when the cores are shared with other processes. Writes JSON (default experiments/results/bench_ray_overhead.json).
 """
 
 from __future__ import annotations
@@ -67,14 +69,17 @@ def overhead(kind: str, workers: int, n: int, pipelined: bool) -> dict:
             "total_s": round(total, 4), "ms_per_eval": round(1000 * total / n, 3)}
 
 
-def cl_candidates(n: int) -> list[Candidate]:
+def cl_candidates(n: int, steps: int | None = None) -> list[Candidate]:
     from evocl.space import load
     space = load(ROOT / "search_spaces" / "tiny.yaml")
     rng = np.random.default_rng(0)
     out = []
     for i in range(n):
         cfg = space.canonical(space.sample(rng))
-        out.append(Candidate(id=i, config=cfg, config_hash=space.config_hash(cfg), seed=i))
+        h = space.config_hash(cfg)
+        if steps is not None:  # longer evaluations than tiny.yaml's range (CLEvaluator accepts it)
+            cfg["steps_per_task"] = steps
+        out.append(Candidate(id=i, config=cfg, config_hash=h, seed=i))
     return out
 
 
@@ -103,6 +108,8 @@ def cl_run(workers: int, cands: list[Candidate], kwargs: dict) -> dict:
             "loadavg_1min_before": round(load_before, 2), "loadavg_1min_after": round(os.getloadavg()[0], 2),
             "wall_s": round(wall, 3),
             "sum_eval_s": round(sum(r.wall_time for r in results.values()), 3),
+            "busy_fraction": round(sum(r.wall_time for r in results.values())
+                                   / (workers * wall), 3),
             "failed": failed,
             "objectives": {i: results[i].objectives for i in sorted(results)}}
 
@@ -115,6 +122,8 @@ def main() -> None:
     ap.add_argument("--backbone", default="tiny")
     ap.add_argument("--stream", default="synthetic")
     ap.add_argument("--fitness-tasks", type=int, default=None)
+    ap.add_argument("--steps", type=int, default=None,
+                    help="override steps_per_task of every candidate (longer evaluations)")
     args = ap.parse_args()
 
     report: dict = {"command": " ".join(["python"] + sys.argv), "host": {
@@ -128,7 +137,7 @@ def main() -> None:
         print("overhead", row, flush=True)
     kwargs = {"stream": args.stream, "backbone": args.backbone, "device": "cpu",
               "fitness_tasks": args.fitness_tasks, "max_eval_per_task": 32}
-    cands = cl_candidates(args.n_cl)
+    cands = cl_candidates(args.n_cl, args.steps)
     one = cl_run(1, cands, kwargs)
     print("cl 1 worker", {k: v for k, v in one.items() if k != "objectives"}, flush=True)
     two = cl_run(2, cands, kwargs)
