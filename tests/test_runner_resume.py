@@ -68,17 +68,23 @@ run_search(cfg, resume=sys.argv[2] == "1")
 """
 
 
-def run_and_kill(cfg: RunConfig, resume: bool, after_lines: int, timeout: float = 60) -> bool:
-    """Start run_search in a subprocess; SIGKILL it once the journal has ``after_lines`` lines.
-    Returns False when the run finished before that."""
+def run_and_kill(cfg: RunConfig, resume: bool, after_lines: int, timeout: float = 60,
+                 group: bool = False) -> bool:
+    """Start run_search in a subprocess; SIGKILL it once the journal has ``after_lines`` lines
+    (``group``: its whole process group, e.g. with the Ray processes it started). Returns
+    False when the run finished before that."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-c", SCRIPT, json.dumps(cfg.to_dict()),
-                             "1" if resume else "0"], env=env, stderr=subprocess.DEVNULL)
+                             "1" if resume else "0"], env=env, stderr=subprocess.DEVNULL,
+                            start_new_session=group)
     journal = Path(cfg.run_dir) / "journal.jsonl"
     end = time.monotonic() + timeout
     while time.monotonic() < end and proc.poll() is None:
         if journal.exists() and journal.read_bytes().count(b"\n") >= after_lines:
-            proc.send_signal(signal.SIGKILL)
+            if group:
+                os.killpg(proc.pid, signal.SIGKILL)
+            else:
+                proc.send_signal(signal.SIGKILL)
             proc.wait()
             return True
         time.sleep(0.002)

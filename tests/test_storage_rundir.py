@@ -153,6 +153,8 @@ def test_pareto_front_directions_and_failures():
     assert [c.id for c, _ in pareto_front(ev, objs)] == [0, 2]
     cons = [{"name": "cost", "max": 3.0, "min": None}]
     assert [c.id for c, _ in pareto_front(ev, objs, cons)] == [2]
+    mem = [{"name": "memory", "max": 10.0, "min": None}]   # missing value: infeasible
+    assert pareto_front(ev, objs, mem) == []
 
 
 def test_nan_metrics_are_journaled_as_strings(tmp_path):

@@ -9,11 +9,14 @@ from evocl.records import Candidate, Result
 
 
 def feasible(result: Result, constraints: Sequence[dict[str, Any]]) -> bool:
-    """True when every constraint (value looked up in objectives, then metrics) holds."""
+    """True when every constraint (value looked up in objectives, then metrics) holds.
+
+    A constrained value that is missing makes the result infeasible (as in the engines).
+    """
     for c in constraints:
         v = result.objectives.get(c["name"], result.metrics.get(c["name"]))
         if v is None:
-            continue
+            return False
         try:
             v = float(v)
         except (TypeError, ValueError):
