@@ -1,0 +1,72 @@
+"""Print the Markdown tables of experiments/README.md's Engine section from the JSON results.
+
+    .venv/bin/python experiments/bench_engine_table.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+
+
+def _load(name: str) -> dict | None:
+    path = os.path.join(RESULTS, name)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def quality() -> None:
+    data = _load("engine_quality.json")
+    if not data:
+        return
+    problems = list(data["problems"])
+    methods = list(next(iter(data["problems"].values()))["methods"])
+    print("| method | " + " | ".join(f"{p.upper()} median [min, max]" for p in problems) + " |")
+    print("|---|" + "---|" * len(problems))
+    for m in methods:
+        cells = []
+        for p in problems:
+            r = data["problems"][p]["methods"].get(m)
+            if r is None:
+                cells.append("-")
+                continue
+            s = r["hv_fraction"]
+            note = "" if r["evaluations"] == data["evaluations"] else f" ({r['evaluations']} ev.)"
+            cells.append(f"{s['median']:.3f} [{s['min']:.3f}, {s['max']:.3f}]{note}")
+        print(f"| {m} | " + " | ".join(cells) + " |")
+    print(f"\n{data['seeds']} seeds, population {data['population']}, "
+          f"{data['evaluations']} evaluations; seconds per run (median): " + "; ".join(
+              f"{m} {data['problems'][problems[0]]['methods'][m]['seconds_per_run']:.1f}"
+              for m in methods if m in data['problems'][problems[0]]['methods']))
+
+
+def overhead() -> None:
+    data = _load("engine_overhead.json")
+    if not data:
+        return
+    print("\n| engine | CPU ms / evaluation (median) | wall ms / evaluation (median) | evaluations |")
+    print("|---|---|---|---|")
+    for alg, s in data["cpu_ms_per_evaluation"].items():
+        w = data["wall_ms_per_evaluation"][alg]
+        print(f"| {alg} | {s['median']:.3f} | {w['median']:.3f} | {s['evaluations']} |")
+
+
+def utilization() -> None:
+    data = _load("engine_utilization.json")
+    if not data:
+        return
+    print("\n| engine | worker utilization median [min, max] | makespan (median, mean eval = 1) |")
+    print("|---|---|---|")
+    for alg, s in data["utilization"].items():
+        print(f"| {alg} | {s['median']:.3f} [{s['min']:.3f}, {s['max']:.3f}] | "
+              f"{data['makespan'][alg]['median']:.0f} |")
+
+
+if __name__ == "__main__":
+    quality()
+    overhead()
+    utilization()
