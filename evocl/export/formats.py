@@ -30,8 +30,14 @@ def _atomic_text(path: Path, text: str) -> Path:
     return path
 
 
+def _jsonable(o: Any) -> Any:
+    if isinstance(o, (set, frozenset)):
+        return sorted(o, key=str)
+    return str(o)
+
+
 def _json(path: Path, data: Any) -> Path:
-    return _atomic_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+    return _atomic_text(path, json.dumps(data, indent=2, default=_jsonable) + "\n")
 
 
 def evocl_document(view, cand: Candidate, res: Result) -> dict[str, Any]:
@@ -74,34 +80,33 @@ def write_json(view, cand: Candidate, res: Result, out: Path) -> list[Path]:
     return [_json(target, evocl_document(view, cand, res))]
 
 
-def _num_layers(backbone: str) -> int:
-    from evocl.cl import backbone_config
+def lora_config_for(config: dict[str, Any], backbone: str) -> Any:
+    """The ``peft.LoraConfig`` the evaluator builds for ``config`` on ``backbone`` (the same
+    function, so an export can never drift from what was searched)."""
+    from evocl.cl import load_backbone, resolve
+    from evocl.cl.model import detect_layout, lora_config
 
-    return int(backbone_config(backbone).num_hidden_layers)
+    layout, pattern, n_layers = detect_layout(load_backbone(backbone).model)
+    return lora_config(resolve(config), layout, pattern, n_layers)
 
 
 def write_peft(view, cand: Candidate, res: Result, out: Path) -> list[Path]:
     """``adapter_config.json`` through PEFT itself, from the same mapping the evaluator uses."""
-    import peft
-
-    from evocl.cl import lora_kwargs
-
-    kwargs = lora_kwargs(cand.config, _num_layers(view.config.backbone))
-    kwargs.setdefault("task_type", "FEATURE_EXTRACTION")
-    lora = peft.LoraConfig(**kwargs)
+    lora = lora_config_for(cand.config, view.config.backbone)
+    lora.task_type = "FEATURE_EXTRACTION"
     out.mkdir(parents=True, exist_ok=True)
     lora.save_pretrained(str(out))
     note = {"evocl": evocl_document(view, cand, res),
             "head": "evocl trains a linear head over mean-pooled hidden states beside the adapters; "
-                    "it is not part of adapter_config.json (see `evocl train`, which saves head.safetensors)"}
+                    "it is not part of adapter_config.json (`evocl train` saves it as head.safetensors)"}
     return [out / "adapter_config.json", _json(out / "evocl_provenance.json", note)]
 
 
 def continual_settings(config: dict[str, Any]) -> dict[str, Any]:
     """The continual-learning part of a configuration, grouped by strategy (off ones omitted)."""
-    from evocl.cl import resolve_config
+    from evocl.cl import resolve
 
-    c = resolve_config(config)
+    c = resolve(config).to_dict()
     out: dict[str, Any] = {"steps_per_task": c["steps_per_task"], "batch_size": c["batch_size"]}
     if c["ewc"]:
         out["ewc"] = {"lambda": c["ewc_lambda"], "gamma": c["ewc_gamma"], "mode": "online",
@@ -121,9 +126,9 @@ def continual_settings(config: dict[str, Any]) -> dict[str, Any]:
 
 def write_hf(view, cand: Candidate, res: Result, out: Path) -> list[Path]:
     """``training_args.json`` that ``TrainingArguments(**json)`` accepts, and the CL settings."""
-    from evocl.cl import resolve_config
+    from evocl.cl import resolve
 
-    c = resolve_config(cand.config)
+    c = resolve(cand.config).to_dict()
     args = {
         "output_dir": "evocl-train",
         "learning_rate": c["lr"],
@@ -140,23 +145,17 @@ def write_hf(view, cand: Candidate, res: Result, out: Path) -> list[Path]:
     cl = {"note": "max_steps is per task: run one Trainer.train() per task, in stream order, "
                   "keeping the model between tasks; the strategies below are evocl's and need "
                   "their own loss terms or callbacks",
-          "lora": lora_kwargs_safe(cand.config, view.config.backbone),
+          "lora": lora_config_for(cand.config, view.config.backbone).to_dict(),
           **continual_settings(cand.config),
           "evocl": evocl_document(view, cand, res)}
     return [_json(out / "training_args.json", args), _json(out / "continual_learning.json", cl)]
 
 
-def lora_kwargs_safe(config: dict[str, Any], backbone: str) -> dict[str, Any]:
-    from evocl.cl import lora_kwargs
-
-    return lora_kwargs(config, _num_layers(backbone))
-
-
 def avalanche_spec(config: dict[str, Any], n_classes: int) -> dict[str, Any]:
     """Avalanche strategy and plugin keyword arguments matching an evocl configuration."""
-    from evocl.cl import resolve_config
+    from evocl.cl import resolve
 
-    c = resolve_config(config)
+    c = resolve(config).to_dict()
     batch = int(c["batch_size"])
     plugins: list[dict[str, Any]] = []
     notes: list[str] = []
