@@ -189,21 +189,27 @@ def search_cmd(
     seed: int = typer.Option(0, "--seed", help="Master seed of the run."),
     option: List[str] = typer.Option([], "--option", "-o",
                                      help="Evaluator option KEY=VALUE (JSON value), repeatable."),
+    baseline: bool = typer.Option(True, "--baseline/--no-baseline",
+                                  help="Evaluate the space's default configuration first "
+                                       "(for cl_lora.yaml: sequential fine-tuning)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Run an evolutionary search (results saved in --run-dir)."""
     from evocl.records import RunConfig
+    from evocl.space import load
 
     if generations is None and budget is None and max_wall_time is None:
         generations = 3
+    space_path = resolve_space(space)
+    initial = [load(space_path).default_config()] if baseline else []
     cfg = RunConfig(
-        space=str(resolve_space(space)), run_dir=str(run_dir), stream=stream, backbone=backbone,
+        space=str(space_path), run_dir=str(run_dir), stream=stream, backbone=backbone,
         objective=objective, algorithm=algorithm, population=population, generations=generations,
         budget=budget, max_wall_time=max_wall_time, stagnation=stagnation, seed=seed,
         workers=workers, executor=executor, cpus_per_eval=cpus_per_eval,
         gpus_per_eval=gpus_per_eval, ray_address=ray_address, ray_dashboard=ray_dashboard,
         device=device, eval_timeout=eval_timeout, storage=storage, fitness_tasks=fitness_tasks,
-        evaluator_options=_parse_options(option),
+        evaluator_options=_parse_options(option), initial=initial,
     )
     _run(cfg, resume=False, quiet=quiet)
 

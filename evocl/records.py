@@ -131,6 +131,8 @@ ALGORITHMS = ("nsga2", "async-nsga2", "ga", "random", "optuna-tpe", "optuna-nsga
 class RunConfig:
     """The frozen description of one search, saved in the run directory as YAML.
 
+    ``initial`` holds configurations asked first (e.g. the space's defaults: for the CL spaces,
+    sequential fine-tuning, the baseline every comparison includes).
     ``objective`` names what evaluates a candidate: ``"cl"`` (fine-tune ``backbone`` on
     ``stream``) or an import path ``"module:attr"`` of an evaluation target (test problems).
     Budgets combine: the search stops at the first one reached.
@@ -161,6 +163,7 @@ class RunConfig:
     fitness_tasks: int | None = None
     snapshot_every: int = 0
     evaluator_options: dict[str, Any] = field(default_factory=dict)
+    initial: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.algorithm not in ALGORITHMS:
