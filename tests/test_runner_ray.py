@@ -14,6 +14,18 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def ray_session():
+    """One local Ray for the module (the executor joins it instead of starting its own)."""
+    import logging
+
+    import ray
+    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING,
+             log_to_driver=False, object_store_memory=200 * 1024 * 1024)
+    yield
+    ray.shutdown()
+
+
 def test_ray_search_with_tiny_cl_model(tmp_path):
     pytest.importorskip("evocl.cl")
     cfg = RunConfig(space=str(ROOT / "search_spaces" / "tiny.yaml"), run_dir=str(tmp_path / "run"),

@@ -18,6 +18,7 @@ import collections
 import logging
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping
@@ -41,17 +42,16 @@ class _Worker:
     def __init__(self, target: str, kwargs: dict[str, Any], threads: int):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        try:
-            import torch
-            torch.set_num_threads(threads)
-        except ImportError:  # pragma: no cover - torch is a dependency, but targets may not need it
-            pass
         self._error: str | None = None
         try:
             self._target = build_target(target, kwargs)
         except Exception as e:  # noqa: BLE001
             self._target = None
             self._error = f"building {target} failed: {type(e).__name__}: {e}"
+        # torch threads = cpus_per_eval (OMP_NUM_THREADS is set too); torch is not imported
+        # for targets that do not use it (it would cost seconds per actor start)
+        if "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(threads)
 
     def ready(self) -> int:
         return os.getpid()
