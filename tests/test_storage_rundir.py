@@ -72,9 +72,18 @@ def test_journal_events_and_view(tmp_path):
     view = read_run(tmp_path / "run")  # works while the run is live (no lock)
     assert [c.id for c, _ in view.evaluations] == [1]
     assert [c.id for c in view.pending] == [0]
+    with open(tmp_path / "run" / "journal.jsonl", "ab") as f:
+        f.write(b'{"event":"tell","id":0,')   # a line being written by the live run
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")       # expected on a live run: dropped silently
+        assert read_run(tmp_path / "run").live_pid == os.getpid()
+    rd.close()
+    with pytest.warns(UserWarning, match="torn last line"):
+        rd = RunDir.open(tmp_path / "run")
     rd.append_tell(0, Result(objectives={"f1": 0.0, "f2": 2.0}))
     rd.close()
     view = read_run(tmp_path / "run")
+    assert view.live_pid is None
     assert [c.id for c, _ in view.evaluations] == [1, 0]
     assert view.pending == []
     assert sorted(c.id for c, _ in view.pareto_front()) == [0, 1]

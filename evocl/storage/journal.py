@@ -60,13 +60,17 @@ def good_prefix(data: bytes) -> tuple[list[dict[str, Any]], int, str | None]:
     return events, pos, None
 
 
-def read_events(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """All good events of a journal (read-only; a torn last line is dropped with a warning)."""
+def read_events(path: str | os.PathLike[str], *, live: bool = False) -> list[dict[str, Any]]:
+    """All good events of a journal (read-only; a torn last line is dropped with a warning).
+
+    ``live``: the run is being written right now, so an unfinished last line is expected and
+    dropped silently.
+    """
     path = Path(path)
     if not path.exists():
         return []
     events, _, problem = good_prefix(path.read_bytes())
-    if problem:
+    if problem and not (live and problem.startswith("torn last line")):
         warnings.warn(f"{path}: {problem}; ignored", stacklevel=2)
     return events
 

@@ -15,6 +15,22 @@ from evocl.errors import RunDirError
 LOCK_NAME = "lock"
 
 
+def live_owner(run_dir: str | os.PathLike[str]) -> int | None:
+    """Pid of a live process holding the run (from the lock file), without taking the lock."""
+    try:
+        text = (Path(run_dir) / LOCK_NAME).read_text().strip()
+        pid = int(text)
+    except (OSError, ValueError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        return pid
+    return pid
+
+
 class RunLock:
     """Holds the lock of one run directory until :meth:`release` (or process exit)."""
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from evocl.records import Candidate, Result, RunConfig
 from evocl.storage.journal import JOURNAL_NAME, read_events
+from evocl.storage.lock import live_owner
 from evocl.storage.pareto import pareto_front
 from evocl.storage.rundir import load_run_file
 
@@ -19,7 +20,8 @@ class RunView:
     def __init__(self, path: str | os.PathLike[str]):
         self.path = Path(path)
         self.meta: dict[str, Any] = load_run_file(self.path)
-        self.events = read_events(self.path / JOURNAL_NAME)
+        self.live_pid = live_owner(self.path)  # a search is writing this run right now
+        self.events = read_events(self.path / JOURNAL_NAME, live=self.live_pid is not None)
         self.candidates_by_id: dict[int, Candidate] = {}
         self._told: list[tuple[Candidate, Result]] = []
         told_ids: set[int] = set()
