@@ -51,6 +51,8 @@ class StreamTensors:
     val: SplitTensors
     test: SplitTensors
     fingerprint: str
+    max_length: int = 0
+    max_eval_per_task: int | None = None
 
     @property
     def n_tasks(self) -> int:
@@ -98,7 +100,8 @@ def stream_tensors(tokenized: Any, max_eval_per_task: int | None = None,
         train=_split([t.train for t in tasks], None, sort=False),
         val=_split([t.val for t in tasks], max_eval_per_task, sort=True),
         test=_split([t.test for t in tasks], max_test_per_task, sort=True),
-        fingerprint=stream.fingerprint)
+        fingerprint=stream.fingerprint, max_length=int(tokenized.max_length),
+        max_eval_per_task=max_eval_per_task)
 
 
 def class_masks(data: StreamTensors, n_tasks: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -122,7 +125,7 @@ def allowed_classes(scenario: str, seen: torch.Tensor, own: torch.Tensor, after:
     if scenario == "task-incremental":
         return own[sample_task]
     if scenario == "domain-incremental":
-        return torch.ones(sample_task.shape[0], own.shape[1], dtype=torch.bool)
+        return torch.ones(sample_task.shape[0], own.shape[1], dtype=torch.bool, device=own.device)
     return seen[sample_task.clamp(min=after)]
 
 

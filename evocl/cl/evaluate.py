@@ -74,7 +74,8 @@ def evaluate(config: Mapping[str, Any], stream: Any, backbone: Backbone, seed: i
              fisher_samples: int = 32, lr_decay: str = "linear") -> Result:
     """Fine-tune ``backbone`` with LoRA on ``stream`` under ``config``; score it.
 
-    ``stream``: a streams.Stream (or prepared StreamTensors). Raises UserError for a bad config
+    ``stream``: a streams.Stream, or StreamTensors from `prepare` (then max_length and the
+    caps it was prepared with apply, not the arguments here). Raises UserError for a bad config
     and EvaluationError for a non-finite loss; CLEvaluator turns both into failed Results.
     """
     start = time.perf_counter()
@@ -114,8 +115,10 @@ def evaluate(config: Mapping[str, Any], stream: Any, backbone: Backbone, seed: i
             "backbone": backbone.name, "device": str(dev), "seed": int(seed),
             "config_resolved": params.to_dict(), "final_task_loss": out.final_losses,
             "drift_from_task0": out.drift_from_task0,
-            "timings": {k: round(v, 4) for k, v in out.timings.items()},
-            "options": {"max_length": max_length, "max_eval_per_task": max_eval_per_task,
+            "timings": {k: [round(x, 4) for x in v] if isinstance(v, list) else round(v, 4)
+                        for k, v in out.timings.items()},
+            "options": {"max_length": data.max_length,
+                        "max_eval_per_task": data.max_eval_per_task,
                         "fisher_samples": fisher_samples, "lr_decay": lr_decay},
         },
         wall_time=wall)

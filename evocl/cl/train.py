@@ -46,7 +46,7 @@ class RunOutput:
     R: list[list[float]]
     baseline: list[float]
     test_acc: list[float]
-    timings: dict[str, float] = field(default_factory=dict)
+    timings: dict[str, Any] = field(default_factory=dict)
     final_losses: list[float] = field(default_factory=list)
     drift_from_task0: float = 0.0  # L2 distance of the trainable tensors from their state after task 0
 
@@ -106,7 +106,7 @@ def run_stream(model: CLModel, data: StreamTensors, p: CLParams, seed: int, n_ta
     scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 else None
     autocast = (lambda: torch.autocast(device.type, dtype=amp)) if amp is not None \
         else contextlib.nullcontext
-    timings = {"train": 0.0, "fisher": 0.0, "eval": 0.0}
+    timings: dict[str, Any] = {"train": 0.0, "fisher": 0.0, "eval": 0.0, "train_per_task": []}
     losses: list[float] = []
 
     t0 = time.perf_counter()
@@ -174,6 +174,7 @@ def run_stream(model: CLModel, data: StreamTensors, p: CLParams, seed: int, n_ta
             opt.zero_grad(set_to_none=True)
         losses.append(loss_val)
         timings["train"] += time.perf_counter() - t0
+        timings["train_per_task"].append(time.perf_counter() - t0)
 
         t0 = time.perf_counter()
         if ewc is not None:
