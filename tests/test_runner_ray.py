@@ -75,7 +75,11 @@ def test_ray_two_workers_killed_and_resumed_equals_uninterrupted(tmp_path):
 
     run_search(make_cfg(tmp_path, "ref"))                     # local, 1 worker
     ref = comparable(tmp_path / "ref")
-    cfg = make_cfg(tmp_path, "ray", delay=0.3, workers=2, executor="ray")
+    import ray
+    # the killed process joins this module's Ray (no second cluster on the same host): its
+    # actors die with it, the resumed run's actors take over
+    cfg = make_cfg(tmp_path, "ray", delay=0.3, workers=2, executor="ray",
+                   ray_address=ray.get_runtime_context().gcs_address)
     assert run_and_kill(cfg, resume=False, after_lines=25, timeout=120,
                         group=True)
     summary = run_search(cfg, resume=True)
