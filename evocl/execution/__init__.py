@@ -6,7 +6,9 @@
                          eval_timeout=None, max_retries=1, dashboard=False)
     ex.submit(candidate); ex.free_slots(); ex.results(timeout) -> (candidate, result)...; ex.shutdown()
 
-Ray is imported only when a Ray executor is created.
+``local`` evaluates in the calling process, one at a time (``workers`` is ignored there;
+``eval_timeout`` is checked after the fact, see local.py). ``ray`` runs ``workers`` long-lived
+actors. Ray is imported only when a Ray executor is created.
 """
 
 from __future__ import annotations
