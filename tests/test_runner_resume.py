@@ -200,3 +200,18 @@ def test_rich_progress_renders(tmp_path):
     run_search(cfg, progress=RichProgress(console=Console(file=buf, width=150)))
     out = buf.getvalue()
     assert "8/8" in out and "failed" in out and "stopped:" in out
+
+
+@pytest.mark.parametrize("algorithm", ["ga", "random", "optuna-tpe", "optuna-nsga2"])
+def test_stop_and_resume_equals_uninterrupted_for_every_engine(tmp_path, algorithm):
+    """Stopped by its budget, resumed from a snapshot, then from a full journal replay."""
+    run_search(make_cfg(tmp_path, "ref", algorithm, budget=16, generations=None))
+    cfg = make_cfg(tmp_path, "run", algorithm, budget=6, generations=None)
+    run_search(cfg)
+    run_search(cfg, resume=True, extend_budget=5)
+    for p in (tmp_path / "run" / "snapshots").iterdir():
+        p.unlink()
+    s = run_search(cfg.replace(budget=11), resume=True, extend_budget=5)
+    assert s.n_evaluated == 16
+    assert comparable(tmp_path / "run") == comparable(tmp_path / "ref")
+    assert sorted(calls(tmp_path, "run")) == list(range(16))
