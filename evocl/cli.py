@@ -189,9 +189,9 @@ def search_cmd(
     seed: int = typer.Option(0, "--seed", help="Master seed of the run."),
     option: List[str] = typer.Option([], "--option", "-o",
                                      help="Evaluator option KEY=VALUE (JSON value), repeatable."),
-    baseline: bool = typer.Option(True, "--baseline/--no-baseline",
-                                  help="Evaluate the space's default configuration first "
-                                       "(for cl_lora.yaml: sequential fine-tuning)."),
+    baseline: Optional[bool] = typer.Option(None, "--baseline/--no-baseline",
+                                            help="Evaluate the space's default configuration first "
+                                                 "(cl_lora.yaml: sequential fine-tuning; on for --objective cl)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Run an evolutionary search (results saved in --run-dir)."""
@@ -201,6 +201,8 @@ def search_cmd(
     if generations is None and budget is None and max_wall_time is None:
         generations = 3
     space_path = resolve_space(space)
+    if baseline is None:
+        baseline = objective == "cl"
     initial = [load(space_path).default_config()] if baseline else []
     cfg = RunConfig(
         space=str(space_path), run_dir=str(run_dir), stream=stream, backbone=backbone,
@@ -227,13 +229,13 @@ def _parse_options(items: List[str]) -> dict:
     return out
 
 
-def _run(cfg, *, resume: bool, quiet: bool, extend_budget=None, extend_generations=None):
+def _run(cfg, *, resume: bool, quiet: bool):
+    from evocl.progress import RichProgress
     from evocl.runner import run_search
-    from evocl.ui import SearchProgress, print_summary
+    from evocl.ui import print_summary
 
-    progress = None if quiet else SearchProgress()
-    summary = run_search(cfg, resume=resume, progress=progress, extend_budget=extend_budget,
-                         extend_generations=extend_generations)
+    progress = None if quiet else RichProgress()
+    summary = run_search(cfg, resume=resume, progress=progress)
     print_summary(summary, cfg.run_dir)
     return summary
 
@@ -248,8 +250,12 @@ def resume_cmd(
     """Continue a stopped or killed search exactly where it stood."""
     from evocl.storage import read_run
 
-    cfg = read_run(run_dir).config
-    _run(cfg, resume=True, quiet=quiet, extend_budget=budget, extend_generations=generations)
+    cfg = read_run(run_dir).config.replace(run_dir=str(run_dir))
+    if budget is not None:
+        cfg = cfg.replace(budget=budget)
+    if generations is not None:
+        cfg = cfg.replace(generations=generations)
+    _run(cfg, resume=True, quiet=quiet)
 
 
 # --------------------------------------------------------------------------------- export

@@ -163,7 +163,8 @@ def _replay(space: Any, cfg: RunConfig, rd: RunDir, use_snapshot: bool) -> Any:
 
 def _new_engine(space: Any, cfg: RunConfig) -> Any:
     from evocl.evolution import create
-    return create(cfg.algorithm, space, population_size=cfg.population, seed=cfg.seed)
+    return create(cfg.algorithm, space, population_size=cfg.population, seed=cfg.seed,
+                  initial=list(cfg.initial) or None)
 
 
 # ------------------------------------------------------------------------------ stopping
