@@ -83,7 +83,7 @@ def main() -> None:
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results",
                                                   "cl_strategies.json"))
     args = ap.parse_args()
-    from bench_cl_cost import write_json
+    from bench_cl_cost import write_json  # noqa: E402 (same folder)
 
     jobs = [(name, s) for s in args.seeds for name in STRATEGIES]
     start = time.perf_counter()

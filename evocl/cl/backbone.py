@@ -78,7 +78,9 @@ def _load_model(path: str) -> Any:
         if hasattr(config, key):
             setattr(config, key, value)
     level = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()  # the dropped pooler is reported as "unexpected" weights
+    hf_logging.disable_progress_bar()
     try:
         return AutoModel.from_pretrained(path, config=config, local_files_only=True,
                                          add_pooling_layer=False)
@@ -86,6 +88,8 @@ def _load_model(path: str) -> Any:
         return AutoModel.from_pretrained(path, config=config, local_files_only=True)
     finally:
         hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def _tiny(tokenizer: Any, seed: int) -> Backbone:

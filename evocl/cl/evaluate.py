@@ -25,7 +25,7 @@ from evocl.cl.backbone import Backbone
 from evocl.cl.data import StreamTensors, stream_tensors
 from evocl.cl.model import build_model
 from evocl.cl.params import resolve
-from evocl.cl.train import Options, run_stream
+from evocl.cl.train import Options, fisher_samples_for, run_stream
 from evocl.errors import UserError
 from evocl.records import Result
 
@@ -71,7 +71,7 @@ def evaluate(config: Mapping[str, Any], stream: Any, backbone: Backbone, seed: i
              device: str = "auto", fitness_tasks: int | None = None, *,
              max_length: int = 64, max_eval_per_task: int | None = 64,
              max_test_per_task: int | None = None, eval_batch_size: int = 128,
-             fisher_samples: int = 32, lr_decay: str = "linear") -> Result:
+             fisher_samples: int | None = None, lr_decay: str = "linear") -> Result:
     """Fine-tune ``backbone`` with LoRA on ``stream`` under ``config``; score it.
 
     ``stream``: a streams.Stream, or StreamTensors from `prepare` (then max_length and the
@@ -119,7 +119,8 @@ def evaluate(config: Mapping[str, Any], stream: Any, backbone: Backbone, seed: i
                         for k, v in out.timings.items()},
             "options": {"max_length": data.max_length,
                         "max_eval_per_task": data.max_eval_per_task,
-                        "fisher_samples": fisher_samples, "lr_decay": lr_decay},
+                        "fisher_samples": fisher_samples_for(params, fisher_samples),
+                        "lr_decay": lr_decay},
         },
         wall_time=wall)
 

@@ -14,7 +14,7 @@ from evocl.errors import EvaluationError, UserError
 from evocl.records import Candidate, Result
 
 OPTIONS = {"max_eval_per_task": 64, "max_test_per_task": None, "eval_batch_size": 128,
-           "fisher_samples": 32, "lr_decay": "linear"}
+           "fisher_samples": None, "lr_decay": "linear"}
 
 
 class CLEvaluator:
@@ -23,7 +23,8 @@ class CLEvaluator:
     ``stream``: a built-in name, a spec path or a streams.Stream; ``backbone``: "minilm",
     "tiny", a checkpoint directory or a Backbone. Options (defaults in OPTIONS):
     max_eval_per_task (validation rows per task used for the accuracy matrix),
-    max_test_per_task, eval_batch_size, fisher_samples (EWC), lr_decay (linear|constant).
+    max_test_per_task, eval_batch_size, fisher_samples (EWC; None = scaled with the task's
+    training volume, see train.fisher_samples_for), lr_decay (linear|constant).
     """
 
     def __init__(self, stream: Any = "default", backbone: Any = "minilm", device: str = "auto",

@@ -8,7 +8,8 @@ Loss on a step of task t (batch = new rows + a replay_ratio share from the buffe
     CE(masked logits, y) + distill_alpha * KD_old  + EWC penalty   [+ CE on FGM-perturbed
     embeddings, as a second backward on the same batch]
 KD is LwF's T^2-scaled KL from the model as it stood after task t-1 (a frozen copy of the
-trainable tensors, run through torch.func.functional_call) over the classes of tasks < t.
+trainable tensors, run through torch.func.functional_call, eval mode) over the classes of
+tasks < t; teacher logits are cached per training row within a task.
 CE + alpha * KD (not (1-alpha) CE + alpha KD): alpha = 0 is exactly no distillation.
 """
 
@@ -37,7 +38,7 @@ class Options:
     """Evaluator options (not searched): evaluation caps and costs, schedule shape."""
 
     eval_batch_size: int = 128
-    fisher_samples: int = 32
+    fisher_samples: int | None = None  # None: fisher_samples_for(params)
     lr_decay: str = "linear"  # or "constant" after warm-up, per task
 
 
@@ -67,6 +68,15 @@ class _TaskSampler:
             out.append(self.order[self.pos:self.pos + k])
             self.pos, n = self.pos + k, n - k
         return np.concatenate(out)
+
+
+def fisher_samples_for(p: CLParams, requested: int | None) -> int:
+    """Samples for a task's Fisher: ``requested``, or by default steps*batch/16 within
+    [16, 64] -- a per-sample gradient costs ~1.4x a batched training sample, so the Fisher
+    stays under ~10% of the task's training time."""
+    if requested is not None:
+        return int(requested)
+    return int(min(64, max(16, p.steps_per_task * p.batch_size // 16)))
 
 
 def _lr_factor(step: int, steps: int, warmup_ratio: float, decay: str) -> float:
@@ -118,6 +128,8 @@ def run_stream(model: CLModel, data: StreamTensors, p: CLParams, seed: int, n_ta
         t0 = time.perf_counter()
         sampler = _TaskSampler(data.train.rows(t), rng_batch)
         old = old_classes(data, t).to(device) if (use_kd and t > 0) else None
+        cache = _TeacherCache(len(data.train), data.n_classes, device) if old is not None \
+            else None
         opt = _optimizer(named, p)
         drawn: list[np.ndarray] = []
         loss_val = float("nan")
@@ -143,9 +155,9 @@ def run_stream(model: CLModel, data: StreamTensors, p: CLParams, seed: int, n_ta
                     logits = model(ids, mask)
                 loss = F.cross_entropy(_masked(logits, allowed), y)
                 if teacher is not None and old is not None:
+                    t_logits = _teacher_cached(model, teacher, cache, data, rows, device, p)
                     loss = loss + p.distill_alpha * distill_loss(
-                        logits, _teacher_logits(model, teacher, ids, mask, p), old,
-                        p.distill_temperature)
+                        logits, t_logits, old, p.distill_temperature)
             if ewc is not None:
                 pen = ewc.penalty(plist)
                 if pen is not None:
@@ -179,8 +191,8 @@ def run_stream(model: CLModel, data: StreamTensors, p: CLParams, seed: int, n_ta
         t0 = time.perf_counter()
         if ewc is not None:
             task_rows = data.train.rows(t)
-            pick = rng_fisher.choice(task_rows, size=min(opts.fisher_samples, len(task_rows)),
-                                     replace=False)
+            n_fisher = min(fisher_samples_for(p, opts.fisher_samples), len(task_rows))
+            pick = rng_fisher.choice(task_rows, size=n_fisher, replace=False)
             ids, mask, y, tk = (x.to(device) for x in data.train.batch(torch.from_numpy(pick)))
             fisher = empirical_fisher(model, names, ids, mask, y,
                                       allowed_classes(data.scenario, seen, own, t, tk))
@@ -214,10 +226,26 @@ def _first_occurrences(rows: np.ndarray) -> np.ndarray:
     return rows[np.sort(first)]
 
 
-def _teacher_logits(model: CLModel, teacher: dict[str, torch.Tensor], ids: torch.Tensor,
-                    mask: torch.Tensor, p: CLParams) -> torch.Tensor:
-    with torch.no_grad(), _eval_mode(model, p.lora_dropout > 0.0):
-        return functional_call(model, teacher, (ids, mask))
+class _TeacherCache:
+    """Teacher logits per training row for the current task (the teacher is frozen during a
+    task), filled lazily: a row drawn again, or replayed, costs no second teacher forward."""
+
+    def __init__(self, n_rows: int, n_classes: int, device: torch.device):
+        self.logits = torch.zeros(n_rows, n_classes, device=device)
+        self.have = torch.zeros(n_rows, dtype=torch.bool)
+
+
+def _teacher_cached(model: CLModel, teacher: dict[str, torch.Tensor], cache: Any,
+                    data: StreamTensors, rows: np.ndarray, device: torch.device,
+                    p: CLParams) -> torch.Tensor:
+    idx = torch.from_numpy(rows)
+    need = torch.unique(idx[~cache.have[idx]])
+    if len(need):
+        ids, mask, _, _ = (x.to(device, non_blocking=True) for x in data.train.batch(need))
+        with torch.no_grad(), _eval_mode(model, p.lora_dropout > 0.0):
+            cache.logits[need.to(device)] = functional_call(model, teacher, (ids, mask)).float()
+        cache.have[need] = True
+    return cache.logits[idx.to(device)]
 
 
 @contextlib.contextmanager
