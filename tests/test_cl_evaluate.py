@@ -138,3 +138,10 @@ def test_evaluator_rejects_unknown_options(stream, tiny) -> None:
 
     with pytest.raises(UserError):
         CLEvaluator(stream=stream, backbone=tiny, device="cpu", max_eval=3)
+
+
+def test_on_trained_sees_the_trained_model(stream, tiny) -> None:
+    seen = []
+    r = run({}, stream, tiny, fitness_tasks=1, on_trained=lambda m: seen.append(
+        (type(m.encoder).__name__, tuple(m.head.weight.shape))))
+    assert r.ok and seen == [("PeftModel", (6, 32))]

@@ -16,7 +16,7 @@ import contextlib
 import resource
 import time
 from collections import OrderedDict
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import torch
 
@@ -71,9 +71,12 @@ def evaluate(config: Mapping[str, Any], stream: Any, backbone: Backbone, seed: i
              device: str = "auto", fitness_tasks: int | None = None, *,
              max_length: int = 64, max_eval_per_task: int | None = 64,
              max_test_per_task: int | None = None, eval_batch_size: int = 128,
-             fisher_samples: int | None = None, lr_decay: str = "linear") -> Result:
+             fisher_samples: int | None = None, lr_decay: str = "linear",
+             on_trained: Callable[[Any], None] | None = None) -> Result:
     """Fine-tune ``backbone`` with LoRA on ``stream`` under ``config``; score it.
 
+    ``on_trained(model)``, when given, is called with the trained CLModel (``.encoder`` the
+    PEFT model, ``.head`` the linear head) after the last task, e.g. to save the adapters.
     ``stream``: a streams.Stream, or StreamTensors from `prepare` (then max_length and the
     caps it was prepared with apply, not the arguments here). Raises UserError for a bad config
     and EvaluationError for a non-finite loss; CLEvaluator turns both into failed Results.
@@ -99,6 +102,8 @@ def evaluate(config: Mapping[str, Any], stream: Any, backbone: Backbone, seed: i
         model = build_model(backbone, params, data.n_classes, seed).to(dev)
         n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         out = run_stream(model, data, params, seed, n_tasks, dev, amp, opts)
+        if on_trained is not None:
+            on_trained(model)
     del model
     summary = metrics.summarize(out.R, out.baseline)
     wall = time.perf_counter() - start
