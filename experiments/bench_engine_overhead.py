@@ -10,6 +10,7 @@ told in id order, as a pool of 8 workers would. Median over --repeats runs.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -51,10 +52,19 @@ def main() -> None:
     ap.add_argument("--tpe-evals", type=int, default=1000,
                     help="evaluations for optuna-tpe (its cost grows with the history)")
     ap.add_argument("--out", default="engine_overhead.json")
+    ap.add_argument("--update", action="store_true",
+                    help="keep the other engines' entries of an existing --out file")
     args = ap.parse_args()
     out = {"command": " ".join(["python"] + sys.argv), "evaluations": args.evals,
            "population": 50, "machine": machine(), "cpu_ms_per_evaluation": {},
            "wall_ms_per_evaluation": {}}
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", args.out)
+    if args.update and os.path.exists(path):
+        with open(path) as f:
+            old = json.load(f)
+        out["cpu_ms_per_evaluation"] = old["cpu_ms_per_evaluation"]
+        out["wall_ms_per_evaluation"] = old["wall_ms_per_evaluation"]
+        out["command"] = old["command"] + " ; " + out["command"]
     for alg in args.algorithms.split(","):
         evals = min(args.evals, args.tpe_evals) if alg == "optuna-tpe" else args.evals
         runs = [overhead_ms(alg, evals, seed) for seed in range(args.repeats)]

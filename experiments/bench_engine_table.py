@@ -19,13 +19,15 @@ def _load(name: str) -> dict | None:
         return json.load(f)
 
 
-def quality() -> None:
-    data = _load("engine_quality.json")
+def quality(name: str = "engine_quality.json") -> None:
+    data = _load(name)
     if not data:
         return
     problems = list(data["problems"])
     methods = list(next(iter(data["problems"].values()))["methods"])
-    print("| method | " + " | ".join(f"{p.upper()} median [min, max]" for p in problems) + " |")
+    print(f"\n`results/{name}`:\n")
+    print("| method | " + " | ".join(f"{p.upper()}: median (IQR) [min, max]" for p in problems)
+          + " |")
     print("|---|" + "---|" * len(problems))
     for m in methods:
         cells = []
@@ -36,7 +38,8 @@ def quality() -> None:
                 continue
             s = r["hv_fraction"]
             note = "" if r["evaluations"] == data["evaluations"] else f" ({r['evaluations']} ev.)"
-            cells.append(f"{s['median']:.3f} [{s['min']:.3f}, {s['max']:.3f}]{note}")
+            cells.append(f"**{s['median']:.3f}** ({s['q1']:.3f}-{s['q3']:.3f}) "
+                         f"[{s['min']:.3f}, {s['max']:.3f}]{note}")
         print(f"| {m} | " + " | ".join(cells) + " |")
     print(f"\n{data['seeds']} seeds, population {data['population']}, "
           f"{data['evaluations']} evaluations; seconds per run (median): " + "; ".join(
@@ -68,5 +71,6 @@ def utilization() -> None:
 
 if __name__ == "__main__":
     quality()
+    quality("engine_quality_11seeds.json")
     overhead()
     utilization()
