@@ -74,7 +74,7 @@ class OptunaEngine(Engine):
     def _suggest(self, trial: optuna.Trial) -> dict[str, Any]:
         config: dict[str, Any] = {}
         for p in self.space.parameters:
-            if not self.space.is_active(p.name, config):
+            if p.when and not self.space.is_active(p.name, config):
                 continue
             d = self._dists[p.name]
             if isinstance(d, FloatDistribution):
