@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-import numpy as np
 
 from evocl.evolution import pareto
 from evocl.evolution.base import Engine, Proto
