@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-
 from evocl.evolution import pareto
 from evocl.evolution.base import Engine, Proto
 from evocl.evolution.generational import NSGA2, GenerationalEngine, check_variation_options
