@@ -1,6 +1,7 @@
 """Sequential fine-tuning vs EWC vs replay vs distillation vs all combined (real MiniLM).
 
-Built-in default stream (class-incremental, 5 tasks x 2 classes), 3 seeds per strategy, two
+Built-in default stream (class-incremental, 5 tasks x 2 classes; --stream default-ti for the
+task-incremental version), 3 seeds per strategy, two
 worker processes with one torch thread each (the demo's layout on 2 cores). Writes every run
 and a median/spread table of ACC, BWT and forgetting.
 
@@ -34,7 +35,7 @@ STRATEGIES = {
 _STATE: dict = {}
 
 
-def _init(max_length: int, max_eval: int) -> None:
+def _init(max_length: int, max_eval: int, stream: str) -> None:
     import torch
 
     torch.set_num_threads(1)
@@ -44,7 +45,7 @@ def _init(max_length: int, max_eval: int) -> None:
 
     backbone = load_backbone("minilm")
     _STATE["backbone"] = backbone
-    _STATE["data"] = prepare(load_stream("default", seed=0), backbone, max_length,
+    _STATE["data"] = prepare(load_stream(stream, seed=0), backbone, max_length,
                              max_eval_per_task=_STATE["max_eval"])
     _STATE["max_length"] = max_length
 
@@ -78,6 +79,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--stream", default="default")
     ap.add_argument("--max-length", type=int, default=32)
     ap.add_argument("--max-eval", type=int, default=40, help="validation rows per task")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results",
@@ -87,7 +89,8 @@ def main() -> None:
 
     jobs = [(name, s) for s in args.seeds for name in STRATEGIES]
     start = time.perf_counter()
-    with ProcessPoolExecutor(args.workers, initializer=_init, initargs=(args.max_length, args.max_eval)) as ex:
+    with ProcessPoolExecutor(args.workers, initializer=_init, initargs=(args.max_length, args.max_eval,
+                                                           args.stream)) as ex:
         runs = []
         for r in ex.map(_run, jobs):
             o = r["objectives"]
@@ -98,7 +101,7 @@ def main() -> None:
            "command": " ".join(["nice -n 10 .venv/bin/python", *sys.argv]),
            "machine": {"cpus": os.cpu_count(), "workers": args.workers, "torch_threads": 1,
                        "platform": platform.platform()},
-           "stream": "default", "backbone": "minilm", "max_length": args.max_length,
+           "stream": args.stream, "backbone": "minilm", "max_length": args.max_length,
            "max_eval_per_task": args.max_eval,
            "total_wall_s": time.perf_counter() - start, "table": table(runs), "runs": runs}
     write_json(args.out, out)
