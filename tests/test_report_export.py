@@ -71,3 +71,15 @@ def test_export_refuses_to_write_into_the_run(run_dir, capsys):
     assert main(["export", str(run_dir), "--format", "yaml", "--out", str(run_dir / "journal.jsonl")]) == 2
     assert (run_dir / "journal.jsonl").read_bytes() == before
     assert "run directory" in capsys.readouterr().err
+
+
+def test_python_api_search_and_resume(tmp_path):
+    import evocl
+
+    space = tmp_path / "zdt.yaml"
+    space.write_text(SPACE)
+    s = evocl.search(str(tmp_path / "api"), str(space), objective="evocl.evolution.problems:Problem",
+                     evaluator_options={"name": "zdt1", "n_var": 3}, population=4, generations=2)
+    assert s.n_evaluated == 8 and s.pareto_front
+    s2 = evocl.search(str(tmp_path / "api"), resume=True, generations=3)
+    assert s2.n_evaluated == 12 and s2.resumed
