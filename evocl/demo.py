@@ -41,15 +41,16 @@ def better_than_baseline(evaluations: list[tuple[Candidate, Result]],
                          front: list[tuple[Candidate, Result]],
                          baseline_id: int = 0) -> tuple[tuple[Candidate, Result] | None,
                                                         tuple[Candidate, Result] | None]:
-    """(baseline, the front member with the lowest forgetting among those with ACC at least the
-    baseline's and forgetting below it), either None when missing."""
+    """(baseline, the most accurate front member among those that forget less than the
+    baseline at no worse ACC), either None when missing. The most accurate, not the least
+    forgetting: a configuration that barely learns forgets nothing, which is no win."""
     base = next(((c, r) for c, r in evaluations if c.id == baseline_id and r.ok), None)
     if base is None:
         return None, None
     b_acc, b_forg = base[1].objectives["acc"], base[1].objectives["forgetting"]
     wins = [(c, r) for c, r in front
             if r.objectives["acc"] >= b_acc and r.objectives["forgetting"] < b_forg]
-    best = min(wins, key=lambda e: (e[1].objectives["forgetting"], -e[1].objectives["acc"], e[0].id),
+    best = min(wins, key=lambda e: (-e[1].objectives["acc"], e[1].objectives["forgetting"], e[0].id),
                default=None)
     return base, best
 
