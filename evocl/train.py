@@ -12,7 +12,6 @@ caps), and writes into OUT:
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 import yaml
 
 from evocl.errors import EvaluationError, UserError
+from evocl.storage.atomic import atomic_write_json
 
 
 def read_export(path: str | os.PathLike) -> dict[str, Any]:
@@ -48,15 +48,6 @@ def _out_dir(out: Path) -> Path:
                         field="--out")
     out.mkdir(parents=True, exist_ok=True)
     return out
-
-
-def _atomic_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def train_exported(config: str | os.PathLike, out: str | os.PathLike, *, stream: str | None = None,
@@ -90,10 +81,10 @@ def train_exported(config: str | os.PathLike, out: str | os.PathLike, *, stream:
                           max_test_per_task=None, on_trained=save)
     except EvaluationError as exc:
         raise UserError(f"training failed: {exc.reason}", source=str(config)) from None
-    _atomic_json(out_dir / "labels.json", {"class_names": list(st.class_names), "scenario": st.scenario})
+    atomic_write_json(out_dir / "labels.json", {"class_names": list(st.class_names), "scenario": st.scenario})
     record = {"config": doc["config"], "stream": stream_name, "stream_fingerprint": st.fingerprint,
               "backbone": backbone_name, "seed": train_seed, **result.to_dict()}
-    _atomic_json(out_dir / "metrics.json", record)
+    atomic_write_json(out_dir / "metrics.json", record, allow_nan=True)
     o = result.objectives
     return {"acc": o["acc"], "forgetting": o["forgetting"], "bwt": o["bwt"],
             "test_acc_mean": result.metrics["test_acc"]["mean"]}

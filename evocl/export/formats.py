@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
 from pathlib import Path
 from typing import Any, Callable
 
@@ -14,6 +13,7 @@ import yaml
 from evocl import __version__
 from evocl.errors import UserError
 from evocl.records import Candidate, Result
+from evocl.storage.atomic import atomic_write_text
 
 EXPORT_FORMAT_VERSION = 1
 FORMATS = ("yaml", "json", "peft", "hf", "avalanche", "optuna")
@@ -21,12 +21,7 @@ FORMATS = ("yaml", "json", "peft", "hf", "avalanche", "optuna")
 
 def _atomic_text(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write_text(path, text)
     return path
 
 

@@ -15,6 +15,7 @@ from typing import Sequence
 from evocl.errors import RunDirError
 from evocl.export.select import knee
 from evocl.records import Candidate, Result
+from evocl.storage.atomic import atomic_write_text
 
 Evaluation = tuple[Candidate, Result]
 
@@ -52,17 +53,8 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
                        plots.accuracy_matrix(chosen, out_dir / "accuracy_matrix.png")))
 
     page = out_dir / "index.html"
-    _write_atomic(page, _html(view, evaluations, front, chosen, objectives, images))
+    atomic_write_text(page, _html(view, evaluations, front, chosen, objectives, images))
     return page
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _fmt(v: object) -> str:
