@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import collections
 import math
-import os
 import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from evocl.errors import RunDirError, UserError
 from evocl.execution import create_executor, resolve_kind
@@ -138,7 +137,7 @@ def _resume_config(stored: RunConfig, given: RunConfig, n_told: int,
 
 def _replay(space: Any, cfg: RunConfig, rd: RunDir, use_snapshot: bool) -> Any:
     """Engine rebuilt from a snapshot (or from scratch) plus the journal events after it."""
-    from evocl.evolution import create, from_state
+    from evocl.evolution import from_state
     state, start = rd.load_snapshot() if use_snapshot else (None, 0)
     engine = from_state(space, state) if state is not None else _new_engine(space, cfg)
     by_id: dict[int, Candidate] = {}

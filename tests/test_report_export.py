@@ -1,7 +1,6 @@
 """Report and export on a real (fast) run: a ZDT1 search through the runner, read back."""
 
 import json
-from pathlib import Path
 
 import pytest
 import yaml
