@@ -29,9 +29,9 @@ def front_table(front: Sequence[tuple[Candidate, Result]], objectives: Sequence[
     table.add_column("id", justify="right")
     for o in objectives:
         table.add_column(f"{o.name} ({'max' if o.direction == 'maximize' else 'min'})", justify="right")
-    table.add_column("configuration")
+    table.add_column("configuration", overflow="fold")
     for c, r in sorted(front, key=lambda e: e[0].id):
-        cfg = ", ".join(f"{k}={_fmt(v)}" for k, v in c.config.items())
+        cfg = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in c.config.items())
         table.add_row(str(c.id), *(_fmt(r.objectives.get(o.name, float("nan"))) for o in objectives), cfg)
     return table
 

@@ -75,7 +75,7 @@ def test_cl_lora_shipped() -> None:
     assert p["lora_targets"].choices == ("attention", "attention_mlp", "all_linear")
     assert (p["ewc_lambda"].low, p["ewc_lambda"].high, p["ewc_lambda"].log) == (0.01, 1e4, True)
     assert p["replay_buffer_per_class"].type == "int" and p["replay_buffer_per_class"].log
-    assert p["steps_per_task"].step == 10
+    assert (p["steps_per_task"].low, p["steps_per_task"].high, p["steps_per_task"].step) == (10, 30, 5)
     assert p["replay_policy"].when == {"replay": (True,)}
     assert p["adv_epsilon"].when == {"adversarial": (True,)}
     # the sequential fine-tuning baseline (every strategy off) is a valid configuration
