@@ -25,10 +25,9 @@ def search(run_dir: str, space: str = "cl_lora", *, resume: bool = False, progre
     gpus_per_eval, seed, evaluator_options, ...). ``baseline`` (default: on for CL searches)
     evaluates the space's defaults first: sequential fine-tuning for ``cl_lora.yaml``.
     """
-    from evocl.cli import resolve_space
     from evocl.records import RunConfig
     from evocl.runner import run_search
-    from evocl.space import load
+    from evocl.space import load, resolve_space
 
     if resume:
         from evocl.storage import read_run

@@ -15,6 +15,7 @@ import typer
 
 from evocl import __version__
 from evocl.errors import UserError
+from evocl.space import resolve_space
 
 try:  # typer >= 0.20 vendors its own click; older releases use click itself
     from typer._click import exceptions as _cx
@@ -59,18 +60,6 @@ def _root(
 
 
 # ---------------------------------------------------------------------------------- space
-
-def resolve_space(name_or_path: str) -> Path:
-    """A space file by path, or by the name of a shipped space (``cl_lora``, ``tiny``)."""
-    p = Path(name_or_path)
-    if p.exists() or p.suffix in (".yaml", ".yml", ".json"):
-        return p
-    for root in (Path.cwd() / "search_spaces", Path(__file__).resolve().parent.parent / "search_spaces"):
-        cand = root / f"{name_or_path}.yaml"
-        if cand.exists():
-            return cand
-    return p
-
 
 @space_app.command("validate")
 def space_validate(files: List[Path] = typer.Argument(..., help="Search-space YAML files.")) -> None:

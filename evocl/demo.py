@@ -84,10 +84,13 @@ def _side_by_side(base: tuple[Candidate, Result], best: tuple[Candidate, Result]
 
 def run_demo(run_dir: Path | None = None, workers: int = 2, seed: int = 0) -> Path:
     """Search, then report and export; return the run directory."""
-    from evocl.cli import _run, resolve_space
     from evocl.export import export_run
+    from evocl.progress import RichProgress
     from evocl.report import write_report
+    from evocl.runner import run_search
+    from evocl.space import resolve_space
     from evocl.storage import read_run
+    from evocl.ui import print_summary
 
     console = Console()
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -97,7 +100,7 @@ def run_demo(run_dir: Path | None = None, workers: int = 2, seed: int = 0) -> Pa
                   f"`default` stream, fitness on its first {cfg.fitness_tasks} tasks; population "
                   f"{cfg.population}, {cfg.generations} generations, {workers} workers (the search "
                   f"stops at {cfg.max_wall_time:.0f} s at the latest)")
-    _run(cfg, resume=False, quiet=False)
+    print_summary(run_search(cfg, progress=RichProgress()), cfg.run_dir, console)
 
     view = read_run(run_dir)
     page = write_report(run_dir)

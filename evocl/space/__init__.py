@@ -32,8 +32,21 @@ from evocl.space.space import INACTIVE_GENE, SearchSpace
 from evocl.space.validate import build
 from evocl.space.yaml_io import parse_yaml, yaml_error_line
 
-__all__ = ["load", "loads", "check_file", "check_text", "SearchSpace", "Param", "Objective",
-           "Constraint", "SpaceError", "INACTIVE_GENE"]
+__all__ = ["load", "loads", "check_file", "check_text", "resolve_space", "SearchSpace", "Param",
+           "Objective", "Constraint", "SpaceError", "INACTIVE_GENE"]
+
+
+def resolve_space(name_or_path: str | os.PathLike) -> Path:
+    """A space file by path, or by the name of a shipped space (``cl_lora``, ``tiny``): looked
+    up in ./search_spaces, then in the search_spaces folder beside the evocl package."""
+    p = Path(name_or_path)
+    if p.exists() or p.suffix in (".yaml", ".yml", ".json"):
+        return p
+    for root in (Path.cwd() / "search_spaces", Path(__file__).resolve().parents[2] / "search_spaces"):
+        cand = root / f"{name_or_path}.yaml"
+        if cand.exists():
+            return cand
+    return p
 
 
 def _problems(text: str, source: str) -> tuple[dict | None, list[SpaceError]]:
