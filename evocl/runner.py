@@ -98,9 +98,31 @@ def _fingerprints(cfg: RunConfig) -> dict[str, Any]:
             from evocl.streams import load_stream
             seed = int(cfg.evaluator_options.get("stream_seed", 0))  # as CLEvaluator loads it
             out["stream"] = load_stream(cfg.stream, seed=seed).fingerprint
+        except UserError:
+            raise  # a stream that cannot be loaded: the user's one-line error, no run created
         except Exception as e:  # noqa: BLE001 - the evaluator will report a real problem
             warnings.warn(f"stream fingerprint unknown ({type(e).__name__}: {e})", stacklevel=2)
     return out
+
+
+def _check_cl_space(space: Any, source: str) -> None:
+    """A CL search's space may name only parameters, objectives and constraints the evaluator
+    knows: a typo is a one-line error up front, not a run of failed evaluations."""
+    import difflib
+
+    from evocl.cl.evaluate import OBJECTIVES
+    from evocl.cl.params import KNOWN_PARAMETERS
+    from evocl.errors import SpaceError
+
+    checks = ([("parameters", p.name, KNOWN_PARAMETERS) for p in space.parameters]
+              + [("objectives", o.name, OBJECTIVES) for o in space.objectives]
+              + [("constraints", c.name, OBJECTIVES) for c in space.constraints])
+    for section, name, known in checks:
+        if name not in known:
+            near = difflib.get_close_matches(name, known, n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else f"; known: {', '.join(known)}"
+            raise SpaceError(f"not known to the continual-learning evaluator{hint}",
+                             source=source, field=f"{section}.{name}")
 
 
 # ------------------------------------------------------------------------------ resume
@@ -227,7 +249,9 @@ def run_search(run_config: RunConfig, *, resume: bool = False, progress: Any = N
         from evocl.space import load
         space = load(run_config.space)
         target, _ = evaluation_target(run_config)
-        if run_config.objective != "cl":
+        if run_config.objective == "cl":
+            _check_cl_space(space, run_config.space)
+        else:
             from evocl.execution.base import check_target_path
             check_target_path(target)
         _new_engine(space, run_config)  # bad algorithm settings fail before the directory exists

@@ -74,3 +74,60 @@ def test_bad_input_is_one_line_and_exit_2(capsys, args, needle):
     assert len(err.strip().splitlines()) == 1, err
     assert needle in err
     assert "Traceback" not in err
+
+
+def _spec_with_empty_task(tmp_path):
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(json.dumps({"text": f"text {i} {lab}", "label": lab}) + "\n"
+                            for i in range(30) for lab in ("a", "b")))
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("name: s\nscenario: class-incremental\nsource: {format: jsonl, path: data.jsonl}\n"
+                    "tasks:\n  - [a, b]\n  - []\n")
+    return spec
+
+
+@pytest.mark.parametrize("case, needle", [
+    ("unknown_param", "parameters.foo: not known to the continual-learning evaluator"),
+    ("misspelled_objective", "objectives.forgeting"),
+    ("unknown_stream", "unknown stream 'nosuch'"),
+    ("empty_task", "spec.yaml"),
+    ("missing_backbone", "/nonexistent/model"),
+])
+def test_search_bad_input_one_line_exit_2_and_no_run_dir(capsys, tmp_path, case, needle):
+    space = str(ROOT / "search_spaces" / "tiny.yaml")
+    stream, backbone = "synthetic", "tiny"
+    if case == "unknown_param":
+        space = str(tmp_path / "s.yaml")
+        Path(space).write_text("parameters:\n  foo: {type: float, low: 0, high: 1}\nobjectives: {acc: maximize}\n")
+    elif case == "misspelled_objective":
+        space = str(tmp_path / "s.yaml")
+        Path(space).write_text("parameters:\n  lr: {type: float, low: 0.001, high: 0.01}\n"
+                               "objectives: {acc: maximize, forgeting: minimize}\n")
+    elif case == "unknown_stream":
+        stream = "nosuch"
+    elif case == "empty_task":
+        stream = str(_spec_with_empty_task(tmp_path))
+    elif case == "missing_backbone":
+        backbone = "/nonexistent/model"
+    run_dir = tmp_path / "run"
+    code, out, err = run(capsys, "search", "--run-dir", str(run_dir), "--space", space, "--stream", stream,
+                         "--backbone", backbone, "--quiet")
+    assert code == 2
+    lines = [line for line in err.strip().splitlines() if "Warning" not in line and line.strip()]
+    assert len(lines) == 1, err
+    assert needle in lines[0]
+    assert not run_dir.exists()
+
+
+def test_search_refuses_a_directory_holding_a_run(capsys, tmp_path):
+    space = tmp_path / "zdt.yaml"
+    space.write_text("parameters:\n  x0: {type: float, low: 0, high: 1}\n  x1: {type: float, low: 0, high: 1}\n"
+                     "objectives: {f1: minimize, f2: minimize}\n")
+    args = ["search", "--run-dir", str(tmp_path / "run"), "--space", str(space), "--objective",
+            "evocl.evolution.problems:Problem", "-o", 'name="zdt1"', "-o", "n_var=2", "--population", "4",
+            "--generations", "1", "--quiet"]
+    assert run(capsys, *args)[0] == 0
+    journal = (tmp_path / "run" / "journal.jsonl").read_bytes()
+    code, _, err = run(capsys, *args)
+    assert code == 2 and "evocl resume" in err
+    assert (tmp_path / "run" / "journal.jsonl").read_bytes() == journal
