@@ -82,3 +82,18 @@ def test_python_api_search_and_resume(tmp_path):
     assert s.n_evaluated == 8 and s.pareto_front
     s2 = evocl.search(str(tmp_path / "api"), resume=True, generations=3)
     assert s2.n_evaluated == 12 and s2.resumed
+
+
+def test_report_hypervolume_matches_the_engine(tmp_path):
+    from evocl.report.plots import hypervolume_history
+    from evocl.storage import read_run
+
+    space = tmp_path / "zdt.yaml"
+    space.write_text(SPACE)
+    cfg = RunConfig(space=str(space), run_dir=str(tmp_path / "run"), objective="evocl.evolution.problems:Problem",
+                    evaluator_options={"name": "zdt1", "n_var": 3}, population=8, generations=3, seed=2)
+    summary = run_search(cfg)
+    view = read_run(tmp_path / "run")
+    xs, hv = hypervolume_history(view.evaluations, list(view.space.objectives))
+    assert xs[-1] == 24 and hv == sorted(hv)
+    assert hv[-1] == pytest.approx(summary.hypervolume)

@@ -18,36 +18,33 @@ def _signs(objectives: Sequence) -> np.ndarray:
 
 def reference_point(points_min: np.ndarray, objectives: Sequence) -> np.ndarray:
     """The hypervolume reference point in minimization form: each objective's declared ``ref``
-    where the space gives one, else the worst value seen plus 10% of the observed range."""
-    worst = points_min.max(axis=0)
-    span = points_min.max(axis=0) - points_min.min(axis=0)
-    derived = worst + 0.1 * np.where(span > 0, span, np.maximum(np.abs(worst), 1.0))
-    ref = derived.copy()
+    where the space gives one, else the engines' derived point (worst seen + 10% of the range)."""
+    from evocl.evolution.pareto import derived_reference
+
+    ref = np.array(derived_reference(points_min))
+    signs = _signs(objectives)
     for i, o in enumerate(objectives):
         if getattr(o, "ref", None) is not None:
-            ref[i] = float(o.ref) * _signs(objectives)[i]
+            ref[i] = float(o.ref) * signs[i]
     return ref
 
 
 def hypervolume_history(evaluations: Sequence[Evaluation], objectives: Sequence) -> tuple[list[int], list[float]]:
     """Hypervolume of the front of the first k evaluations, for each k with a successful one."""
-    import moocore
+    from evocl.evolution.pareto import hypervolume
 
     signs = _signs(objectives)
     names = [o.name for o in objectives]
-    pts, xs, hv = [], [], []
-    ok_all = [np.array([r.objectives[n] for n in names]) * signs
-              for _, r in evaluations if r.ok and all(n in r.objectives for n in names)]
-    if not ok_all:
+    scored = [(k, np.array([r.objectives[n] for n in names]) * signs)
+              for k, (_, r) in enumerate(evaluations, start=1)
+              if r.ok and all(n in r.objectives for n in names)]
+    if not scored:
         return [], []
-    ref = reference_point(np.array(ok_all), objectives)
-    for k, (_, r) in enumerate(evaluations, start=1):
-        if not (r.ok and all(n in r.objectives for n in names)):
-            continue
-        pts.append(np.array([r.objectives[n] for n in names]) * signs)
-        inside = [p for p in pts if np.all(p < ref)]
+    ref = reference_point(np.array([p for _, p in scored]), objectives)
+    xs, hv = [], []
+    for i, (k, _) in enumerate(scored):
         xs.append(k)
-        hv.append(float(moocore.hypervolume(np.array(inside), ref=ref)) if inside else 0.0)
+        hv.append(hypervolume(np.array([p for _, p in scored[:i + 1]]), ref))
     return xs, hv
 
 
