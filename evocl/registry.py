@@ -1,0 +1,82 @@
+"""Lazy registries: one table per kind of extension point, name -> "module:attr".
+
+In the manner of Ray Tune's ``tune/search/__init__.py``: the table is plain data, nothing is
+imported until a name is used, so the CLI help, validation, docs and test parametrisation can
+all read the names without importing torch or Ray. Adding an engine, executor, backbone,
+stream or strategy is one module plus one line in its table::
+
+    ENGINES = Registry("algorithm", {
+        "nsga2": ("evocl.evolution.generational:NSGA2", "generational NSGA-II"),
+    })
+    ENGINES.names()          # ("nsga2",)
+    ENGINES.load("nsga2")    # the class, imported now
+    ENGINES.register("mine", "my_pkg.engines:Mine", "a third-party engine")
+
+An unknown name is a UserError naming the field, the known names and the nearest one.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from typing import Any, Iterator, Mapping
+
+from evocl.errors import UserError
+
+
+class Registry:
+    """name -> ("module:attr", one-line summary); ``load`` imports on first use."""
+
+    def __init__(self, kind: str, entries: Mapping[str, tuple[str, str]]):
+        self.kind = kind
+        self._entries: dict[str, tuple[str, str]] = {}
+        self._loaded: dict[str, Any] = {}
+        for name, (path, summary) in entries.items():
+            self.register(name, path, summary)
+
+    def register(self, name: str, path: str, summary: str = "") -> None:
+        """Add (or replace) an entry. ``path`` is "package.module:attribute"."""
+        module, sep, attr = path.partition(":")
+        if not sep or not module or not attr:
+            raise ValueError(f"{self.kind} {name!r}: path must be 'module:attr', got {path!r}")
+        self._entries[name] = (path, summary)
+        self._loaded.pop(name, None)
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def path(self, name: str) -> str:
+        return self._entries[self.check(name)][0]
+
+    def summary(self, name: str) -> str:
+        return self._entries[self.check(name)][1]
+
+    def check(self, name: str, *, source: str | None = None) -> str:
+        """``name`` if registered, else a one-line UserError with the known names."""
+        if name in self._entries:
+            return name
+        near = difflib.get_close_matches(str(name), list(self._entries), n=1)
+        hint = f"; did you mean {near[0]!r}?" if near else ""
+        raise UserError(f"must be one of {', '.join(self._entries)}, got {name!r}{hint}",
+                        source=source, field=self.kind)
+
+    def load(self, name: str, *, source: str | None = None) -> Any:
+        """The registered object, imported now (cached)."""
+        self.check(name, source=source)
+        if name not in self._loaded:
+            module, _, attr = self._entries[name][0].partition(":")
+            obj: Any = importlib.import_module(module)
+            for part in attr.split("."):
+                obj = getattr(obj, part)
+            self._loaded[name] = obj
+        return self._loaded[name]
+
+    def help(self, sep: str = ", ") -> str:
+        """"name (summary), ..." for CLI help texts."""
+        return sep.join(f"{n} ({s})" if s else n for n, (_, s) in self._entries.items())
