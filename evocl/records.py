@@ -14,7 +14,7 @@ from typing import Any, Literal, Mapping
 from evocl.errors import UserError
 from evocl.registry import ENGINES, EXECUTORS
 
-Status = Literal["ok", "failed"]
+Status = Literal["ok", "failed", "pruned"]
 
 
 def derive_seed(master_seed: int, *key: object) -> int:
@@ -75,7 +75,9 @@ class Result:
     ``objectives`` maps each objective name of the space to its value (as measured, not
     negated: directions live in the space). ``metrics`` holds anything else JSON-ready
     (accuracy matrix, BWT, wall time...). A failed evaluation has ``status="failed"``, the
-    reason in ``error``, and no objectives.
+    reason in ``error``, and no objectives. An evaluation stopped early by a multi-fidelity
+    scheduler has ``status="pruned"`` and its partial objectives (over the tasks it saw):
+    it is not ``ok``, so it never enters a Pareto front or an export.
     """
 
     objectives: dict[str, float] = field(default_factory=dict)
@@ -106,8 +108,9 @@ class Result:
     def from_dict(cls, data: Mapping[str, Any]) -> "Result":
         _check_keys(data, {"status", "objectives", "metrics", "error", "wall_time"}, "result")
         status = data.get("status", "ok")
-        if status not in ("ok", "failed"):
-            raise UserError(f"status must be 'ok' or 'failed', got {status!r}", field="result.status")
+        if status not in ("ok", "failed", "pruned"):
+            raise UserError(f"status must be 'ok', 'failed' or 'pruned', got {status!r}",
+                            field="result.status")
         return cls(
             objectives={k: float(v) for k, v in dict(data.get("objectives", {})).items()},
             metrics=dict(data.get("metrics", {})),

@@ -145,3 +145,24 @@ def test_on_trained_sees_the_trained_model(stream, tiny) -> None:
     r = run({}, stream, tiny, fitness_tasks=1, on_trained=lambda m: seen.append(
         (type(m.encoder).__name__, tuple(m.head.weight.shape))))
     assert r.ok and seen == [("PeftModel", (6, 32))]
+
+
+def test_on_task_end_reports_each_task_and_can_prune(stream, tiny) -> None:
+    cfg = {"replay": True}
+    full = run(cfg, stream, tiny, seed=1)
+    seen: list[dict] = []
+    same = run(cfg, stream, tiny, seed=1, on_task_end=lambda rep: seen.append(rep) or True)
+    assert same.metrics["accuracy_matrix"] == full.metrics["accuracy_matrix"]  # a report changes nothing
+    assert [r["tasks_seen"] for r in seen] == [1, 2]  # after every task but the last
+    R = full.metrics["accuracy_matrix"]
+    assert seen[1]["R"] == R[:2] and seen[1]["n_tasks"] == 3
+    assert seen[1]["acc"] == pytest.approx((R[1][0] + R[1][1]) / 2)
+    assert seen[1]["forgetting"] == pytest.approx(R[0][0] - R[1][0])
+    assert seen[1]["elapsed"] > 0
+
+    pruned = run(cfg, stream, tiny, seed=1, on_task_end=lambda rep: rep["tasks_seen"] < 2)
+    assert pruned.status == "pruned" and not pruned.ok
+    assert pruned.metrics["tasks_trained"] == 2 and pruned.metrics["tasks_planned"] == 3
+    assert pruned.metrics["accuracy_matrix"] == R[:2] and pruned.metrics["test_acc"] is None
+    assert pruned.objectives["acc"] == pytest.approx(seen[1]["acc"])
+    assert Result.from_dict(pruned.to_dict()).status == "pruned"

@@ -72,11 +72,16 @@ def evaluate(config: Mapping[str, Any], stream: Any, backbone: Backbone, seed: i
              max_length: int = 64, max_eval_per_task: int | None = 64,
              max_test_per_task: int | None = None, eval_batch_size: int = 128,
              fisher_samples: int | None = None, lr_decay: str = "linear",
-             on_trained: Callable[[Any], None] | None = None) -> Result:
+             on_trained: Callable[[Any], None] | None = None,
+             on_task_end: Callable[[dict[str, Any]], bool] | None = None) -> Result:
     """Fine-tune ``backbone`` with LoRA on ``stream`` under ``config``; score it.
 
     ``on_trained(model)``, when given, is called with the trained CLModel (``.encoder`` the
     PEFT model, ``.head`` the linear head) after the last task, e.g. to save the adapters.
+    ``on_task_end(report) -> bool``, when given, is called after each task but the last with
+    the fidelity report of `task_report` (the tasks seen so far); returning False stops the
+    candidate there: the Result then has status "pruned" and the partial metrics (over the
+    tasks trained), ``metrics["tasks_trained"]`` saying how many.
     ``stream``: a streams.Stream, or StreamTensors from `prepare` (then max_length and the
     caps it was prepared with apply, not the arguments here). Raises UserError for a bad config
     and EvaluationError for a non-finite loss; CLEvaluator turns both into failed Results.
@@ -101,21 +106,29 @@ def evaluate(config: Mapping[str, Any], stream: Any, backbone: Backbone, seed: i
     with _seeded(seed, dev):
         model = build_model(backbone, params, data.n_classes, seed).to(dev)
         n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        out = run_stream(model, data, params, seed, n_tasks, dev, amp, opts)
-        if on_trained is not None:
+        hook = None
+        if on_task_end is not None:
+            def hook(t: int, R: list[list[float]], b: list[float]) -> bool:
+                return bool(on_task_end(task_report(t, n_tasks, R, b,
+                                                    time.perf_counter() - start)))
+        out = run_stream(model, data, params, seed, n_tasks, dev, amp, opts, on_task_end=hook)
+        if on_trained is not None and out.stopped_after is None:
             on_trained(model)
     del model
-    summary = metrics.summarize(out.R, out.baseline)
+    trained = n_tasks if out.stopped_after is None else out.stopped_after
+    summary = metrics.summarize([row[:trained] for row in out.R], out.baseline[:trained])
     wall = time.perf_counter() - start
     objectives = {**summary, "trainable_params": float(n_trainable), "wall_time": wall,
                   "peak_memory_mb": _peak_memory_mb(dev)}
-    test_mean = sum(out.test_acc) / len(out.test_acc)
+    test = ({"per_task": out.test_acc, "mean": sum(out.test_acc) / len(out.test_acc)}
+            if out.test_acc else None)
     return Result(
         objectives={k: float(objectives[k]) for k in OBJECTIVES},
+        status="ok" if out.stopped_after is None else "pruned",
         metrics={
             "accuracy_matrix": out.R, "baseline_acc": out.baseline,
-            "test_acc": {"per_task": out.test_acc, "mean": test_mean},
-            "tasks_trained": n_tasks, "n_tasks_stream": data.n_tasks,
+            "test_acc": test, "tasks_planned": n_tasks,
+            "tasks_trained": trained, "n_tasks_stream": data.n_tasks,
             "scenario": data.scenario, "stream_fingerprint": data.fingerprint,
             "backbone": backbone.name, "device": str(dev), "seed": int(seed),
             "config_resolved": params.to_dict(), "final_task_loss": out.final_losses,
@@ -128,6 +141,17 @@ def evaluate(config: Mapping[str, Any], stream: Any, backbone: Backbone, seed: i
                         "lr_decay": lr_decay},
         },
         wall_time=wall)
+
+
+def task_report(t: int, n_tasks: int, R: list[list[float]], baseline: list[float],
+                elapsed: float) -> dict[str, Any]:
+    """The fidelity report after training task ``t`` (0-based) of ``n_tasks``: the accuracy
+    rows so far (``R[i]`` over all ``n_tasks`` tasks), and acc / forgetting / bwt / plasticity
+    over the t + 1 tasks seen (`metrics.summarize` of the (t+1) x (t+1) sub-matrix)."""
+    seen = [list(row[:t + 1]) for row in R]
+    return {"task": t, "tasks_seen": t + 1, "n_tasks": n_tasks,
+            "R": [list(row) for row in R], "baseline": list(baseline),
+            **metrics.summarize(seen, baseline[:t + 1]), "elapsed": float(elapsed)}
 
 
 @contextlib.contextmanager

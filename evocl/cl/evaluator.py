@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 import traceback
-from typing import Any
+from typing import Any, Callable
 
 from evocl.cl.backbone import Backbone, load_backbone
 from evocl.cl.evaluate import evaluate, prepare, resolve_device
@@ -50,7 +50,9 @@ class CLEvaluator:
             raise UserError(f"must be between 1 and {self.data.n_tasks}, got {fitness_tasks}",
                             field="fitness_tasks")
 
-    def __call__(self, candidate: Candidate) -> Result:
+    def __call__(self, candidate: Candidate,
+                 on_task_end: Callable[[dict[str, Any]], bool] | None = None) -> Result:
+        """Evaluate one candidate; ``on_task_end(report) -> bool`` as in `evaluate`."""
         start = time.perf_counter()
         try:
             return evaluate(candidate.config, self.data, self.backbone, candidate.seed,
@@ -60,7 +62,7 @@ class CLEvaluator:
                             max_test_per_task=self.options["max_test_per_task"],
                             eval_batch_size=self.options["eval_batch_size"],
                             fisher_samples=self.options["fisher_samples"],
-                            lr_decay=self.options["lr_decay"])
+                            lr_decay=self.options["lr_decay"], on_task_end=on_task_end)
         except BaseException as exc:  # noqa: BLE001 - a worker must never die on a candidate
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise

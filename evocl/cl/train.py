@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -50,6 +50,7 @@ class RunOutput:
     timings: dict[str, Any] = field(default_factory=dict)
     final_losses: list[float] = field(default_factory=list)
     drift_from_task0: float = 0.0  # L2 distance of the trainable tensors from their state after task 0
+    stopped_after: int | None = None  # tasks trained when on_task_end stopped the run
 
 
 class _TaskSampler:
@@ -100,9 +101,15 @@ def _masked(logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
 
 
 def run_stream(model: CLModel, data: StreamTensors, p: CLParams, seed: int, n_tasks: int,
-               device: torch.device, amp: torch.dtype | None, opts: Options) -> RunOutput:
+               device: torch.device, amp: torch.dtype | None, opts: Options,
+               on_task_end: Callable[[int, list[list[float]], list[float]], bool] | None = None,
+               ) -> RunOutput:
     """Train tasks 0..n_tasks-1 in order; R[i][j] over j < n_tasks. Uses the torch global RNG
-    (dropout): call inside a forked, seeded RNG scope."""
+    (dropout): call inside a forked, seeded RNG scope.
+
+    ``on_task_end(t, R, baseline)`` is called after task t's evaluation round (t < n_tasks-1);
+    when it returns False the run stops there (``RunOutput.stopped_after`` = t + 1 tasks) and
+    no test round is run."""
     rng_batch, rng_buffer, rng_replay, rng_fisher = (
         np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4))
     seen, own = (m.to(device) for m in class_masks(data, n_tasks))
@@ -212,6 +219,9 @@ def run_stream(model: CLModel, data: StreamTensors, p: CLParams, seed: int, n_ta
         R.append(_eval_round(model, data, data.val, seen, own, t, n_tasks, device, autocast,
                              opts))
         timings["eval"] += time.perf_counter() - t0
+        if on_task_end is not None and t < n_tasks - 1 and not on_task_end(t, R, baseline):
+            return RunOutput(R=R, baseline=baseline, test_acc=[], timings=timings,
+                             final_losses=losses, drift_from_task0=0.0, stopped_after=t + 1)
     t0 = time.perf_counter()
     test = _eval_round(model, data, data.test, seen, own, n_tasks - 1, n_tasks, device,
                        autocast, opts)
