@@ -15,6 +15,7 @@ import typer
 
 from evocl import __version__
 from evocl.errors import UserError
+from evocl.registry import ENGINES, EXECUTORS
 from evocl.space import resolve_space
 
 try:  # typer >= 0.20 vendors its own click; older releases use click itself
@@ -156,8 +157,11 @@ def search_cmd(
     stream: str = typer.Option("default", "--stream", help="Built-in stream name or stream spec YAML."),
     backbone: str = typer.Option("minilm", "--backbone", help="minilm, tiny, or a local HF checkpoint directory."),
     objective: str = typer.Option("cl", "--objective", help="cl, or module:Class of an evaluation target."),
-    algorithm: str = typer.Option("nsga2", "--algorithm",
-                                  help="nsga2, async-nsga2, ga, random, optuna-tpe or optuna-nsga2."),
+    algorithm: str = typer.Option("nsga2", "--algorithm", help=f"Search engine: {ENGINES.help()}."),
+    algorithm_option: List[str] = typer.Option(
+        [], "--algorithm-option",
+        help="Engine option KEY=VALUE (JSON value), repeatable, e.g. eta_m=30 (see the "
+             "engine's DEFAULTS)."),
     population: int = typer.Option(8, "--population", help="Population size."),
     generations: Optional[int] = typer.Option(None, "--generations", help="Stop after this many generations."),
     budget: Optional[int] = typer.Option(None, "--budget", help="Stop after this many evaluations."),
@@ -165,7 +169,8 @@ def search_cmd(
     stagnation: Optional[int] = typer.Option(None, "--stagnation",
                                              help="Stop after this many generations without hypervolume gain."),
     workers: int = typer.Option(1, "--workers", help="Parallel evaluations (Ray actors)."),
-    executor: str = typer.Option("auto", "--executor", help="auto, local or ray."),
+    executor: str = typer.Option("auto", "--executor",
+                                 help=f"auto (local for 1 worker, else ray), {EXECUTORS.help()}."),
     cpus_per_eval: float = typer.Option(1.0, "--cpus-per-eval", help="CPUs (and torch threads) per evaluation."),
     gpus_per_eval: float = typer.Option(0.0, "--gpus-per-eval", help="GPUs per evaluation; fractions pack several on one GPU."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Join a Ray cluster (address or 'auto')."),
@@ -195,22 +200,24 @@ def search_cmd(
     initial = [load(space_path).default_config()] if baseline else []
     cfg = RunConfig(
         space=str(space_path), run_dir=str(run_dir), stream=stream, backbone=backbone,
-        objective=objective, algorithm=algorithm, population=population, generations=generations,
+        objective=objective, algorithm=algorithm,
+        algorithm_options=_parse_options(algorithm_option, "--algorithm-option"),
+        population=population, generations=generations,
         budget=budget, max_wall_time=max_wall_time, stagnation=stagnation, seed=seed,
         workers=workers, executor=executor, cpus_per_eval=cpus_per_eval,
         gpus_per_eval=gpus_per_eval, ray_address=ray_address, ray_dashboard=ray_dashboard,
         device=device, eval_timeout=eval_timeout, storage=storage, fitness_tasks=fitness_tasks,
-        evaluator_options=_parse_options(option), initial=initial,
+        evaluator_options=_parse_options(option, "--option"), initial=initial,
     )
     _run(cfg, resume=False, quiet=quiet)
 
 
-def _parse_options(items: List[str]) -> dict:
+def _parse_options(items: List[str], flag: str) -> dict:
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise UserError(f"expected KEY=VALUE, got {item!r}", field="--option")
+            raise UserError(f"expected KEY=VALUE, got {item!r}", field=flag)
         try:
             out[key] = json.loads(value)
         except json.JSONDecodeError:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping
 
 from evocl.errors import UserError
+from evocl.registry import ENGINES, EXECUTORS
 
 Status = Literal["ok", "failed", "pruned"]
 
@@ -127,15 +128,15 @@ def _json_float(v: float) -> float | str:
     return v
 
 
-ALGORITHMS = ("nsga2", "async-nsga2", "ga", "random", "optuna-tpe", "optuna-nsga2")
-
-
 @dataclass(frozen=True)
 class RunConfig:
     """The frozen description of one search, saved in the run directory as YAML.
 
     ``initial`` holds configurations asked first (e.g. the space's defaults: for the CL spaces,
     sequential fine-tuning, the baseline every comparison includes).
+    ``algorithm`` names an engine of ``evocl.registry.ENGINES``, ``executor`` one of
+    ``EXECUTORS`` (or ``auto``); ``algorithm_options`` are the engine's options (its
+    ``DEFAULTS``: e.g. ``eta_m``), part of the run's identity.
     ``objective`` names what evaluates a candidate: ``"cl"`` (fine-tune ``backbone`` on
     ``stream``) or an import path ``"module:attr"`` of an evaluation target (test problems).
     Budgets combine: the search stops at the first one reached.
@@ -147,6 +148,7 @@ class RunConfig:
     backbone: str = "minilm"
     objective: str = "cl"
     algorithm: str = "nsga2"
+    algorithm_options: dict[str, Any] = field(default_factory=dict)
     population: int = 8
     generations: int | None = None
     budget: int | None = None
@@ -169,15 +171,17 @@ class RunConfig:
     initial: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        if self.algorithm not in ALGORITHMS:
-            raise UserError(f"must be one of {list(ALGORITHMS)}, got {self.algorithm!r}",
-                            field="algorithm")
+        ENGINES.check(self.algorithm)
+        if not isinstance(self.algorithm_options, Mapping):
+            raise UserError(f"must be a mapping of option names to values, got "
+                            f"{self.algorithm_options!r}", field="algorithm_options")
         if self.population < 2:
             raise UserError(f"must be >= 2, got {self.population}", field="population")
         if self.workers < 1:
             raise UserError(f"must be >= 1, got {self.workers}", field="workers")
-        if self.executor not in ("auto", "local", "ray"):
-            raise UserError(f"must be auto, local or ray, got {self.executor!r}", field="executor")
+        if self.executor != "auto" and self.executor not in EXECUTORS:
+            raise UserError(f"must be auto or one of {', '.join(EXECUTORS)}, got "
+                            f"{self.executor!r}", field="executor")
         if self.gpus_per_eval < 0 or self.cpus_per_eval <= 0:
             raise UserError("cpus_per_eval must be > 0 and gpus_per_eval >= 0",
                             field="gpus_per_eval")

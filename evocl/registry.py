@@ -80,3 +80,25 @@ class Registry:
     def help(self, sep: str = ", ") -> str:
         """"name (summary), ..." for CLI help texts."""
         return sep.join(f"{n} ({s})" if s else n for n, (_, s) in self._entries.items())
+
+
+# ------------------------------------------------------------------------------ the tables
+#: Search engines (``--algorithm``): classes with the ``evocl.evolution.Engine`` interface,
+#: built as ``Class(space, population_size=, seed=, initial=, max_tries=, **options)``.
+ENGINES = Registry("algorithm", {
+    "nsga2": ("evocl.evolution.generational:NSGA2", "generational NSGA-II"),
+    "async-nsga2": ("evocl.evolution.steady:AsyncNSGA2",
+                    "steady-state NSGA-II, no generation barrier"),
+    "ga": ("evocl.evolution.generational:GA", "single-objective GA on the first objective"),
+    "random": ("evocl.evolution.steady:RandomSearch", "uniform random search"),
+    "optuna-tpe": ("evocl.evolution.optuna_engine:OptunaTPE", "Optuna's TPE sampler"),
+    "optuna-nsga2": ("evocl.evolution.optuna_engine:OptunaNSGA2", "Optuna's NSGA-II sampler"),
+})
+
+#: Executors (``--executor``): classes with the ``evocl.execution.Executor`` interface, built
+#: as ``Class(target, target_kwargs, workers=, cpus_per_eval=, gpus_per_eval=, ray_address=,
+#: eval_timeout=, max_retries=, dashboard=)`` (a setting an executor has no use for is ignored).
+EXECUTORS = Registry("executor", {
+    "local": ("evocl.execution.local:LocalExecutor", "in-process, one evaluation at a time"),
+    "ray": ("evocl.execution.ray_executor:RayExecutor", "long-lived Ray actors, local or a cluster"),
+})

@@ -29,7 +29,8 @@ from evocl.records import Candidate, Result, RunConfig
 from evocl.storage import OptunaMirror, RunDir
 
 #: Fields that identify a run: a resume that changes one of them is refused.
-IDENTITY_FIELDS = ("space", "stream", "backbone", "objective", "seed", "algorithm", "population")
+IDENTITY_FIELDS = ("space", "stream", "backbone", "objective", "seed", "algorithm",
+                   "algorithm_options", "population")
 #: The target that evaluates ``objective="cl"``.
 CL_TARGET = "evocl.cl:CLEvaluator"
 
@@ -185,7 +186,7 @@ def _replay(space: Any, cfg: RunConfig, rd: RunDir, use_snapshot: bool) -> Any:
 def _new_engine(space: Any, cfg: RunConfig) -> Any:
     from evocl.evolution import create
     return create(cfg.algorithm, space, population_size=cfg.population, seed=cfg.seed,
-                  initial=list(cfg.initial) or None)
+                  initial=list(cfg.initial) or None, **dict(cfg.algorithm_options))
 
 
 # ------------------------------------------------------------------------------ stopping

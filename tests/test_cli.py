@@ -131,3 +131,37 @@ def test_search_refuses_a_directory_holding_a_run(capsys, tmp_path):
     code, _, err = run(capsys, *args)
     assert code == 2 and "evocl resume" in err
     assert (tmp_path / "run" / "journal.jsonl").read_bytes() == journal
+
+
+def test_search_help_reads_the_registries(capsys):
+    from evocl.registry import ENGINES, EXECUTORS
+
+    code, out, _ = run(capsys, "search", "--help")
+    assert code == 0 and "--algorithm-option" in out
+    flat = " ".join(out.split())
+    for name in (*ENGINES.names(), *EXECUTORS.names()):
+        assert name in flat
+
+
+def test_readme_names_every_engine_and_executor():
+    from evocl.registry import ENGINES, EXECUTORS
+
+    readme = (ROOT / "README.md").read_text()
+    assert f"[--algorithm {'|'.join(ENGINES.names())}]" in readme
+    assert f"[--executor auto|{'|'.join(EXECUTORS.names())}]" in readme
+
+
+@pytest.mark.parametrize("option, needle", [
+    ("etaa=3", "unknown option 'etaa'"),
+    ("eta_m=-1", "eta_m: must be a number >= 0"),
+    ("eta_m", "--algorithm-option: expected KEY=VALUE"),
+])
+def test_bad_algorithm_option_is_one_line_exit_2_and_no_run_dir(capsys, tmp_path, option, needle):
+    space = tmp_path / "zdt.yaml"
+    space.write_text("parameters:\n  x0: {type: float, low: 0, high: 1}\n  x1: {type: float, low: 0, high: 1}\n"
+                     "objectives: {f1: minimize, f2: minimize}\n")
+    code, _, err = run(capsys, "search", "--run-dir", str(tmp_path / "run"), "--space", str(space),
+                       "--objective", "evocl.evolution.problems:Problem", "-o", 'name="zdt1"',
+                       "-o", "n_var=2", "--algorithm-option", option, "--quiet")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and needle in err, err
+    assert not (tmp_path / "run").exists()

@@ -13,7 +13,7 @@ import textwrap
 import pytest
 
 from evocl.errors import UserError
-from evocl.evolution import ALGORITHMS, create, from_state
+from evocl.evolution import ENGINES, create, from_state
 from evocl.evolution.problems import evaluate, problem_dict
 from evocl.records import Candidate, Result, derive_seed
 from evocl.space import SearchSpace
@@ -82,7 +82,7 @@ def drive(engine, objective, budget: int, batch: int = 3, reverse: bool = False)
     return asked
 
 
-@pytest.fixture(params=ALGORITHMS)
+@pytest.fixture(params=ENGINES.names())
 def algorithm(request) -> str:
     return request.param
 
@@ -230,12 +230,12 @@ def test_improves_hypervolume_on_zdt1(algorithm):
 
 _SCRIPT = textwrap.dedent("""
     import json
-    from evocl.evolution import ALGORITHMS, create
+    from evocl.evolution import ENGINES, create
     from evocl.evolution.problems import evaluate, problem_space
     from evocl.records import Result
     space = problem_space("zdt1", 4)
     out = {}
-    for alg in ALGORITHMS:
+    for alg in ENGINES.names():
         e = create(alg, space, population_size=4, seed=11)
         hashes = []
         while e.n_told < 12:
@@ -264,7 +264,7 @@ def test_same_candidates_in_a_new_process():
         exec(_SCRIPT, exec_globals)
     here = json.loads(buf.getvalue().strip().splitlines()[-1])
     assert runs[0] == runs[1] == here
-    assert set(here) == set(ALGORITHMS)
+    assert set(here) == set(ENGINES.names())
 
 
 def _env() -> dict:

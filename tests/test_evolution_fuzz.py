@@ -8,7 +8,7 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from evocl.evolution import ALGORITHMS, create, from_state
+from evocl.evolution import ENGINES, create, from_state
 from evocl.evolution.problems import evaluate, problem_space
 from evocl.records import Result
 
@@ -19,7 +19,7 @@ step = st.tuples(st.integers(0, 4), st.integers(0, 10 ** 6),
 
 
 @settings(max_examples=25, deadline=None)
-@given(algorithm=st.sampled_from([a for a in ALGORITHMS if a != "optuna-tpe"]),
+@given(algorithm=st.sampled_from([a for a in ENGINES.names() if a != "optuna-tpe"]),
        steps=st.lists(step, min_size=1, max_size=25), seed=st.integers(0, 2 ** 31 - 2))
 def test_any_interleaving_keeps_invariants(algorithm, steps, seed):
     engine = create(algorithm, SPACE, population_size=4, seed=seed)

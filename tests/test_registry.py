@@ -15,3 +15,25 @@ def test_lazy_load_check_and_register():
         reg.check("jsn")
     with pytest.raises(ValueError):
         reg.register("bad", "no_colon")
+
+
+def test_engine_table_loads_engines_named_as_registered():
+    from evocl.evolution import Engine
+    from evocl.registry import ENGINES
+
+    for name in ENGINES:
+        cls = ENGINES.load(name)
+        assert issubclass(cls, Engine) and cls.algorithm == name   # state() names it so
+        assert ENGINES.summary(name)
+
+
+def test_executor_table_and_create_executor():
+    from evocl.execution import LocalExecutor, create_executor, resolve_kind
+    from evocl.registry import EXECUTORS
+
+    assert EXECUTORS.path("ray") == "evocl.execution.ray_executor:RayExecutor"  # not imported here
+    ex = create_executor("local", target="evocl.execution.testing:noop")
+    assert isinstance(ex, LocalExecutor)
+    assert resolve_kind("auto", 1, None) == "local" and resolve_kind("auto", 2, None) == "ray"
+    with pytest.raises(UserError, match="executor: must be auto or one of local, ray"):
+        resolve_kind("dask", 1, None)

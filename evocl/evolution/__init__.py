@@ -4,9 +4,12 @@ Every engine has the same interface: ``ask(n) -> list[Candidate]``, ``tell(candi
 result)``, ``state() -> dict`` (JSON-ready) and ``from_state(space, state)``, plus
 ``n_asked``, ``n_told``, ``generation``, ``pareto_front()`` and ``hypervolume()``.
 
-Algorithms: ``nsga2`` (generational NSGA-II), ``ga`` (single-objective GA with elitism, on the
-first objective), ``async-nsga2`` (steady-state NSGA-II without a generation barrier),
-``random``, ``optuna-tpe`` and ``optuna-nsga2`` (Optuna samplers through its ask/tell API).
+The algorithms are the table ``evocl.registry.ENGINES`` (name -> "module:Class"; the CLI's
+``--algorithm`` choices, its help, validation and the shared test suite read it): ``nsga2``
+(generational NSGA-II), ``ga`` (single-objective GA with elitism, on the first objective),
+``async-nsga2`` (steady-state NSGA-II without a generation barrier), ``random``,
+``optuna-tpe`` and ``optuna-nsga2`` (Optuna samplers through its ask/tell API). Engines are
+composed of the parts in ``evocl.evolution.parts`` (selection, survival, variation).
 
 Drive an engine by hand with your own objective function::
 
@@ -34,32 +37,17 @@ from typing import Any, Mapping, Sequence
 
 from evocl.errors import UserError
 from evocl.evolution.base import STATE_FORMAT, Engine
-from evocl.evolution.generational import GA, NSGA2
-from evocl.evolution.steady import AsyncNSGA2, RandomSearch
+from evocl.registry import ENGINES
 
-ALGORITHMS = ("nsga2", "async-nsga2", "ga", "random", "optuna-tpe", "optuna-nsga2")
-
-__all__ = ["ALGORITHMS", "Engine", "create", "from_state"]
-
-
-def _engine_class(algorithm: str) -> type[Engine]:
-    if algorithm in ("optuna-tpe", "optuna-nsga2"):
-        from evocl.evolution.optuna_engine import OptunaNSGA2, OptunaTPE
-
-        return OptunaTPE if algorithm == "optuna-tpe" else OptunaNSGA2
-    classes = {"nsga2": NSGA2, "ga": GA, "async-nsga2": AsyncNSGA2, "random": RandomSearch}
-    if algorithm not in classes:
-        raise UserError(f"must be one of {list(ALGORITHMS)}, got {algorithm!r}",
-                        field="algorithm")
-    return classes[algorithm]
+__all__ = ["ENGINES", "Engine", "create", "from_state"]
 
 
 def create(algorithm: str, space: Any, *, population_size: int = 8, seed: int = 0,
            initial: Sequence[Mapping[str, Any]] | None = None, **opts: Any) -> Engine:
     """A new engine. ``initial`` configurations are asked first (part of generation 0);
     ``opts`` are algorithm options (see each class's ``DEFAULTS``), e.g. ``eta_c=15``."""
-    return _engine_class(algorithm)(space, population_size=population_size, seed=seed,
-                                    initial=initial, **opts)
+    return ENGINES.load(algorithm)(space, population_size=population_size, seed=seed,
+                                   initial=initial, **opts)
 
 
 def from_state(space: Any, state: Mapping[str, Any]) -> Engine:
@@ -74,7 +62,7 @@ def from_state(space: Any, state: Mapping[str, Any]) -> Engine:
         raise UserError("the state was saved with a different search space "
                         f"({state.get('space_fingerprint')} != {space.fingerprint})",
                         source="engine state", field="space_fingerprint")
-    cls = _engine_class(str(state["algorithm"]))
+    cls = ENGINES.load(str(state["algorithm"]), source="engine state")
     engine = cls(space, population_size=int(state["population_size"]),
                  seed=int(state["seed"]), max_tries=int(state["max_tries"]),
                  **dict(state["options"]))

@@ -12,6 +12,7 @@ an engine rebuilt from it continues exactly.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ import numpy as np
 
 from evocl.errors import UserError
 from evocl.evolution import pareto
+from evocl.evolution.parts import RandomSampling, Sampling
 from evocl.records import Candidate, Result, derive_seed
 
 STATE_FORMAT = "evocl.engine/1"
@@ -57,6 +59,8 @@ class Engine:
 
     algorithm: ClassVar[str] = "base"
     DEFAULTS: ClassVar[dict[str, Any]] = {}
+    #: where random configurations come from (first generation, shortfall, duplicates)
+    sampling: Sampling = RandomSampling()
 
     def __init__(self, space: Any, *, population_size: int = 8, seed: int = 0,
                  initial: Sequence[Mapping[str, Any]] | None = None, max_tries: int = 50,
@@ -68,8 +72,11 @@ class Engine:
             raise UserError(f"must be an int, got {seed!r}", source=self.algorithm, field="seed")
         unknown = sorted(set(options) - set(self.DEFAULTS))
         if unknown:
-            raise UserError(f"unknown option(s) {unknown}; known: {sorted(self.DEFAULTS)}",
-                            source=self.algorithm, field="options")
+            near = difflib.get_close_matches(unknown[0], list(self.DEFAULTS), n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            known = ", ".join(sorted(self.DEFAULTS)) or "none"
+            raise UserError(f"unknown option {', '.join(map(repr, unknown))} (known: {known})"
+                            f"{hint}", source=self.algorithm, field="algorithm_options")
         self.space = space
         self.population_size = population_size
         self.seed = seed
@@ -256,7 +263,7 @@ class Engine:
         return proto if proto is not None else sample
 
     def _sample_proto(self, rng: np.random.Generator) -> Proto:
-        return self._fresh(lambda: self._proto(self.space.sample(rng)), rng)
+        return self._fresh(lambda: self._proto(self.sampling.sample(self.space, rng)), rng)
 
     def _take_initial(self) -> Proto | None:
         if not self._initial:

@@ -21,6 +21,7 @@ from optuna.distributions import (BaseDistribution, CategoricalDistribution,
                                   FloatDistribution, IntDistribution)
 from optuna.trial import TrialState
 
+from evocl.errors import UserError
 from evocl.evolution import pareto
 from evocl.evolution.base import Engine, Proto
 from evocl.records import derive_seed
@@ -207,6 +208,13 @@ class OptunaTPE(OptunaEngine):
     DEFAULTS = {"n_startup_trials": 10, "multivariate": False}
 
     def _make_sampler(self) -> optuna.samplers.BaseSampler:
+        n, multi = self.options["n_startup_trials"], self.options["multivariate"]
+        if not (isinstance(n, int) and not isinstance(n, bool) and n >= 0):
+            raise UserError(f"must be an int >= 0, got {n!r}", source=self.algorithm,
+                            field="n_startup_trials")
+        if not isinstance(multi, bool):
+            raise UserError(f"must be true or false, got {multi!r}", source=self.algorithm,
+                            field="multivariate")
         return optuna.samplers.TPESampler(seed=derive_seed(self.seed, "tpe"),
                                           n_startup_trials=int(self.options["n_startup_trials"]),
                                           multivariate=bool(self.options["multivariate"]))
@@ -219,6 +227,11 @@ class OptunaNSGA2(OptunaEngine):
     DEFAULTS = {"crossover_prob": 0.9, "swapping_prob": 0.5}
 
     def _make_sampler(self) -> optuna.samplers.BaseSampler:
+        for key in ("crossover_prob", "swapping_prob"):
+            v = self.options[key]
+            if not (isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1):
+                raise UserError(f"must be a probability in [0, 1], got {v!r}",
+                                source=self.algorithm, field=key)
         return optuna.samplers.NSGAIISampler(population_size=self.population_size,
                                              seed=derive_seed(self.seed, "nsga2"),
                                              crossover_prob=float(self.options["crossover_prob"]),

@@ -12,23 +12,28 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from evocl.evolution import pareto
 from evocl.evolution.base import Engine, Proto
-from evocl.evolution.generational import NSGA2, GenerationalEngine, check_variation_options
+from evocl.evolution.parts import BinaryTournament, Fitness, RankAndCrowding, SBXPolynomial
 
 _CHILD = 2
 _RANDOM = 3
 
 
 class AsyncNSGA2(Engine):
-    """Steady-state NSGA-II for parallel workers: a newcomer replaces the worst member."""
+    """Steady-state NSGA-II for parallel workers: a newcomer replaces the worst member.
+
+    NSGA-II's parts: ``BinaryTournament`` selection, ``SBXPolynomial`` variation and
+    ``RankAndCrowding`` survival, applied one result at a time (``reduce``)."""
 
     algorithm = "async-nsga2"
-    DEFAULTS = dict(GenerationalEngine.DEFAULTS)
+    DEFAULTS = dict(SBXPolynomial.OPTIONS)
 
     def __init__(self, space: Any, **kwargs: Any):
         super().__init__(space, **kwargs)
-        check_variation_options(self.algorithm, self.options)
+        self.variation = SBXPolynomial.from_options(self.options, self.algorithm)
+        self.selection = BinaryTournament()
+        self.survival = RankAndCrowding()
+        self._fit = Fitness(self._fmin, self._cv)
         self._population: list[int] = []
         self._rc: dict[int, tuple[int, float]] | None = None
         self._inds: dict[int, Any] = {}   # id -> DEAP wrapper, reused across sorts
@@ -42,15 +47,15 @@ class AsyncNSGA2(Engine):
             return self._sample_proto(self._rng(_RANDOM, cid))
         rng = self._rng(_CHILD, cid)
         if self._rc is None:
-            self._rc = pareto.rank_and_crowding(self._population, self._fmin, self._cv,
-                                                self._inds)
-        pair: list[tuple[dict[str, Any], tuple[int, int]]] = []
-        return self._fresh(lambda: self._child(pair, rng), rng)
+            self._rc = self._fit.rank_and_crowding(self._population, self._inds)
+        choose = self.selection.chooser(self._population, self._fit, self._rc)
+        children = self.variation.offspring(self.space, choose,
+                                            lambda i: self._candidates[i].config, rng)
 
-    # the variation is NSGA-II's: same tournament and operators
-    _choose_parent = NSGA2._choose_parent
-    _mate = GenerationalEngine._mate
-    _child = GenerationalEngine._child
+        def child() -> Proto:
+            config, parents = next(children)
+            return self._proto(config, parents=parents, origin="offspring")
+        return self._fresh(child, rng)
 
     def _proto(self, config: Mapping[str, Any], parents: tuple[int, ...] = (),
                origin: str = "sample", generation: int | None = None) -> Proto:
@@ -61,19 +66,9 @@ class AsyncNSGA2(Engine):
             self._population.append(cid)
             self._rc = None
             if len(self._population) > self.population_size:
-                rc = pareto.rank_and_crowding(self._population, self._fmin, self._cv,
-                                              self._inds)
-                worst = max(self._population, key=lambda i: (rc[i][0], -rc[i][1], i))
+                worst, self._rc = self.survival.reduce(self._population, self._fit, self._inds)
                 self._population.remove(worst)
                 self._inds.pop(worst, None)
-                # Removing a member of the last front changes no rank, only the crowding of
-                # that front: update it (same result as a full recomputation, in id order).
-                del rc[worst]
-                last = rc and max(r for r, _ in rc.values())
-                front = [self._inds[i] for i in self._population if rc[i][0] == last]
-                for i, dist in pareto.crowding(front).items():
-                    rc[i] = (last, dist)
-                self._rc = rc
         super()._on_tell(cid)
 
     def _extra_state(self) -> dict[str, Any]:

@@ -6,9 +6,11 @@
                          eval_timeout=None, max_retries=1, dashboard=False)
     ex.submit(candidate); ex.free_slots(); ex.results(timeout) -> (candidate, result)...; ex.shutdown()
 
-``local`` evaluates in the calling process, one at a time (``workers`` is ignored there;
-``eval_timeout`` is checked after the fact, see local.py). ``ray`` runs ``workers`` long-lived
-actors. Ray is imported only when a Ray executor is created.
+The kinds are the table ``evocl.registry.EXECUTORS`` (name -> "module:Class"), so adding one
+is a module plus a registry line. ``local`` evaluates in the calling process, one at a time
+(``workers`` is ignored there; ``eval_timeout`` is checked after the fact, see local.py).
+``ray`` runs ``workers`` long-lived actors; Ray is imported only when a Ray executor is
+created.
 """
 
 from __future__ import annotations
@@ -18,17 +20,19 @@ from typing import Any, Mapping
 from evocl.errors import UserError
 from evocl.execution.base import Executor, build_target, evaluate_guarded
 from evocl.execution.local import LocalExecutor
+from evocl.registry import EXECUTORS
 
-__all__ = ["Executor", "LocalExecutor", "build_target", "create_executor", "evaluate_guarded",
-           "resolve_kind"]
+__all__ = ["EXECUTORS", "Executor", "LocalExecutor", "build_target", "create_executor",
+           "evaluate_guarded", "resolve_kind"]
 
 
 def resolve_kind(kind: str, workers: int, ray_address: str | None) -> str:
     """``auto`` is local for one worker and no cluster address, else ray."""
     if kind == "auto":
         return "local" if workers == 1 and not ray_address else "ray"
-    if kind not in ("local", "ray"):
-        raise UserError(f"must be auto, local or ray, got {kind!r}", field="executor")
+    if kind not in EXECUTORS:
+        raise UserError(f"must be auto or one of {', '.join(EXECUTORS)}, got {kind!r}",
+                        field="executor")
     return kind
 
 
@@ -37,11 +41,7 @@ def create_executor(kind: str = "auto", *, target: str, target_kwargs: Mapping[s
                     ray_address: str | None = None, eval_timeout: float | None = None,
                     max_retries: int = 1, dashboard: bool = False) -> Executor:
     """Build an executor; the target is built at once (locally) or by each actor (Ray)."""
-    kind = resolve_kind(kind, workers, ray_address)
-    if kind == "local":
-        return LocalExecutor(target, target_kwargs, eval_timeout=eval_timeout,
-                             max_retries=max_retries)
-    from evocl.execution.ray_executor import RayExecutor
-    return RayExecutor(target, target_kwargs, workers=workers, cpus_per_eval=cpus_per_eval,
-                       gpus_per_eval=gpus_per_eval, ray_address=ray_address,
-                       eval_timeout=eval_timeout, max_retries=max_retries, dashboard=dashboard)
+    cls = EXECUTORS.load(resolve_kind(kind, workers, ray_address))
+    return cls(target, target_kwargs, workers=workers, cpus_per_eval=cpus_per_eval,
+               gpus_per_eval=gpus_per_eval, ray_address=ray_address, eval_timeout=eval_timeout,
+               max_retries=max_retries, dashboard=dashboard)
