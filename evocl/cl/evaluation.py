@@ -106,9 +106,12 @@ def evaluate(config: Mapping[str, Any], stream: Any, backbone: Backbone, seed: i
         amp = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         torch.cuda.reset_peak_memory_stats(dev)
     _reset_peak_rss()
+    kind = getattr(backbone, "kind", "encoder")
     with _seeded(seed, dev):
-        model = build_model(backbone, params, data.n_classes, seed).to(dev)
-        learner = LEARNERS.load(getattr(backbone, "kind", "encoder"))(model, data, n_tasks, dev, amp, opts,
+        # a causal LM's frozen weights in bf16 on a GPU (its adapters stay fp32)
+        frozen_dtype = torch.bfloat16 if kind == "causal_lm" and amp == torch.bfloat16 else None
+        model = build_model(backbone, params, data.n_classes, seed, frozen_dtype).to(dev)
+        learner = LEARNERS.load(kind)(model, data, n_tasks, dev, amp, opts,
                                                has_dropout=params.lora_dropout > 0.0)
         n_trainable = sum(p.numel() for p in learner.trainable_list)
         hook = None
