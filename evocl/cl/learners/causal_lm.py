@@ -58,14 +58,6 @@ class CausalLMLearner(Learner):
     def batch(self, rows: np.ndarray, t: int) -> Batch:
         return self._batch(self.data.train, torch.from_numpy(rows), t, rows)
 
-    def forward(self, batch: Batch, embeds: torch.Tensor | None = None) -> torch.Tensor:
-        if embeds is None:
-            return self.model(batch.ids, batch.mask)
-        return self.model(None, batch.mask, inputs_embeds=embeds)
-
-    def embed(self, batch: Batch) -> torch.Tensor:
-        return self.model.input_embeddings()(batch.ids)
-
     def _target_logits(self, batch: Batch, hidden: torch.Tensor) -> torch.Tensor:
         with self.autocast():
             return self.model.logits(hidden[:, :-1][batch.sel]).float()
