@@ -101,9 +101,8 @@ def evaluate(config: Mapping[str, Any], stream: Any, backbone: Backbone, seed: i
         raise UserError(f"must be between 1 and {data.n_tasks}, got {fitness_tasks}",
                         field="fitness_tasks")
     dev = resolve_device(device)
-    amp = None
+    amp = autocast_dtype(opts.precision, dev)
     if dev.type == "cuda":
-        amp = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         torch.cuda.reset_peak_memory_stats(dev)
     _reset_peak_rss()
     kind = getattr(backbone, "kind", "encoder")
@@ -162,6 +161,15 @@ def _rounded(value: Any) -> Any:
     if isinstance(value, list):
         return [_rounded(v) for v in value]
     return round(value, 4) if isinstance(value, float) else value
+
+
+def autocast_dtype(precision: str, dev: torch.device) -> torch.dtype | None:
+    """The autocast dtype of the forward passes (None: fp32)."""
+    if precision == "auto":
+        if dev.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
 def task_report(t: int, n_tasks: int, R: list[list[float]], baseline: list[float],
