@@ -17,6 +17,39 @@ OPTIONS = {"max_eval_per_task": 64, "max_test_per_task": None, "eval_batch_size"
            "fisher_samples": None, "lr_decay": "linear"}
 
 
+#: What each evaluator option (``-o KEY=VALUE``) accepts: (kind, minimum or choices).
+OPTION_RULES: dict[str, tuple[str, Any]] = {
+    "max_length": ("int", 4), "stream_seed": ("int", 0), "max_eval_per_task": ("int?", 1),
+    "max_test_per_task": ("int?", 1), "eval_batch_size": ("int", 1),
+    "fisher_samples": ("int?", 1), "lr_decay": ("choice", ("linear", "constant"))}
+#: Options that repeat a search flag (``-o stream=...`` overrides ``--stream``).
+FLAG_OPTIONS = ("stream", "backbone", "device", "fitness_tasks")
+
+
+def check_options(options: Any) -> None:
+    """Refuse an unknown evaluator option or a value of the wrong type or range up front:
+    UserError naming ``-o KEY`` (else every evaluation of the search would fail)."""
+    for key, value in dict(options).items():
+        rule = OPTION_RULES.get(key)
+        if rule is None:
+            if key in FLAG_OPTIONS or key in OPTIONS:
+                continue
+            known = sorted(set(OPTION_RULES) | set(OPTIONS))
+            raise UserError(f"unknown evaluator option; known: {', '.join(known)}",
+                            field=f"-o {key}")
+        kind, arg = rule
+        if kind == "choice":
+            if value not in arg:
+                raise UserError(f"must be one of {', '.join(arg)}, got {value!r:.60}",
+                                field=f"-o {key}")
+            continue
+        if value is None and kind == "int?":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < arg:
+            raise UserError(f"must be an int >= {arg}{' or null' if kind == 'int?' else ''}, "
+                            f"got {value!r:.60}", field=f"-o {key}")
+
+
 class CLEvaluator:
     """Build once, call per candidate: ``CLEvaluator(...)(candidate) -> Result``.
 
@@ -30,10 +63,7 @@ class CLEvaluator:
     def __init__(self, stream: Any = "default", backbone: Any = "minilm", device: str = "auto",
                  fitness_tasks: int | None = None, max_length: int = 64, stream_seed: int = 0,
                  **options: Any):
-        unknown = sorted(set(options) - set(OPTIONS))
-        if unknown:
-            raise UserError(f"unknown option(s) {unknown}; known: {sorted(OPTIONS)}",
-                            source="evaluator_options", field=unknown[0])
+        check_options({"max_length": max_length, "stream_seed": stream_seed, **options})
         self.options = {**OPTIONS, **options}
         self.device = str(resolve_device(device))
         self.fitness_tasks = fitness_tasks
