@@ -42,6 +42,11 @@ class Registry:
         self._entries[name] = (path, summary)
         self._loaded.pop(name, None)
 
+    def unregister(self, name: str) -> None:
+        """Remove an entry (e.g. one a test registered); unknown names are ignored."""
+        self._entries.pop(name, None)
+        self._loaded.pop(name, None)
+
     def names(self) -> tuple[str, ...]:
         return tuple(self._entries)
 
@@ -93,6 +98,7 @@ ENGINES = Registry("algorithm", {
     "random": ("evocl.evolution.steady:RandomSearch", "uniform random search"),
     "optuna-tpe": ("evocl.evolution.optuna_engine:OptunaTPE", "Optuna's TPE sampler"),
     "optuna-nsga2": ("evocl.evolution.optuna_engine:OptunaNSGA2", "Optuna's NSGA-II sampler"),
+    "rl": ("evocl.evolution.reinforce:Reinforce", "REINFORCE policy-gradient controller"),
 })
 
 #: Executors (``--executor``): classes with the ``evocl.execution.Executor`` interface, built

@@ -111,7 +111,7 @@ def _check_cl_space(space: Any, source: str) -> None:
     knows: a typo is a one-line error up front, not a run of failed evaluations."""
     import difflib
 
-    from evocl.cl.evaluate import OBJECTIVES
+    from evocl.cl.names import OBJECTIVES
     from evocl.cl.params import KNOWN_PARAMETERS
     from evocl.errors import SpaceError
 
@@ -251,8 +251,11 @@ def _check_setup(cfg: RunConfig) -> None:
 
     check_storage_url(cfg.storage)
     if cfg.objective == "cl":
-        from evocl.cl.evaluator import check_options
-        check_options(cfg.evaluator_options)
+        from evocl.cl.names import Options
+        try:
+            Options.from_mapping(cfg.evaluator_options)
+        except UserError as e:
+            raise UserError(e.rule, field=f"-o {e.field}") from None
 
 
 def _new_engine(space: Any, cfg: RunConfig) -> Any:

@@ -60,7 +60,7 @@ def train_exported(config: str | os.PathLike, out: str | os.PathLike, *, stream:
     from safetensors.torch import save_file
 
     from evocl.cl import evaluate, load_backbone
-    from evocl.cl.evaluator import check_options
+    from evocl.cl.names import Options
     from evocl.streams import load_stream
 
     src = str(config)
@@ -68,9 +68,9 @@ def train_exported(config: str | os.PathLike, out: str | os.PathLike, *, stream:
     prov = _field(doc, "provenance", src)
     options = _field(doc, "evaluator_options", src)
     try:
-        check_options(options)
+        Options.from_mapping(options)
     except UserError as e:
-        raise UserError(e.rule, source=src, field=f"evaluator_options.{e.field.split()[-1]}") from None
+        raise UserError(e.rule, source=src, field=f"evaluator_options.{e.field}") from None
     stream_name = stream or prov.get("stream") or "default"
     backbone_name = backbone or prov.get("backbone") or "minilm"
     for name, value in (("provenance.stream", stream_name), ("provenance.backbone", backbone_name)):

@@ -11,7 +11,6 @@ from evocl.errors import RunDirError, UserError
 from evocl.records import Candidate, Result, RunConfig
 from evocl.storage.journal import JOURNAL_NAME, read_events
 from evocl.storage.lock import live_owner
-from evocl.storage.pareto import pareto_front
 from evocl.storage.rundir import RUN_FILE, load_run_file, space_summary
 
 
@@ -68,7 +67,10 @@ class RunView:
         return list(self.meta.get("changes", []))
 
     def pareto_front(self) -> list[tuple[Candidate, Result]]:
-        return pareto_front(self._told, self.objectives, self.constraints)
+        """Successful, feasible, non-dominated evaluations in tell order (``evolution.pareto``'s
+        rule: the engines' front)."""
+        from evocl.evolution.pareto import front
+        return front(self._told, self.space)
 
 
 def space_of(meta: dict[str, Any], path: str | os.PathLike[str]) -> Any:
