@@ -256,3 +256,15 @@ def test_search_refuses_unusable_backbones_before_creating_the_run(tmp_path, mon
     lines = [ln for ln in err.strip().splitlines() if "Warning" not in ln and ln.strip()]
     assert code == 2 and len(lines) == 1 and needle in lines[0], err
     assert not run_dir.exists()
+
+
+def test_readme_and_help_name_every_builtin_backbone(capsys):
+    from evocl.cli import main
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert f"[--backbone {'|'.join(BACKBONES.names())}|DIR]" in readme
+    for name in BACKBONES.names():
+        assert f"| `{name}` |" in readme
+    assert main(["search", "--help"]) == 0
+    flat = " ".join(capsys.readouterr().out.split())
+    assert all(name in flat for name in BACKBONES.names())
