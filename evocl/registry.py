@@ -116,3 +116,18 @@ BACKBONES = Registry("backbone", {
     "tiny-lm": ("evocl.cl.causal_lm:load_tiny_lm",
                 "seeded random 2-layer Llama with SmolLM2's tokenizer, for tests"),
 })
+
+#: Built-in task streams (``--stream``; any other value is a stream spec YAML): the
+#: ``evocl.streams.registry.Builtin`` describing each (its data is read when it is loaded).
+STREAMS = Registry("stream", {
+    "synthetic": ("evocl.streams.synthetic:SYNTHETIC", "in-code keywords, 5 tasks, for tests"),
+    "default": ("evocl.streams.corpora:DEFAULT",
+                "BBC News, Rotten Tomatoes, convention speeches: 5 class-incremental tasks"),
+    "default-ti": ("evocl.streams.corpora:DEFAULT_TI", "the default tasks, task-incremental"),
+    "bbc-5": ("evocl.streams.corpora:BBC_5", "BBC News topics, 2 class-incremental tasks"),
+    "rt-domain": ("evocl.streams.corpora:RT_DOMAIN",
+                  "Rotten Tomatoes fresh/rotten, 3 domain-incremental tasks"),
+    "chat": ("evocl.streams.chat:CHAT",
+             "chatterbot-corpus question -> answer pairs, 4 generative tasks (causal LMs)"),
+})
+
