@@ -283,3 +283,38 @@ def test_search_refuses_a_stream_the_backbone_cannot_train(tmp_path, capsys, str
     lines = [ln for ln in capsys.readouterr().err.strip().splitlines() if "Warning" not in ln and ln.strip()]
     assert code == 2 and len(lines) == 1 and needle in lines[0]
     assert not run_dir.exists()
+
+
+class _Rows:
+    """Enough of datasets.Dataset: ``features`` and row iteration."""
+
+    def __init__(self, rows):
+        self.rows = rows
+        self.features = {k: object() for k in rows[0]}
+
+    def __iter__(self):
+        return iter([dict(r) for r in self.rows])
+
+
+def test_hf_disk_generative_with_named_splits(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    def rows(which, n):
+        return [{"question": f"{which} {t} q{i}", "answer": f"a{i}", "task": t}
+                for t in ("x", "y") for i in range(n)]
+
+    saved = {"train": _Rows(rows("train", 6)), "validation": _Rows(rows("val", 2)),
+             "test": _Rows(rows("test", 2))}
+    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_from_disk=lambda p: saved))
+    (tmp_path / "saved").mkdir()
+    spec = tmp_path / "hf.yaml"
+    spec.write_text("scenario: generative\nsource: {format: hf_disk, path: saved, "
+                    "prompt_column: question, response_column: answer}\n")
+    s = load_stream(spec)
+    assert [t.name for t in s.tasks] == ["x", "y"]
+    assert [len(s.tasks[0].split(w)) for w in ("train", "val", "test")] == [6, 2, 2]
+    assert all(p.startswith("val x") for p in s.tasks[0].val.prompts)  # the "validation" split
+    saved["train"] = _Rows([{"text": "t", "label": 1, "task": "x"}])
+    with pytest.raises(StreamError, match="a classification record"):
+        load_stream(spec.with_name("hf.yaml"))
