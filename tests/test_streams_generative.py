@@ -318,3 +318,18 @@ def test_hf_disk_generative_with_named_splits(tmp_path, monkeypatch):
     saved["train"] = _Rows([{"text": "t", "label": 1, "task": "x"}])
     with pytest.raises(StreamError, match="a classification record"):
         load_stream(spec.with_name("hf.yaml"))
+
+
+def test_hostile_generative_files_are_one_line_errors(tmp_path):
+    from evocl.streams.spec import MAX_RECORD_BYTES
+
+    spec = _spec(tmp_path, _pairs(3))
+    data = tmp_path / "gen.jsonl"
+    data.write_bytes(data.read_bytes() + b'{"prompt": "caf\xe9", "response": "r", "task": "greet"}\n')
+    with pytest.raises(StreamError, match="not UTF-8") as err:
+        load_stream(spec)
+    assert "gen.jsonl:10" in str(err.value) and "\n" not in str(err.value)
+    data.write_text(json.dumps({"prompt": "x" * (MAX_RECORD_BYTES + 10), "response": "r",
+                                "task": "greet"}) + "\n")
+    with pytest.raises(StreamError, match="byte limit"):
+        load_stream(spec)

@@ -2,8 +2,8 @@
 
 Each file of ``chatterbot_corpus/data/english/*.yml`` holds conversations, lists of turns;
 every two consecutive turns make a prompt -> response pair (as ChatterBot's own trainer reads
-them: turn k+1 answers turn k). The files are read with YAML's base loader (every scalar a
-string: "yes" stays "yes") and grouped into four tasks of usable size (tech_support.yml
+them: turn k+1 answers turn k). The files are read within evocl's YAML limits with YAML's
+base loader (every scalar a string: "yes" stays "yes") and grouped into four tasks of usable size (tech_support.yml
 repeats 10 pairs about 100 times each, so it joins coding rather than being a task):
 
 - ``coding``: coding, computers, tech_support
@@ -24,10 +24,11 @@ import functools
 
 import yaml
 
-from evocl.errors import StreamError
+from evocl.errors import StreamError, UserError
 from evocl.streams.corpora import package_dir
 from evocl.streams.generative import GenRecord
 from evocl.streams.registry import Builtin
+from evocl.yamlsafe import read_yaml
 
 PACKAGE = "chatterbot_corpus"
 INSTALL = "pip install chatterbot-corpus"
@@ -38,7 +39,6 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "conversation": ("conversations", "greetings", "humor", "gossip"),
     "feelings": ("emotion", "psychology", "ai", "botprofile"),
 }
-MAX_FILE_BYTES = 4 << 20
 
 
 @functools.cache
@@ -55,13 +55,10 @@ def chat_records() -> tuple[GenRecord, ...]:
 
 def _pairs(path) -> list[tuple[str, str]]:
     try:
-        if path.stat().st_size > MAX_FILE_BYTES:
-            raise StreamError(f"larger than {MAX_FILE_BYTES} bytes", source=str(path),
-                              field="file")
-        data = yaml.load(path.read_bytes().decode("utf-8"), Loader=yaml.BaseLoader)
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise StreamError(f"unreadable corpus file ({type(exc).__name__}); reinstall it with "
-                          f"`{INSTALL}`", source=str(path), field="file") from None
+        data = read_yaml(path, loader_cls=yaml.BaseLoader, what="chatterbot-corpus file")
+    except UserError as exc:
+        raise StreamError(f"{exc.rule}; reinstall it with `{INSTALL}`", source=str(path),
+                          field="file") from None
     conversations = data.get("conversations") if isinstance(data, dict) else None
     if not isinstance(conversations, list):
         raise StreamError(f"no conversations; reinstall it with `{INSTALL}`", source=str(path),

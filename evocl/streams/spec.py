@@ -37,12 +37,11 @@ import socket
 from pathlib import Path
 from typing import Any, Iterator
 
-import yaml
-
-from evocl.errors import StreamError
+from evocl.errors import StreamError, UserError
 from evocl.streams.build import Record, SplitRule, build_stream
 from evocl.streams.generative import GenRecord
 from evocl.streams.types import GENERATIVE, SCENARIOS, Stream
+from evocl.yamlsafe import read_yaml
 
 SPEC_KEYS = ("name", "scenario", "description", "source", "tasks", "max_per_class",
              "max_per_task", "splits", "seed")
@@ -52,6 +51,8 @@ COLUMNS = ("text", "label", "task", "split", "prompt", "response")
 SPLITS_KEYS = ("val", "test")
 FORMATS = ("jsonl", "csv", "hf_disk", "hf")
 OFFLINE_VARS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
+#: The longest record (JSONL line, CSV field) a stream file may hold: one text to classify.
+MAX_RECORD_BYTES = 1024 * 1024
 
 
 def _unknown(keys: Any, allowed: tuple[str, ...], src: str, where: str) -> None:
@@ -69,12 +70,9 @@ def read_spec(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise StreamError("spec file not found", source=src, field="path")
     try:
-        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark is not None else "yaml"
-        raise StreamError(f"invalid YAML ({getattr(exc, 'problem', None) or exc})".replace("\n", " "),
-                          source=src, field=where) from None
+        spec = read_yaml(path, what="stream spec (YAML)")
+    except UserError as exc:
+        raise StreamError(exc.rule, source=src, field=exc.field) from None
     if not isinstance(spec, dict):
         raise StreamError("a stream spec must be a mapping", source=src, field="<root>")
     _unknown(spec, SPEC_KEYS, src, "")
@@ -282,28 +280,58 @@ GENERATIVE_IN_CLASSIFICATION = ("a generative record (prompt and response) in a 
 
 
 def _read_jsonl(path: Path, rows: _Rows) -> Iterator[Record | GenRecord]:
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
+    with open(path, "rb") as f:
+        lineno = 0
+        while True:
+            raw = f.readline(MAX_RECORD_BYTES + 1)
+            if not raw:
+                break
+            lineno += 1
+            where = f"{path}:{lineno}"
+            if len(raw) > MAX_RECORD_BYTES and not raw.endswith(b"\n"):
+                raise StreamError(f"record longer than the {MAX_RECORD_BYTES:,}-byte limit; "
+                                  "refused", source=where, field="record")
+            line = _utf8(raw, where)
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise StreamError(f"invalid JSON ({exc.msg})", source=f"{path}:{lineno}",
+                raise StreamError(f"invalid JSON ({exc.msg})", source=where,
+                                  field="record") from None
+            except (ValueError, RecursionError) as exc:
+                raise StreamError(f"invalid JSON ({type(exc).__name__})", source=where,
                                   field="record") from None
             if not isinstance(row, dict):
-                raise StreamError("expected a JSON object per line", source=f"{path}:{lineno}",
-                                  field="record")
-            yield rows.record(row, f"{path}:{lineno}", "field")
+                raise StreamError("expected a JSON object per line", source=where, field="record")
+            yield rows.record(row, where, "field")
+
+
+def _utf8(raw: bytes, where: str) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise StreamError(f"not UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1}); "
+                          "save the file as UTF-8", source=where, field="record") from None
 
 
 def _read_csv(path: Path, rows: _Rows) -> Iterator[Record | GenRecord]:
-    csv.field_size_limit(1 << 26)
+    csv.field_size_limit(MAX_RECORD_BYTES)
     with open(path, encoding="utf-8", newline="") as f:
         reader = csv.DictReader(f)
-        rows.check_columns(list(reader.fieldnames or []), str(path), "column")
-        for lineno, row in enumerate(reader, 2):
-            yield rows.record(row, f"{path}:{lineno}", "column")
+        lineno = 1
+        try:
+            rows.check_columns(list(reader.fieldnames or []), str(path), "column")
+            for lineno, row in enumerate(reader, 2):
+                yield rows.record(row, f"{path}:{lineno}", "column")
+        except UnicodeDecodeError as exc:
+            raise StreamError(f"not UTF-8 (byte 0x{exc.object[exc.start]:02x} near record "
+                              f"{lineno + 1}); save the file as UTF-8", source=str(path),
+                              field="record") from None
+        except csv.Error as exc:
+            raise StreamError(f"malformed CSV ({exc}; a field may hold at most "
+                              f"{MAX_RECORD_BYTES:,} bytes)", source=f"{path}:{lineno + 1}",
+                              field="record") from None
 
 
 def _import_datasets(src: str) -> Any:
