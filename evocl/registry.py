@@ -102,3 +102,11 @@ EXECUTORS = Registry("executor", {
     "local": ("evocl.execution.local:LocalExecutor", "in-process, one evaluation at a time"),
     "ray": ("evocl.execution.ray_executor:RayExecutor", "long-lived Ray actors, local or a cluster"),
 })
+
+#: Early-stopping schedulers (``--early-stop``): classes with the
+#: ``evocl.evolution.early_stop.Scheduler`` interface, built as ``Class(space, **options)``.
+SCHEDULERS = Registry("early_stop", {
+    "none": ("evocl.evolution.early_stop:NoEarlyStop", "train every candidate on every task"),
+    "asha": ("evocl.evolution.early_stop:ASHA",
+             "asynchronous successive halving over tasks seen, multi-objective promotion"),
+})
