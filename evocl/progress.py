@@ -65,6 +65,8 @@ class RichProgress:
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
+        pruned = f"{summary.n_pruned} pruned, " if getattr(summary, "n_pruned", 0) else ""
         self.console.print(f"stopped: {summary.stop_reason}; {summary.n_evaluated} evaluated, "
-                           f"{summary.n_failed} failed, Pareto front {len(summary.pareto_front)}, "
+                           f"{summary.n_failed} failed, {pruned}"
+                           f"Pareto front {len(summary.pareto_front)}, "
                            f"HV {summary.hypervolume:.4g}, {summary.wall_time:.1f}s")

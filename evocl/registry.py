@@ -97,7 +97,8 @@ ENGINES = Registry("algorithm", {
 
 #: Executors (``--executor``): classes with the ``evocl.execution.Executor`` interface, built
 #: as ``Class(target, target_kwargs, workers=, cpus_per_eval=, gpus_per_eval=, ray_address=,
-#: eval_timeout=, max_retries=, dashboard=)`` (a setting an executor has no use for is ignored).
+#: eval_timeout=, max_retries=, dashboard=, on_report=)`` (a setting an executor has no use for
+#: is ignored; ``on_report`` must be honoured: see ``evocl.execution.base``).
 EXECUTORS = Registry("executor", {
     "local": ("evocl.execution.local:LocalExecutor", "in-process, one evaluation at a time"),
     "ray": ("evocl.execution.ray_executor:RayExecutor", "long-lived Ray actors, local or a cluster"),

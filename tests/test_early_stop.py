@@ -144,3 +144,118 @@ def test_single_objective_equals_optunas_successive_halving(values, eta, maximiz
         trial.report(v, step=2)
         assert asha.decide(cid, rep(2, 3, acc=v)) == (not trial.should_prune())
         study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+
+
+# ------------------------------------------------------------------------------ engines
+ZDT = SearchSpace.from_dict({
+    "parameters": {f"x{i}": {"type": "float", "low": 0, "high": 1} for i in range(3)},
+    "objectives": {"f1": {"direction": "minimize", "ref": 11.0},
+                   "f2": {"direction": "minimize", "ref": 11.0}}})
+
+
+def _result(cand, pruned: bool, good: bool) -> "Result":
+    from evocl.records import Result
+    x = cand.config["x0"]
+    base = (0.0 if good else 5.0)
+    objs = {"f1": base + x, "f2": base + 1 - x}
+    if pruned:
+        return Result(objectives=objs, status="pruned",
+                      metrics={"tasks_trained": 2, "tasks_planned": 5})
+    return Result(objectives={k: v + 1.0 for k, v in objs.items()})
+
+
+@pytest.mark.parametrize("algorithm", ["nsga2", "ga", "async-nsga2"])
+def test_pruned_results_rank_below_every_full_evaluation(algorithm):
+    """Pruned candidates with better partial objectives than any full evaluation still rank
+    below all of them: the survivors are the full evaluations first; pruned ones fill up."""
+    from evocl.evolution import create, from_state
+    engine = create(algorithm, ZDT, population_size=4, seed=0)
+    cands = engine.ask(4)
+    full = set()
+    for i, c in enumerate(cands):
+        pruned = i % 2 == 0
+        engine.tell(c, _result(c, pruned=pruned, good=pruned))   # pruned: the better values
+        if not pruned:
+            full.add(c.id)
+    assert engine.n_pruned == 2 and engine.n_failed == 0
+    assert {c.id for c, _ in engine.pareto_front()} <= full     # never on the front
+    assert engine.reference_point() == [11.0, 11.0]
+    hv_full = engine.hypervolume()
+    # the population keeps the full evaluations first, then the pruned to fill it
+    assert set(engine._population) == {c.id for c in cands}
+    if algorithm in ("nsga2", "ga"):
+        kept = engine.survival.survive(list(engine._population), 2, engine._fit)
+        assert set(kept) == full
+    else:  # a newcomer overflows the population: a pruned member leaves, not a full one
+        more = engine.ask(1)[0]
+        engine.tell(more, _result(more, pruned=False, good=False))
+        assert set(engine._population) >= full | {more.id} and len(engine._population) == 4
+    # state round trip keeps the pruned bookkeeping
+    again = from_state(ZDT, json.loads(json.dumps(engine.state())))
+    assert again.n_pruned == engine.n_pruned and again._pruned == engine._pruned
+    assert again.hypervolume() == engine.hypervolume() and hv_full > 0
+
+
+def test_derived_reference_ignores_pruned():
+    from evocl.evolution import create
+    space = SearchSpace.from_dict({
+        "parameters": {"x0": {"type": "float", "low": 0, "high": 1}},
+        "objectives": {"f1": "minimize", "f2": "minimize"}})
+    engine = create("random", space, population_size=2, seed=0)
+    a, b, c = engine.ask(3)
+    from evocl.records import Result
+    engine.tell(a, Result(objectives={"f1": 100.0, "f2": 100.0}, status="pruned",
+                          metrics={"tasks_trained": 2, "tasks_planned": 4}))
+    assert engine.reference_point() is None and engine.hypervolume() == 0.0
+    engine.tell(b, Result(objectives={"f1": 1.0, "f2": 2.0}))
+    engine.tell(c, Result(objectives={"f1": 2.0, "f2": 1.0}))
+    assert max(engine.reference_point()) < 3.0   # from the two full results only
+
+
+def test_optuna_tpe_prunes_with_optunas_own_pruner_and_replays():
+    """optuna-tpe on one objective: Optuna's SuccessiveHalvingPruner decides; the pruned trial
+    is PRUNED in the engine's study; a rebuilt engine decides on exactly as the original."""
+    from evocl.evolution import create, from_state
+    from evocl.records import Result
+    engine = create("optuna-tpe", ONE, population_size=4, seed=0)
+    assert not engine.prunes and engine.use_pruner(3, 2) and engine.prunes
+    assert not create("optuna-tpe", TWO, population_size=4, seed=0).use_pruner(3, 2)
+    decisions, twin = [], None
+    for i in range(8):
+        cand = engine.ask(1)[0]
+        if twin is not None:
+            assert twin.ask(1) == [cand]
+        acc = [0.5, 0.4, 0.9, 0.3, 0.95, 0.1, 0.2, 0.97][i]
+        assert engine.report(cand.id, rep(1, 4, acc=acc)) is True      # below the first rung
+        if i == 5:  # rebuilt from a snapshot while a candidate runs between tasks
+            twin = from_state(ONE, json.loads(json.dumps(engine.state())))
+        ok = engine.report(cand.id, rep(2, 4, acc=acc))
+        decisions.append(ok)
+        res = (Result(objectives={"acc": acc}) if ok else
+               Result(objectives={"acc": acc}, status="pruned",
+                      metrics={"tasks_trained": 2, "tasks_planned": 4}))
+        engine.tell(cand, res)
+        if twin is not None:
+            assert twin.report(cand.id, rep(2, 4, acc=acc)) == ok
+            twin.tell(cand, res)
+    # Optuna's rule: keep the best len // 3 (at least the best so far)
+    assert decisions == [True, False, True, False, True, False, False, True]
+    states = [t.state.name for t in engine.study.trials]
+    assert states.count("PRUNED") == 4
+    pruned = [t for t in engine.study.trials if t.state.name == "PRUNED"][0]
+    assert pruned.intermediate_values == {1: 0.4, 2: 0.4} and pruned.values == [0.4]
+    again = from_state(ONE, json.loads(json.dumps(engine.state())))
+    assert [t.state for t in again.study.trials] == [t.state for t in engine.study.trials]
+    assert again.ask(2) == engine.ask(2) == twin.ask(2)
+
+
+def test_optuna_multi_objective_tells_pruned_trials_as_pruned():
+    from evocl.evolution import create
+    from evocl.records import Result
+    engine = create("optuna-nsga2", TWO, population_size=4, seed=0)
+    c = engine.ask(1)[0]
+    assert engine.report(c.id, rep(2, 4, acc=0.5, forgetting=0.1)) is None   # no opinion
+    engine.tell(c, Result(objectives={"acc": 0.5, "forgetting": 0.1}, status="pruned",
+                          metrics={"tasks_trained": 2, "tasks_planned": 4}))
+    assert engine.study.trials[0].state.name == "PRUNED"
+    assert engine.pareto_front() == [] and engine.n_failed == 0

@@ -30,7 +30,7 @@ Hyperparameter Tuning") with multi-objective promotion as in MO-ASHA (Schmucker 
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar, Iterable, Mapping, Sequence
 
 from evocl.errors import UserError
 from evocl.evolution import pareto
@@ -204,6 +204,23 @@ def as_result(report: Mapping[str, Any]) -> Result:
     return Result(objectives=numbers)
 
 
+def seconds_saved(results: Iterable[Result]) -> float:
+    """Training time that early stopping saved, estimated from the pruned results: each one's
+    wall time per task trained, times the planned tasks it did not train."""
+    total = 0.0
+    for r in results:
+        if r.status != "pruned":
+            continue
+        try:
+            trained = int(r.metrics["tasks_trained"])
+            planned = int(r.metrics["tasks_planned"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        if trained > 0 and planned > trained and math.isfinite(r.wall_time):
+            total += r.wall_time / trained * (planned - trained)
+    return total
+
+
 # ------------------------------------------------------------------------------ building
 def create(name: str, space: Any, **options: Any) -> Scheduler:
     """A new scheduler from the registry ``evocl.registry.SCHEDULERS`` (``none``, ``asha``)."""
@@ -239,4 +256,4 @@ def _is_int(v: Any) -> bool:
 
 
 __all__ = ["ASHA", "NoEarlyStop", "STATE_FORMAT", "Scheduler", "create", "from_state",
-           "as_result", "promoted"]
+           "as_result", "promoted", "seconds_saved"]

@@ -69,6 +69,10 @@ def select(selector: str, evaluations: Sequence[Evaluation], front: Sequence[Eva
             raise UserError(f"id must be an integer, got {arg!r}", field="--select") from None
         for c, r in evaluations:
             if c.id == cid:
+                if r.status == "pruned":
+                    raise UserError(f"candidate {cid} was pruned after "
+                                    f"{r.metrics.get('tasks_trained', '?')} tasks (stopped early, "
+                                    "never fully evaluated); nothing to export", field="--select")
                 if not r.ok:
                     raise UserError(f"candidate {cid} failed ({r.error}); nothing to export",
                                     field="--select")

@@ -4,6 +4,9 @@ Events (the source of truth of a run):
     {"event": "ask", "n": k, "candidates": [Candidate.to_dict(), ...]}   one engine.ask(k) call
     {"event": "tell", "id": N, "result": Result.to_dict()}               one engine.tell
     {"event": "config", "changes": {...}}                                a resume changed a setting
+    {"event": "report", "id": N, "report": {...}, "continue": bool}      a per-task report of a
+        running candidate and the early-stop decision on it (``evocl.evolution.early_stop``),
+        written before the worker continues or stops
 
 A crash can leave a torn last line (no newline, or not JSON). Readers drop it with a warning;
 the writer also truncates the file to the last good line before appending, so the next event
