@@ -93,6 +93,7 @@ ENGINES = Registry("algorithm", {
     "random": ("evocl.evolution.steady:RandomSearch", "uniform random search"),
     "optuna-tpe": ("evocl.evolution.optuna_engine:OptunaTPE", "Optuna's TPE sampler"),
     "optuna-nsga2": ("evocl.evolution.optuna_engine:OptunaNSGA2", "Optuna's NSGA-II sampler"),
+    "rl": ("evocl.evolution.reinforce:Reinforce", "REINFORCE policy-gradient controller"),
 })
 
 #: Executors (``--executor``): classes with the ``evocl.execution.Executor`` interface, built

@@ -126,7 +126,7 @@ def _check_cl_space(space: Any, source: str) -> None:
     knows: a typo is a one-line error up front, not a run of failed evaluations."""
     import difflib
 
-    from evocl.cl.evaluate import OBJECTIVES
+    from evocl.cl.names import OBJECTIVES
     from evocl.cl.params import KNOWN_PARAMETERS
     from evocl.errors import SpaceError
 

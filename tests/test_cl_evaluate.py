@@ -14,12 +14,8 @@ FAST = {"lr": 3e-2, "steps_per_task": 20, "batch_size": 16}
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Two threads on a loaded 2-core machine are ~10x slower on tiny tensors."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def one_thread(one_torch_thread):
     yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

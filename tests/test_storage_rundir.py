@@ -16,7 +16,6 @@ from evocl.records import Candidate, Result, RunConfig
 from evocl.space import load
 from evocl.storage import FORMAT_VERSION, RunDir, read_run
 from evocl.storage.journal import good_prefix
-from evocl.storage.pareto import pareto_front
 
 from _evocl_run_helpers import write_space
 
@@ -150,20 +149,6 @@ def test_lock_refuses_second_process_and_stale_lock_is_taken_over(tmp_path):
     subprocess.run([sys.executable, "-c", code2, str(tmp_path / "run")], env=env, timeout=60)
     assert (tmp_path / "run" / "lock").read_text().strip() != ""
     RunDir.open(tmp_path / "run").close()
-
-
-def test_pareto_front_directions_and_failures():
-    objs = [{"name": "acc", "direction": "maximize"}, {"name": "cost", "direction": "minimize"}]
-    ev = [(_cand(0), Result(objectives={"acc": 0.9, "cost": 5.0})),
-          (_cand(1), Result(objectives={"acc": 0.8, "cost": 6.0})),       # dominated
-          (_cand(2), Result(objectives={"acc": 0.5, "cost": 1.0})),
-          (_cand(3), Result.failed("boom")),
-          (_cand(4), Result(objectives={"acc": 0.99, "cost": float("nan")}))]
-    assert [c.id for c, _ in pareto_front(ev, objs)] == [0, 2]
-    cons = [{"name": "cost", "max": 3.0, "min": None}]
-    assert [c.id for c, _ in pareto_front(ev, objs, cons)] == [2]
-    mem = [{"name": "memory", "max": 10.0, "min": None}]   # missing value: infeasible
-    assert pareto_front(ev, objs, mem) == []
 
 
 def test_nan_metrics_are_journaled_as_strings(tmp_path):

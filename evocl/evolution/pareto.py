@@ -1,4 +1,19 @@
-"""Objective vectors, constrained domination, non-dominated sorting, Pareto archive, hypervolume.
+"""The one Pareto and feasibility module: objective vectors, constraint violation, constrained
+domination, non-dominated sorting, the Pareto front and archive, hypervolume.
+
+Engines, storage (``RunView.pareto_front``), the report and the exports all use it, so a run's
+front is the same wherever it is read.
+
+The rule for values (one rule, everywhere): a value counts only when it is a finite real
+number.
+- An objective that is missing, not a number, NaN or +-inf makes the result FAILED for
+  search purposes: never a parent, never on a front, not in a hypervolume (the executors
+  already record such a result as failed; this holds for engines driven by hand too).
+- A constrained value that is missing, not a number, NaN or +-inf is an infinite violation:
+  the result is infeasible (it may parent, behind every feasible one, but is never on a
+  front).
+- Ties: points with equal objective vectors do not dominate each other, so all of them are
+  on the front.
 
 Everything is minimized internally: a ``maximize`` objective is negated on the way in, so the
 archive and the hypervolume work on one convention. DEAP's sorting and crowding are used on
@@ -15,42 +30,45 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 from deap import base, tools
 
-from evocl.records import Result
+from evocl.records import Candidate, Result
 
 
 def objective_signs(space: Any) -> list[tuple[str, float]]:
-    """(name, sign) per objective: sign +1 for minimize, -1 for maximize."""
-    return [(o.name, -1.0 if o.direction == "maximize" else 1.0) for o in space.objectives]
+    """(name, sign) per objective of a space (or of a sequence of objectives): sign +1 for
+    minimize, -1 for maximize."""
+    objectives = getattr(space, "objectives", space)
+    return [(o.name, -1.0 if o.direction == "maximize" else 1.0) for o in objectives]
 
 
-def _lookup(result: Result, name: str) -> float | None:
-    if name in result.objectives:
-        value = result.objectives[name]
-    elif name in result.metrics:
-        value = result.metrics[name]
-    else:
-        return None
+def finite(value: Any) -> float | None:
+    """``value`` as a float when it is a finite real number, else None (the module's rule)."""
     try:
         value = float(value)
     except (TypeError, ValueError):
         return None
-    return None if math.isnan(value) else value
+    return value if math.isfinite(value) else None
+
+
+def _lookup(result: Result, name: str) -> float | None:
+    if name in result.objectives:
+        return finite(result.objectives[name])
+    if name in result.metrics:
+        return finite(result.metrics[name])
+    return None
 
 
 def min_vector(signs: Sequence[tuple[str, float]], result: Result) -> tuple[float, ...] | None:
     """The result's objectives as a minimization vector, or None when the result failed.
 
-    A result counts as failed when its status is ``failed`` or an objective is missing or NaN.
+    A result counts as failed when its status is ``failed`` or an objective is missing, not a
+    number, NaN or +-inf.
     """
     if not result.ok:
         return None
     out = []
     for name, sign in signs:
-        value = result.objectives.get(name)
+        value = finite(result.objectives.get(name))
         if value is None:
-            return None
-        value = float(value)
-        if math.isnan(value):
             return None
         out.append(sign * value)
     return tuple(out)
@@ -60,8 +78,8 @@ def violation(constraints: Sequence[Any], result: Result) -> float:
     """Total constraint violation (0.0 when feasible).
 
     Each constraint's value is read by name from ``result.objectives``, then ``result.metrics``;
-    violation = max(0, value - max) + max(0, min - value), summed over constraints; a missing
-    or NaN value is an infinite violation (infeasible, like ``Constraint.violation``).
+    violation = max(0, value - max) + max(0, min - value), summed over constraints; a value
+    that is missing, not a number, NaN or +-inf is an infinite violation (infeasible).
     """
     total = 0.0
     for c in constraints:
@@ -185,7 +203,8 @@ def dominates(a: Sequence[float], cva: float, b: Sequence[float], cvb: float) ->
 
 
 class Archive:
-    """Every non-dominated, successful and feasible point seen (minimization vectors)."""
+    """Every non-dominated, successful and feasible point seen (minimization vectors); points
+    with equal vectors are all kept (neither dominates the other)."""
 
     def __init__(self) -> None:
         self.ids: list[int] = []
@@ -195,15 +214,43 @@ class Archive:
         """Insert a point; returns True when it entered the archive."""
         p = np.asarray(fmin, dtype=float)
         if self.ids:
-            if np.any(np.all(self.points <= p, axis=1)):
-                return False  # dominated by, or equal to, a point already kept
-            keep = ~np.all(p <= self.points, axis=1)
+            weakly = np.all(self.points <= p, axis=1)
+            if np.any(weakly & np.any(self.points < p, axis=1)):
+                return False  # dominated by a point already kept
+            keep = ~(np.all(p <= self.points, axis=1) & np.any(p < self.points, axis=1))
             self.ids = [i for i, k in zip(self.ids, keep) if k]
             self.points = np.vstack([self.points[keep], p])
         else:
             self.points = p.reshape(1, -1)
         self.ids.append(id)
         return True
+
+
+def scored(evaluations: Sequence[tuple[Candidate, Result]], space: Any,
+           ) -> list[tuple[Candidate, Result, tuple[float, ...], float]]:
+    """(candidate, result, minimization vector, violation) of each evaluation that did not
+    fail under the module's rule, in the given order."""
+    signs = objective_signs(space)
+    constraints = getattr(space, "constraints", ())
+    out = []
+    for cand, res in evaluations:
+        fmin = min_vector(signs, res)
+        if fmin is not None:
+            out.append((cand, res, fmin, violation(constraints, res)))
+    return out
+
+
+def front(evaluations: Sequence[tuple[Candidate, Result]],
+          space: Any) -> list[tuple[Candidate, Result]]:
+    """The Pareto front of told evaluations: successful, feasible and non-dominated, in the
+    given order (equal objective vectors all kept). What an engine's ``pareto_front()``
+    holds for the same evaluations, in tell order instead of id order."""
+    archive = Archive()
+    kept: dict[int, tuple[Candidate, Result]] = {}
+    for k, (cand, res, fmin, cv) in enumerate(scored(evaluations, space)):
+        if cv == 0.0 and archive.add(k, fmin):
+            kept[k] = (cand, res)
+    return [kept[k] for k in sorted(archive.ids)]
 
 
 def hypervolume(points: np.ndarray, ref: Sequence[float]) -> float:

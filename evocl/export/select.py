@@ -1,5 +1,6 @@
 """Choosing configurations from a run: the knee of the Pareto front, the best by one objective,
-the whole front, or one candidate by id. Pure functions over (Candidate, Result) pairs."""
+the whole front, or one candidate by id. Pure functions over (Candidate, Result) pairs; what
+counts as failed is ``evocl.evolution.pareto``'s rule (an objective missing or not finite)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import math
 from typing import Sequence
 
 from evocl.errors import UserError
+from evocl.evolution.pareto import min_vector, objective_signs
 from evocl.records import Candidate, Result
 
 Evaluation = tuple[Candidate, Result]
@@ -43,7 +45,8 @@ def best(evaluations: Sequence[Evaluation], objectives: Sequence, name: str) -> 
     if name not in by_name:
         raise UserError(f"unknown objective {name!r}; the run's objectives are {sorted(by_name)}",
                         field="--select")
-    ok = [(c, r) for c, r in evaluations if r.ok and name in r.objectives]
+    signs = objective_signs(objectives)
+    ok = [(c, r) for c, r in evaluations if min_vector(signs, r) is not None]
     if not ok:
         raise UserError("no successful evaluation in this run yet", field="--select")
     sign = -1.0 if by_name[name].direction == "maximize" else 1.0
@@ -73,8 +76,9 @@ def select(selector: str, evaluations: Sequence[Evaluation], front: Sequence[Eva
                     raise UserError(f"candidate {cid} was pruned after "
                                     f"{r.metrics.get('tasks_trained', '?')} tasks (stopped early, "
                                     "never fully evaluated); nothing to export", field="--select")
-                if not r.ok:
-                    raise UserError(f"candidate {cid} failed ({r.error}); nothing to export",
+                if min_vector(objective_signs(objectives), r) is None:
+                    why = r.error if not r.ok else "an objective is missing or not finite"
+                    raise UserError(f"candidate {cid} failed ({why}); nothing to export",
                                     field="--select")
                 return [(c, r)]
         raise UserError(f"no evaluated candidate with id {cid}", field="--select")

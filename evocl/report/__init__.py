@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Sequence
 
 from evocl.errors import RunDirError
+from evocl.evolution import pareto
 from evocl.export.select import knee
 from evocl.records import Candidate, Result
 from evocl.storage.atomic import atomic_write_text
@@ -36,14 +37,15 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
         raise RunDirError(f"cannot create the report folder: {exc.strerror}", source=str(out_dir)) from None
     objectives = list(view.space.objectives)
     evaluations = list(view.evaluations)
-    ok = [(c, r) for c, r in evaluations if r.ok and all(o.name in r.objectives for o in objectives)]
+    ok = [(c, r) for c, r, _, _ in pareto.scored(evaluations, view.space)]   # the one rule
     front = sorted(view.pareto_front(), key=lambda e: e[0].id)
     chosen = knee(front, objectives) if front else None
 
     images: list[tuple[str, str]] = []
     if ok:
         images.append(("Hypervolume and best objectives over evaluations",
-                       plots.progress(evaluations, objectives, out_dir / "progress.png")))
+                       plots.progress(evaluations, objectives, out_dir / "progress.png",
+                                      view.space.constraints)))
         images.append(("Pareto front" if len(objectives) <= 2 else "Pareto front (2-D projections)",
                        plots.pareto(ok, front, objectives, out_dir / "pareto.png")))
         images.append(("Each parameter against each objective",

@@ -29,38 +29,49 @@ def reference_point(points_min: np.ndarray, objectives: Sequence) -> np.ndarray:
     return ref
 
 
-def hypervolume_history(evaluations: Sequence[Evaluation], objectives: Sequence) -> tuple[list[int], list[float]]:
-    """Hypervolume of the front of the first k evaluations, for each k with a successful one."""
-    from evocl.evolution.pareto import hypervolume
+def hypervolume_history(evaluations: Sequence[Evaluation], objectives: Sequence,
+                        constraints: Sequence = ()) -> tuple[list[int], list[float]]:
+    """Hypervolume of the front of the first k evaluations, for each k with a successful one
+    (``evolution.pareto``'s rule: failed and infeasible results add nothing, as in the
+    engines; the derived reference point comes from every successful result)."""
+    from evocl.evolution.pareto import hypervolume, min_vector, objective_signs, violation
 
-    signs = _signs(objectives)
-    names = [o.name for o in objectives]
-    scored = [(k, np.array([r.objectives[n] for n in names]) * signs)
-              for k, (_, r) in enumerate(evaluations, start=1)
-              if r.ok and all(n in r.objectives for n in names)]
+    signs = objective_signs(objectives)
+    scored = []
+    for k, (_, r) in enumerate(evaluations, start=1):
+        fmin = min_vector(signs, r)
+        if fmin is not None:
+            scored.append((k, np.array(fmin), violation(constraints, r) == 0.0))
     if not scored:
         return [], []
-    ref = reference_point(np.array([p for _, p in scored]), objectives)
-    xs, hv = [], []
-    for i, (k, _) in enumerate(scored):
+    ref = reference_point(np.array([p for _, p, _ in scored]), objectives)
+    xs, hv, feasible = [], [], []
+    for k, p, ok in scored:
+        if ok:
+            feasible.append(p)
         xs.append(k)
-        hv.append(hypervolume(np.array([p for _, p in scored[:i + 1]]), ref))
+        hv.append(hypervolume(np.array(feasible), ref) if feasible else 0.0)
     return xs, hv
 
 
-def progress(evaluations: Sequence[Evaluation], objectives: Sequence, path: Path) -> str:
+def progress(evaluations: Sequence[Evaluation], objectives: Sequence, path: Path,
+             constraints: Sequence = ()) -> str:
     import matplotlib.pyplot as plt
+
+    from evocl.evolution.pareto import min_vector, objective_signs
 
     n = len(objectives) + 1
     fig, axes = plt.subplots(1, n, figsize=(4 * n, 3.2), squeeze=False)
-    xs, hv = hypervolume_history(evaluations, objectives)
+    xs, hv = hypervolume_history(evaluations, objectives, constraints)
     axes[0][0].plot(xs, hv, drawstyle="steps-post")
     axes[0][0].set(title="hypervolume", xlabel="evaluations")
+    signs = objective_signs(objectives)
+    succeeded = [min_vector(signs, r) is not None for _, r in evaluations]
     for ax, o in zip(axes[0][1:], objectives):
         best, seen, pts = None, [], []
         for k, (_, r) in enumerate(evaluations, start=1):
-            if r.ok and o.name in r.objectives:
-                v = r.objectives[o.name]
+            if succeeded[k - 1]:
+                v = float(r.objectives[o.name])
                 pts.append((k, v))
                 better = best is None or (v > best if o.direction == "maximize" else v < best)
                 best = v if better else best

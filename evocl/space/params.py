@@ -141,27 +141,13 @@ class Objective:
 
 @dataclass(frozen=True)
 class Constraint:
-    """A bound on a measured value (an objective or a metric): feasible iff min <= v <= max."""
+    """A bound on a measured value (an objective or a metric): feasible iff min <= v <= max.
+    The violation and the rule for missing or non-finite values live in
+    ``evocl.evolution.pareto`` (one feasibility rule for engines, storage and report)."""
 
     name: str
     max: float | None = None
     min: float | None = None
-
-    def satisfied(self, value: float) -> bool:
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            return False
-        return (self.max is None or value <= self.max) and (self.min is None or value >= self.min)
-
-    def violation(self, value: float) -> float:
-        """How far ``value`` is outside the bounds (0.0 when satisfied; inf when missing)."""
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            return math.inf
-        v = 0.0
-        if self.max is not None and value > self.max:
-            v += value - self.max
-        if self.min is not None and value < self.min:
-            v += self.min - value
-        return v
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {}

@@ -4,9 +4,8 @@
 """
 
 from evocl.storage.optuna_mirror import OptunaMirror, repair_optuna_journal
-from evocl.storage.pareto import pareto_front
 from evocl.storage.rundir import FORMAT_VERSION, RunDir
 from evocl.storage.view import RunView, read_run
 
-__all__ = ["FORMAT_VERSION", "OptunaMirror", "RunDir", "RunView", "pareto_front", "read_run",
+__all__ = ["FORMAT_VERSION", "OptunaMirror", "RunDir", "RunView", "read_run",
            "repair_optuna_journal"]

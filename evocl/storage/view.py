@@ -10,7 +10,6 @@ from typing import Any
 from evocl.records import Candidate, Result, RunConfig
 from evocl.storage.journal import JOURNAL_NAME, read_events
 from evocl.storage.lock import live_owner
-from evocl.storage.pareto import pareto_front
 from evocl.storage.rundir import load_run_file
 
 
@@ -75,7 +74,10 @@ class RunView:
         return list(self.meta.get("changes", []))
 
     def pareto_front(self) -> list[tuple[Candidate, Result]]:
-        return pareto_front(self._told, self.objectives, self.constraints)
+        """Successful, feasible, non-dominated evaluations in tell order (``evolution.pareto``'s
+        rule: the engines' front)."""
+        from evocl.evolution.pareto import front
+        return front(self._told, self.space)
 
 
 def read_run(path: str | os.PathLike[str]) -> RunView:
