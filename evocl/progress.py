@@ -39,8 +39,10 @@ class RichProgress:
             self.console.print(f"resumed {info['run_dir']} at {info.get('n_told', 0)} evaluations")
 
     def _status(self, failed: int, best: dict[str, float], gen: int | None,
-                hv: float | None) -> str:
+                hv: float | None, pruned: int = 0) -> str:
         parts = [f"[red]{failed} failed[/]" if failed else "0 failed"]
+        if pruned:
+            parts.append(f"{pruned} pruned")
         if gen is not None:
             parts.append(f"gen {gen}")
         if hv is not None and hv == hv:
@@ -56,8 +58,9 @@ class RichProgress:
         self._progress.update(self._task, completed=stats["n_told"], total=stats.get("total"),
                               status=self._status(stats["n_failed"], stats.get("best", {}),
                                                   stats.get("generation"),
-                                                  stats.get("hypervolume")))
-        if not result.ok:
+                                                  stats.get("hypervolume"),
+                                                  stats.get("n_pruned", 0)))
+        if result.status == "failed":
             self._progress.console.print(f"[yellow]candidate {candidate.id} failed:[/] "
                                          f"{(result.error or '')[:200]}")
 

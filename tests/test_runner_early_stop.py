@@ -214,12 +214,14 @@ def test_tiny_cl_search_with_asha(tmp_path):
     """The real CL evaluator: reports with accuracy rows, pruned results with partial metrics."""
     pytest.importorskip("evocl.cl")
     space = yaml.safe_load((ROOT / "search_spaces" / "tiny.yaml").read_text())
-    space["objectives"] = {"acc": "maximize"}   # one objective: a worse newcomer is stopped
-    (tmp_path / "acc.yaml").write_text(yaml.safe_dump(space))
-    learns = {"lr": 1e-2, "steps_per_task": 6, "lora_rank": 4, "replay": True,
-              "replay_ratio": 0.5, "ewc": False}
-    barely = {"lr": 1e-4, "steps_per_task": 2, "lora_rank": 2, "replay": False, "ewc": False}
-    cfg = RunConfig(space=str(tmp_path / "acc.yaml"), initial=[learns, barely],
+    # one objective known before training ends, so the decision does not hang on what a
+    # tiny model learns: the second candidate (rank 4) is worse than the first (rank 2)
+    space["objectives"] = {"trainable_params": "minimize"}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(space))
+    small = {"lr": 1e-2, "steps_per_task": 2, "lora_rank": 2, "replay": False, "ewc": False}
+    large = {"lr": 1e-2, "steps_per_task": 2, "lora_rank": 4, "replay": True,
+             "replay_ratio": 0.5, "ewc": False}
+    cfg = RunConfig(space=str(tmp_path / "params.yaml"), initial=[small, large],
                     run_dir=str(tmp_path / "run"), stream="synthetic", backbone="tiny",
                     objective="cl", algorithm="random", population=4, budget=3, device="cpu",
                     seed=0, early_stop="asha", early_stop_options={"eta": 2}, fitness_tasks=3,

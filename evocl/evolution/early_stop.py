@@ -1,7 +1,7 @@
 """Early stopping over tasks seen: schedulers beside the engine that decide, after each task of
 a candidate's stream, whether to train it on the next task (``--early-stop none|asha``).
 
-The evaluator reports after every task but the last (``evocl.cl.evaluate.task_report``: the
+The evaluator reports after every task but the last (``evocl.cl.evaluation.task_report``: the
 accuracy rows so far, acc / forgetting / bwt / fwt / plasticity over the tasks seen,
 ``trainable_params``, ``wall_time``); the runner journals the report and the decision, then
 answers the worker. A scheduler is pure Python: its decisions are a pure function of the
