@@ -42,6 +42,11 @@ class Registry:
         self._entries[name] = (path, summary)
         self._loaded.pop(name, None)
 
+    def unregister(self, name: str) -> None:
+        """Remove an entry (e.g. one a test registered); unknown names are ignored."""
+        self._entries.pop(name, None)
+        self._loaded.pop(name, None)
+
     def names(self) -> tuple[str, ...]:
         return tuple(self._entries)
 

@@ -2,8 +2,10 @@
 
 Importable by path from any worker (``"evocl.execution.testing:Toy"``). ``Toy`` scores a
 numeric configuration with a cheap two-objective function; the candidate's config can ask
-it to misbehave: ``{"fail": "raise" | "nan" | "hang" | "exit" | "exit_once"}``, or to take
-longer: ``{"_sleep": seconds}`` (keys starting with "_" are not scored).
+it to misbehave: ``{"fail": "raise" | "nan" | "hang" | "exit" | "exit_once" |
+"transient_once"}`` (``*_once`` need ``marker_dir``: the first attempt of a candidate fails,
+the next one succeeds), or to take longer: ``{"_sleep": seconds}`` (keys starting with "_" are
+not scored).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from evocl.errors import EvaluationError
 from evocl.records import Candidate, Result
 
 
@@ -35,11 +38,13 @@ class Toy:
             time.sleep(3600)
         if mode == "exit":
             os._exit(3)
-        if mode == "exit_once" and self.marker_dir:
-            marker = Path(self.marker_dir) / f"exited-{candidate.id}"
+        if mode in ("exit_once", "transient_once") and self.marker_dir:
+            marker = Path(self.marker_dir) / f"{mode}-{candidate.id}"
             if not marker.exists():
                 marker.write_text(str(os.getpid()))
-                os._exit(3)
+                if mode == "exit_once":
+                    os._exit(3)
+                raise EvaluationError("transient trouble", transient=True)
         if self.delay or cfg.get("_sleep"):
             time.sleep(float(cfg.get("_sleep", self.delay)))
         xs = [float(v) for k, v in sorted(cfg.items())
