@@ -128,6 +128,29 @@ def _json_float(v: float) -> float | str:
     return v
 
 
+_TYPES: dict[str, tuple[type, ...]] = {
+    "str": (str,), "int": (int,), "float": (int, float), "bool": (bool,), "dict": (Mapping,),
+    "list": (list, tuple)}
+
+
+def _check_types(obj: Any) -> None:
+    """Every field of a dataclass holds a value of its annotated type (``int | None``,
+    ``float``, ``dict[...]``...); a bool is not an int. UserError naming the field."""
+    for f in dataclasses.fields(obj):
+        ann = str(f.type).replace(" ", "")
+        optional = "|None" in ann
+        base = ann.replace("|None", "").split("[", 1)[0]
+        kinds = _TYPES.get(base)
+        v = getattr(obj, f.name)
+        if kinds is None or (v is None and optional):
+            continue
+        if not isinstance(v, kinds) or (isinstance(v, bool) and bool not in kinds):
+            want = {"str": "a string", "int": "an int", "float": "a number", "bool": "true or false",
+                    "dict": "a mapping", "list": "a list"}[base]
+            raise UserError(f"must be {want}{' or null' if optional else ''}, got "
+                            f"{type(v).__name__} {v!r:.60}", field=f.name)
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """The frozen description of one search, saved in the run directory as YAML.
@@ -176,6 +199,7 @@ class RunConfig:
     initial: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        _check_types(self)
         ENGINES.check(self.algorithm)
         if not isinstance(self.algorithm_options, Mapping):
             raise UserError(f"must be a mapping of option names to values, got "
@@ -191,9 +215,24 @@ class RunConfig:
         if self.executor != "auto" and self.executor not in EXECUTORS:
             raise UserError(f"must be auto or one of {', '.join(EXECUTORS)}, got "
                             f"{self.executor!r}", field="executor")
-        if self.gpus_per_eval < 0 or self.cpus_per_eval <= 0:
-            raise UserError("cpus_per_eval must be > 0 and gpus_per_eval >= 0",
+        if not (math.isfinite(self.cpus_per_eval) and self.cpus_per_eval > 0):
+            raise UserError(f"must be a number > 0, got {self.cpus_per_eval!r}",
+                            field="cpus_per_eval")
+        if not (math.isfinite(self.gpus_per_eval) and 0 <= self.gpus_per_eval <= 1):
+            raise UserError(f"must be a number in [0, 1] (an evaluation uses at most one GPU; "
+                            f"fractions share one), got {self.gpus_per_eval!r}",
                             field="gpus_per_eval")
+        for name in ("max_wall_time", "eval_timeout"):
+            v = getattr(self, name)
+            if v is not None and not (math.isfinite(v) and v > 0):
+                raise UserError(f"must be a number of seconds > 0, got {v!r}", field=name)
+        if not 0 <= self.seed < 2**63:
+            raise UserError(f"must be an int in [0, 2**63), got {self.seed!r}", field="seed")
+        for name, low in (("stagnation", 1), ("fitness_tasks", 1), ("max_retries", 0),
+                          ("snapshot_every", 0)):
+            v = getattr(self, name)
+            if v is not None and v < low:
+                raise UserError(f"must be >= {low}, got {v}", field=name)
         if self.generations is None and self.budget is None and self.max_wall_time is None:
             raise UserError("give at least one of generations, budget or max_wall_time",
                             field="budget")

@@ -144,8 +144,9 @@ def _check_cl_space(space: Any, source: str) -> None:
 # ------------------------------------------------------------------------------ resume
 def _check_identity(stored: RunConfig, given: RunConfig, meta: dict[str, Any]) -> Any:
     """The run's SearchSpace; RunDirError naming what differs when an identity field changed."""
-    from evocl.space import SearchSpace, load
-    space = SearchSpace.from_dict(meta["space"])
+    from evocl.space import load
+    from evocl.storage.view import space_of
+    space = space_of(meta, given.run_dir)
     diffs = [f"{f}: {getattr(stored, f)!r} -> {getattr(given, f)!r}" for f in IDENTITY_FIELDS
              if f != "space" and getattr(stored, f) != getattr(given, f)]
     if Path(given.space).exists():
@@ -175,7 +176,12 @@ def _resume_config(stored: RunConfig, given: RunConfig, n_told: int,
 
 def _replay(space: Any, cfg: RunConfig, rd: RunDir, use_snapshot: bool) -> tuple[Any, "_Fidelity"]:
     """Engine rebuilt from a snapshot (or from scratch) plus the journal events after it;
-    the early-stopping state rebuilt from every report in the journal."""
+    the early-stopping state rebuilt from every report in the journal.
+
+    RunDirError naming the journal event when the events do not replay (an ask that gives
+    other candidates, a tell of a candidate never asked or told twice, a recorded early-stop
+    decision the scheduler no longer makes).
+    """
     from evocl.evolution import from_state
     state, start = rd.load_snapshot() if use_snapshot else (None, 0)
     engine = from_state(space, state) if state is not None else _new_engine(space, cfg)
@@ -196,12 +202,82 @@ def _replay(space: Any, cfg: RunConfig, rd: RunDir, use_snapshot: bool) -> tuple
             want = [(d["id"], d["config_hash"]) for d in e["candidates"]]
             if [(c.id, c.config_hash) for c in got] != want:
                 raise RunDirError(
-                    f"{rd.path}: journal event {i}: engine.ask({e['n']}) gave "
+                    f"event {i}: engine.ask({e['n']}) gave "
                     f"{[(c.id, c.config_hash) for c in got]} but the run had asked {want} "
-                    "(nondeterministic engine or changed code); cannot resume exactly")
+                    "(nondeterministic engine, changed code or a lost event); cannot resume "
+                    "exactly", source=str(rd.journal.path))
         elif e["event"] == "tell":
-            engine.tell(by_id[int(e["id"])], Result.from_dict(e["result"]))
+            cand = by_id.get(int(e["id"]))
+            if cand is None:
+                raise RunDirError(f"event {i}: tell of candidate {e['id']}, which no ask event "
+                                  "holds", source=str(rd.journal.path))
+            try:
+                engine.tell(cand, Result.from_dict(e["result"]))
+            except UserError as err:
+                raise RunDirError(f"event {i}: {err.rule}", source=str(rd.journal.path)) from None
     return engine, fidelity
+
+
+def _replay_resume(space: Any, cfg: RunConfig, rd: RunDir) -> tuple[Any, "_Fidelity"]:
+    """The engine of a resumed run: from the newest usable snapshot, else the whole journal.
+    Bad lines in the middle of the journal move to its quarantine only once the events
+    without them have replayed; where they cannot, nothing is changed and the resume stops."""
+    try:
+        try:
+            engine, fidelity = _replay(space, cfg, rd, use_snapshot=True)
+        except UserError as e:  # the snapshot may be the culprit: replay the whole journal
+            warnings.warn(f"resume from snapshot failed ({e}); replaying the whole journal",
+                          stacklevel=3)
+            engine, fidelity = _replay(space, cfg, rd, use_snapshot=False)
+    except UserError as e:
+        if rd.pending_repair is None:
+            raise
+        raise RunDirError(
+            f"{rd.pending_repair}; without it the events after it do not replay consistently "
+            f"({e.rule}); nothing was changed or deleted: restore the line from a backup, or "
+            "start a new run", source=str(rd.journal.path)) from None
+    if rd.pending_repair is not None:
+        rd.commit_repair()
+        rd.save_snapshot(engine.n_told, engine.state())  # in the journal's new numbering
+    return engine, fidelity
+
+
+def resume_config(run_dir: str | Path, *, objective: str | None = None,
+                  trust_objective: bool = False) -> RunConfig:
+    """The saved RunConfig of a run, for ``evocl resume`` and ``evocl.search(resume=True)``.
+
+    A run directory is data, not code: an objective other than ``cl`` is an import path,
+    and it is used only when the caller names it again (``objective``) or explicitly trusts
+    the directory (``trust_objective``, like transformers' ``trust_remote_code``).
+    """
+    from evocl.storage import read_run
+
+    cfg = read_run(run_dir).config.replace(run_dir=str(run_dir))
+    source = str(Path(run_dir) / "run.yaml")
+    if objective is not None:
+        if objective != cfg.objective:
+            raise RunDirError(f"the run's objective is {cfg.objective!r:.80}, not "
+                              f"{objective!r:.80} as given by --objective; a resume cannot "
+                              "change it", source=source, field="config.objective")
+    elif cfg.objective != "cl" and not trust_objective:
+        raise RunDirError(
+            f"names {cfg.objective!r:.80}, code that evocl imports only when you name it "
+            f"again: resume with --objective {cfg.objective:.80} (or --trust-objective) if "
+            "you trust this run directory", source=source, field="config.objective")
+    return cfg
+
+
+def _check_setup(cfg: RunConfig) -> None:
+    """Settings refused before a run directory exists (they would fail every evaluation)."""
+    from evocl.storage.optuna_mirror import check_storage_url
+
+    check_storage_url(cfg.storage)
+    if cfg.objective == "cl":
+        from evocl.cl.names import Options
+        try:
+            Options.from_mapping(cfg.evaluator_options)
+        except UserError as e:
+            raise UserError(e.rule, field=f"-o {e.field}") from None
 
 
 def _new_engine(space: Any, cfg: RunConfig) -> Any:
@@ -274,9 +350,10 @@ class _Fidelity:
         ok = self._decide(cid, report, into_engine)
         if ok is not None and ok != recorded:
             raise RunDirError(
-                f"{self.rd.path}: journal event {index}: the early stop decision for candidate "
-                f"{cid} after {report.get('tasks_seen')} tasks is now {ok}, but the run had "
-                f"decided {recorded} (changed code or options); cannot resume exactly")
+                f"event {index}: the early stop decision for candidate {cid} after "
+                f"{report.get('tasks_seen')} tasks is now {ok}, but the run had decided "
+                f"{recorded} (changed code or options); cannot resume exactly",
+                source=str(self.rd.journal.path))
         self._keep(cid, report, recorded)
 
     def _keep(self, cid: int, report: dict[str, Any], ok: bool) -> None:
@@ -357,7 +434,8 @@ def run_search(run_config: RunConfig, *, resume: bool = False, progress: Any = N
             from evocl.execution.base import check_target_path
             check_target_path(target)
         _new_engine(space, run_config)  # bad algorithm settings fail before the directory exists
-        _check_reports(run_config, target)  # and bad early-stop settings
+        _check_setup(run_config)
+        _check_reports(run_config, target)
         rd = RunDir.create(run_config.run_dir, run_config, space,
                            fingerprints=_fingerprints(run_config))
         created = True
@@ -368,15 +446,10 @@ def run_search(run_config: RunConfig, *, resume: bool = False, progress: Any = N
             space = _check_identity(stored, run_config, rd.meta)
             cfg = _resume_config(stored, run_config, rd.n_told(), extend_budget,
                                  extend_generations)
+            engine, fidelity = _replay_resume(space, cfg, rd)
             changes = {k: (v, getattr(cfg, k)) for k, v in stored.to_dict().items()
                        if getattr(cfg, k) != v}
             rd.record_changes(cfg, changes)
-            try:
-                engine, fidelity = _replay(space, cfg, rd, use_snapshot=True)
-            except UserError as e:  # the snapshot may be the culprit: replay the whole journal
-                warnings.warn(f"resume from snapshot failed ({e}); replaying the whole journal",
-                              stacklevel=2)
-                engine, fidelity = _replay(space, cfg, rd, use_snapshot=False)
         else:
             cfg = run_config
             engine = _new_engine(space, cfg)
@@ -390,7 +463,8 @@ def run_search(run_config: RunConfig, *, resume: bool = False, progress: Any = N
             mirror.sync(engine.evaluations(), fidelity.reports)
         target, kwargs = evaluation_target(cfg)
         executor = create_executor(
-            resolve_kind(cfg.executor, cfg.workers, cfg.ray_address), target=target,
+            resolve_kind(cfg.executor, cfg.workers, cfg.ray_address, cfg.gpus_per_eval),
+            target=target,
             target_kwargs=kwargs, workers=cfg.workers, cpus_per_eval=cfg.cpus_per_eval,
             gpus_per_eval=cfg.gpus_per_eval, ray_address=cfg.ray_address,
             eval_timeout=cfg.eval_timeout, max_retries=cfg.max_retries,
@@ -461,4 +535,5 @@ def run_search(run_config: RunConfig, *, resume: bool = False, progress: Any = N
         rd.close()
 
 
-__all__ = ["CL_TARGET", "IDENTITY_FIELDS", "RunSummary", "evaluation_target", "run_search"]
+__all__ = ["CL_TARGET", "IDENTITY_FIELDS", "RunSummary", "evaluation_target", "resume_config",
+           "run_search"]

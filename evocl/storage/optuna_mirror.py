@@ -28,6 +28,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from evocl.errors import UserError
 from evocl.records import Candidate, Result
 
 OPTUNA_JOURNAL = "optuna.journal"
@@ -52,7 +53,7 @@ def repair_optuna_journal(path: str | os.PathLike[str]) -> bool:
         try:
             json.loads(data[start:good])
             break
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # not JSON, not UTF-8
             good = start
     if good == len(data):
         return False
@@ -62,6 +63,26 @@ def repair_optuna_journal(path: str | os.PathLike[str]) -> bool:
         os.fsync(f.fileno())
     warnings.warn(f"{path}: torn last line dropped ({len(data) - good} bytes)", stacklevel=2)
     return True
+
+
+def check_storage_url(url: str | None) -> None:
+    """Refuse a ``--storage`` that Optuna cannot open (unknown scheme, missing driver), up
+    front: UserError naming ``--storage``. Nothing is connected to."""
+    if url is None:
+        return
+    hint = "expected an SQLAlchemy URL such as sqlite:///runs.db or postgresql://user@host/db"
+    if "://" not in url:
+        raise UserError(f"{hint}, got {url!r:.100}", field="--storage")
+    try:
+        from sqlalchemy.engine import make_url
+
+        dialect = make_url(url).get_dialect()
+        load_driver = getattr(dialect, "import_dbapi", None) or getattr(dialect, "dbapi")
+        load_driver()
+    except Exception as e:  # noqa: BLE001 - sqlalchemy raises several types here
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise UserError(f"cannot use {url.split('://')[0]!r:.40} ({why:.120}); {hint}",
+                        field="--storage") from None
 
 
 class _FlockLock:
@@ -124,7 +145,8 @@ class OptunaMirror:
         try:
             import optuna
             optuna.logging.set_verbosity(optuna.logging.WARNING)
-            if storage is None:
+            local = storage is None
+            if local:
                 from optuna.storages import JournalStorage
                 from optuna.storages.journal import JournalFileBackend
                 path = str(Path(run_dir) / OPTUNA_JOURNAL)
@@ -134,15 +156,24 @@ class OptunaMirror:
             self._dists = {p.name: _distribution(p) for p in space.parameters}
             directions = [o.direction for o in space.objectives]
             here = str(Path(run_dir).resolve())
+            if local:  # the run's own file: its one study, even after the run was moved
+                names = optuna.study.get_all_study_names(storage)
+                if len(names) == 1:
+                    study_name = names[0]
             self.study = optuna.create_study(storage=storage, study_name=study_name,
                                              load_if_exists=True, directions=directions)
             owner = self.study.user_attrs.get("evocl_run_dir")
-            if owner not in (None, here):  # a shared storage already has a run of that name
+            if not local and owner not in (None, here):  # a shared storage has a run of that name
                 study_name = f"{study_name}-{hashlib.sha256(here.encode()).hexdigest()[:8]}"
                 self.study = optuna.create_study(storage=storage, study_name=study_name,
                                                  load_if_exists=True, directions=directions)
-            if self.study.user_attrs.get("evocl_run_dir") is None:
+            if self.study.user_attrs.get("evocl_run_dir") is None or local and \
+                    self.study.user_attrs.get("evocl_run_dir") != here:
                 self.study.set_user_attr("evocl_run_dir", here)
+            if list(self.study.metric_names or []) != self._names:
+                with warnings.catch_warnings():  # set_metric_names is "experimental"
+                    warnings.simplefilter("ignore")
+                    self.study.set_metric_names(self._names)
             self.study_name = study_name
             for t in self.study.get_trials(deepcopy=False):
                 cid = t.user_attrs.get("candidate_id")
