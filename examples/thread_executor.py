@@ -51,14 +51,14 @@ class ThreadExecutor:
                 return False
         return bool(box[0])
 
-    def _answer(self, ok: bool | None = None) -> None:
-        """On the caller's thread: answer every waiting report (``ok`` overrides on_report)."""
+    def _answer(self) -> None:
+        """On the caller's thread: answer every waiting report with ``on_report``."""
         while True:
             try:
                 cand, report, box = self._reports.get_nowait()
             except queue.Empty:
                 return
-            box[0] = self.on_report(cand, report) if ok is None else ok  # type: ignore[misc]
+            box[0] = self.on_report(cand, report)  # type: ignore[misc]
             box[1].set()
 
     def _evaluate(self, cand: Candidate) -> Result:
