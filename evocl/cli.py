@@ -16,7 +16,7 @@ import typer
 
 from evocl import __version__
 from evocl.errors import UserError
-from evocl.registry import BACKBONES, ENGINES, EXECUTORS, STREAMS
+from evocl.registry import BACKBONES, ENGINES, EXECUTORS, SCHEDULERS, STREAMS
 from evocl.space import resolve_space
 
 try:  # typer >= 0.20 vendors its own click; older releases use click itself
@@ -167,6 +167,12 @@ def search_cmd(
         [], "--algorithm-option",
         help="Engine option KEY=VALUE (JSON value), repeatable, e.g. eta_m=30 (see the "
              "engine's DEFAULTS)."),
+    early_stop: str = typer.Option("none", "--early-stop",
+                                   help=f"Stop candidates early over tasks seen: {SCHEDULERS.help()}."),
+    early_stop_option: List[str] = typer.Option(
+        [], "--early-stop-option",
+        help="Early-stop option KEY=VALUE (JSON value), repeatable: eta (3), min_tasks (2), "
+             "rungs (e.g. [2,3])."),
     population: int = typer.Option(8, "--population", help="Population size."),
     generations: Optional[int] = typer.Option(None, "--generations", help="Stop after this many generations."),
     budget: Optional[int] = typer.Option(None, "--budget", help="Stop after this many evaluations."),
@@ -207,6 +213,8 @@ def search_cmd(
         space=str(space_path), run_dir=str(run_dir), stream=stream, backbone=backbone,
         objective=objective, algorithm=algorithm,
         algorithm_options=_parse_options(algorithm_option, "--algorithm-option"),
+        early_stop=early_stop,
+        early_stop_options=_parse_options(early_stop_option, "--early-stop-option"),
         population=population, generations=generations,
         budget=budget, max_wall_time=max_wall_time, stagnation=stagnation, seed=seed,
         workers=workers, executor=executor, cpus_per_eval=cpus_per_eval,

@@ -103,7 +103,8 @@ ENGINES = Registry("algorithm", {
 
 #: Executors (``--executor``): classes with the ``evocl.execution.Executor`` interface, built
 #: as ``Class(target, target_kwargs, workers=, cpus_per_eval=, gpus_per_eval=, ray_address=,
-#: eval_timeout=, max_retries=, dashboard=)`` (a setting an executor has no use for is ignored).
+#: eval_timeout=, max_retries=, dashboard=, on_report=)`` (a setting an executor has no use for
+#: is ignored; ``on_report`` must be honoured: see ``evocl.execution.base``).
 EXECUTORS = Registry("executor", {
     "local": ("evocl.execution.local:LocalExecutor", "in-process, one evaluation at a time"),
     "ray": ("evocl.execution.ray_executor:RayExecutor", "long-lived Ray actors, local or a cluster"),
@@ -136,3 +137,10 @@ STREAMS = Registry("stream", {
              "chatterbot-corpus question -> answer pairs, 4 generative tasks (causal LMs)"),
 })
 
+#: Early-stopping schedulers (``--early-stop``): classes with the
+#: ``evocl.evolution.early_stop.Scheduler`` interface, built as ``Class(space, **options)``.
+SCHEDULERS = Registry("early_stop", {
+    "none": ("evocl.evolution.early_stop:NoEarlyStop", "train every candidate on every task"),
+    "asha": ("evocl.evolution.early_stop:ASHA",
+             "asynchronous successive halving over tasks seen, multi-objective promotion"),
+})
