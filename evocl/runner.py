@@ -9,8 +9,9 @@ original ``n``, checked against the journal; every tell with its stored result, 
 re-evaluated), then re-submits the candidates asked but never told. With the same seed and a
 deterministic evaluator the resumed run ends exactly like an uninterrupted one for the
 generational engines (they breed from a completed generation in candidate-id order) and for
-any engine with one worker; ``async-nsga2`` with several workers depends on arrival order, so
-its resumed run is valid but not bit-identical.
+any engine with one worker; the engines that learn from each result as it arrives
+(``async-nsga2``, ``rl``, the Optuna samplers) depend on arrival order with several workers,
+so their resumed run is valid but not bit-identical.
 """
 
 from __future__ import annotations

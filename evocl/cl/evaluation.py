@@ -101,14 +101,16 @@ def evaluate(config: Mapping[str, Any], stream: Any, backbone: Backbone, seed: i
         raise UserError(f"must be between 1 and {data.n_tasks}, got {fitness_tasks}",
                         field="fitness_tasks")
     dev = resolve_device(device)
-    amp = None
+    amp = autocast_dtype(opts.precision, dev)
     if dev.type == "cuda":
-        amp = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         torch.cuda.reset_peak_memory_stats(dev)
     _reset_peak_rss()
+    kind = getattr(backbone, "kind", "encoder")
     with _seeded(seed, dev):
-        model = build_model(backbone, params, data.n_classes, seed).to(dev)
-        learner = LEARNERS.load(getattr(backbone, "kind", "encoder"))(model, data, n_tasks, dev, amp, opts,
+        # a causal LM's frozen weights in bf16 on a GPU (its adapters stay fp32)
+        frozen_dtype = torch.bfloat16 if kind == "causal_lm" and amp == torch.bfloat16 else None
+        model = build_model(backbone, params, data.n_classes, seed, frozen_dtype).to(dev)
+        learner = LEARNERS.load(kind)(model, data, n_tasks, dev, amp, opts,
                                                has_dropout=params.lora_dropout > 0.0)
         n_trainable = sum(p.numel() for p in learner.trainable_list)
         hook = None
@@ -159,6 +161,15 @@ def _rounded(value: Any) -> Any:
     if isinstance(value, list):
         return [_rounded(v) for v in value]
     return round(value, 4) if isinstance(value, float) else value
+
+
+def autocast_dtype(precision: str, dev: torch.device) -> torch.dtype | None:
+    """The autocast dtype of the forward passes (None: fp32)."""
+    if precision == "auto":
+        if dev.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
 def task_report(t: int, n_tasks: int, R: list[list[float]], baseline: list[float],

@@ -16,6 +16,9 @@ LM_OBJECTIVES = ("perplexity",)
 ALL_OBJECTIVES = OBJECTIVES + LM_OBJECTIVES
 
 
+_CHOICES = {"lr_decay": ("linear", "constant"), "precision": ("auto", "fp32", "bf16", "fp16")}
+
+
 @dataclass(frozen=True)
 class Options:
     """Evaluator options (not searched; ``-o KEY=VALUE`` on the command line).
@@ -28,6 +31,9 @@ class Options:
                        volume, see `evocl.cl.strategies.ewc.fisher_samples_for`)
     lr_decay           linear | constant after the warm-up, per task
     stream_seed        seed of the stream's splits
+    precision          auto (bf16 autocast on a GPU that has it, else fp16; fp32 on the CPU),
+                       fp32, bf16 or fp16 (autocast of the forward passes; losses, adapters
+                       and optimizer state stay fp32; bf16 on the CPU reproduces the GPU path)
     """
 
     max_length: int = 64
@@ -37,6 +43,7 @@ class Options:
     fisher_samples: int | None = None
     lr_decay: str = "linear"
     stream_seed: int = 0
+    precision: str = "auto"
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
@@ -51,10 +58,10 @@ class Options:
                             source=source, field=unknown[0])
         out: dict[str, Any] = {}
         for name, value in values.items():
-            if name == "lr_decay":
-                if value not in ("linear", "constant"):
-                    raise UserError(f"must be linear or constant, got {value!r}", source=source,
-                                    field=name)
+            if name in _CHOICES:
+                if value not in _CHOICES[name]:
+                    raise UserError(f"must be one of {', '.join(_CHOICES[name])}, got {value!r}",
+                                    source=source, field=name)
                 out[name] = value
                 continue
             optional = name in ("max_eval_per_task", "max_test_per_task", "fisher_samples")

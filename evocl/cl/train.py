@@ -117,7 +117,8 @@ def run_stream(learner: Any, p: Any, seed: int, opts: Any,
     transforms = [s for s in strategies if type(s).transform_grads is not Strategy.transform_grads]
     updater = next((s for s in strategies if type(s).update is not None), None)
     named, plist = learner.trainable, learner.trainable_list
-    scaler = torch.amp.GradScaler("cuda") if learner.amp == torch.float16 else None
+    scaler = (torch.amp.GradScaler("cuda")
+              if learner.amp == torch.float16 and learner.device.type == "cuda" else None)
     timings: dict[str, Any] = {"train": 0.0, "eval": 0.0, "train_per_task": [],
                                "strategies": {s.name: 0.0 for s in strategies}}
     losses: list[float] = []

@@ -79,11 +79,10 @@ def lora_config_for(config: dict[str, Any], backbone: str) -> Any:
     """The ``peft.LoraConfig`` the evaluator builds for ``config`` on ``backbone`` (the same
     function, so an export can never drift from what was searched)."""
     from evocl.cl.backbone import load_backbone
-    from evocl.cl.model import detect_layout, lora_config
+    from evocl.cl.model import backbone_lora_config
     from evocl.cl.params import resolve
 
-    layout, pattern, n_layers = detect_layout(load_backbone(backbone).model)
-    return lora_config(resolve(config), layout, pattern, n_layers)
+    return backbone_lora_config(load_backbone(backbone), resolve(config))
 
 
 def write_peft(view, cand: Candidate, res: Result, out: Path) -> list[Path]:

@@ -37,6 +37,15 @@ class Learner:
         self.trainable_list = list(self.trainable.values())
         self.current_task = 0
 
+    def forward(self, batch: Any, embeds: torch.Tensor | None = None) -> torch.Tensor:
+        """The model's output for ``batch`` (``embeds``: input embeddings instead of its ids)."""
+        if embeds is None:
+            return self.model(batch.ids, batch.mask)
+        return self.model(None, batch.mask, inputs_embeds=embeds)
+
+    def embed(self, batch: Any) -> torch.Tensor:
+        return self.model.input_embeddings()(batch.ids)
+
     def autocast(self) -> Any:
         """bf16/fp16 autocast on a GPU (``amp``), nothing on the CPU."""
         if self.amp is None:

@@ -53,14 +53,6 @@ class ClassifierLearner(Learner):
         return Batch(rows, ids, mask, y, tk,
                      allowed_classes(self.data.scenario, self.seen, self.own, t, tk), t)
 
-    def forward(self, batch: Batch, embeds: torch.Tensor | None = None) -> torch.Tensor:
-        if embeds is None:
-            return self.model(batch.ids, batch.mask)
-        return self.model(None, batch.mask, inputs_embeds=embeds)
-
-    def embed(self, batch: Batch) -> torch.Tensor:
-        return self.model.input_embeddings()(batch.ids)
-
     def loss(self, batch: Batch, out: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(_masked(out, batch.allowed), batch.y)
 
