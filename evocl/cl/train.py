@@ -12,7 +12,9 @@ A step of task t (batch = new rows + rows the strategies mix in, e.g. replay):
     backward; [perturbed pass: the task loss on embeddings + perturbation, backward]
     gradient transforms (e.g. A-GEM); clip to norm 1; AdamW step
 The forward runs under autocast on a GPU; losses and loss terms are computed in fp32 outside
-it (a bf16 softmax at a high temperature must not become a NaN only on a GPU).
+it. A non-finite loss ends the candidate in fp32; under bf16/fp16 autocast the step is skipped
+(as a dynamic loss scaler does) up to a fifth of a task's steps (`_NonFinite`), so that a
+configuration that trains on the CPU does not fail only on a GPU.
 """
 
 from __future__ import annotations
@@ -94,11 +96,35 @@ def build_strategies(learner: Any, p: Any, seed: int) -> tuple[np.random.Generat
     return gens[0], list(active.values())
 
 
-def _check(loss: torch.Tensor, t: int, step: int) -> float:
-    value = float(loss.detach())
-    if not np.isfinite(value):
-        raise EvaluationError(f"non-finite loss at task {t} step {step}", transient=False)
-    return value
+class _Skip(Exception):
+    """A step whose loss or gradients are not finite under reduced-precision autocast."""
+
+
+class _NonFinite:
+    """What a non-finite loss or gradient does. In fp32 it ends the candidate (a diverging
+    configuration). Under bf16/fp16 autocast the step is skipped, as a dynamic loss scaler
+    skips an overflowing step, so that a configuration that trains on the CPU does not fail
+    only on a GPU; more than ``limit`` skipped steps in a task still end it."""
+
+    def __init__(self, amp: torch.dtype | None, steps_per_task: int):
+        self.amp = amp
+        self.limit = max(2, steps_per_task // 5)
+        self.skipped: list[int] = []
+
+    def check(self, value: float | torch.Tensor, t: int, step: int) -> float:
+        value = float(value)
+        if np.isfinite(value):
+            return value
+        if self.amp is None:
+            raise EvaluationError(f"non-finite loss at task {t} step {step}", transient=False)
+        while len(self.skipped) <= t:
+            self.skipped.append(0)
+        self.skipped[t] += 1
+        if self.skipped[t] > self.limit:
+            raise EvaluationError(f"non-finite loss at task {t} step {step} ({self.skipped[t]} "
+                                  f"steps skipped under {str(self.amp)[6:]} autocast)",
+                                  transient=False)
+        raise _Skip()
 
 
 def run_stream(learner: Any, p: Any, seed: int, opts: Any,
@@ -123,6 +149,7 @@ def run_stream(learner: Any, p: Any, seed: int, opts: Any,
                                "strategies": {s.name: 0.0 for s in strategies}}
     losses: list[float] = []
     extra: dict[str, list[list[float]]] = {}
+    guard = _NonFinite(learner.amp, p.steps_per_task)
 
     def score(split: str, after: int) -> list[float]:
         row, more = learner.eval_round(split, after)
@@ -154,23 +181,29 @@ def run_stream(learner: Any, p: Any, seed: int, opts: Any,
             for s in strategies:
                 for term in s.loss_terms(s.ctx, batch, out):
                     loss = loss + term
-            value = _check(loss, t, step)
-            (scaler.scale(loss) if scaler else loss).backward()
-            for s in perturbers:
-                delta = s.perturb(s.ctx, batch, embeds.grad)  # type: ignore[union-attr]
-                with learner.autocast():
-                    adv = learner.forward(batch, embeds.detach() + delta)  # type: ignore[union-attr]
-                adv_loss = learner.loss(batch, adv)
-                _check(adv_loss, t, step)
-                (scaler.scale(adv_loss) if scaler else adv_loss).backward()
-            if scaler:
-                scaler.unscale_(opt)
-            for s in transforms:
-                new = s.transform_grads(s.ctx, [x.grad for x in plist])
-                if new is not None:
-                    for x, g in zip(plist, new):
-                        x.grad = g
-            torch.nn.utils.clip_grad_norm_(plist, 1.0, foreach=True)
+            try:
+                value = guard.check(loss.detach(), t, step)
+                (scaler.scale(loss) if scaler else loss).backward()
+                for s in perturbers:
+                    delta = s.perturb(s.ctx, batch, embeds.grad)  # type: ignore[union-attr]
+                    with learner.autocast():
+                        adv = learner.forward(batch, embeds.detach() + delta)  # type: ignore[union-attr]
+                    adv_loss = learner.loss(batch, adv)
+                    guard.check(adv_loss.detach(), t, step)
+                    (scaler.scale(adv_loss) if scaler else adv_loss).backward()
+                if scaler:
+                    scaler.unscale_(opt)
+                for s in transforms:
+                    new = s.transform_grads(s.ctx, [x.grad for x in plist])
+                    if new is not None:
+                        for x, g in zip(plist, new):
+                            x.grad = g
+                norm = torch.nn.utils.clip_grad_norm_(plist, 1.0, foreach=True)
+                if learner.amp is not None and scaler is None:
+                    guard.check(norm.detach(), t, step)  # inf gradients: skip, as a scaler would
+            except _Skip:
+                opt.zero_grad(set_to_none=True)
+                return float("nan")
             if scaler:
                 scaler.step(opt)
                 scaler.update()
@@ -180,6 +213,7 @@ def run_stream(learner: Any, p: Any, seed: int, opts: Any,
             return value
 
         loss_val = float("nan")
+        last_finite = float("nan")
         for step in range(p.steps_per_task):
             for g in opt.param_groups:
                 g["lr"] = p.lr * _lr_factor(step, p.steps_per_task, p.warmup_ratio, opts.lr_decay)
@@ -190,7 +224,9 @@ def run_stream(learner: Any, p: Any, seed: int, opts: Any,
             rows = np.concatenate([new_rows, *mixed]) if mixed else new_rows
             loss_val = (updater.update(updater.ctx, rows, one_step) if updater is not None
                         else one_step(rows))
-        losses.append(loss_val)
+            if np.isfinite(loss_val):
+                last_finite = loss_val
+        losses.append(last_finite)
         timings["train"] += time.perf_counter() - t0
         timings["train_per_task"].append(time.perf_counter() - t0)
 
@@ -208,15 +244,18 @@ def run_stream(learner: Any, p: Any, seed: int, opts: Any,
         if on_task_end is not None and t < n_tasks - 1 and not on_task_end(t, R, baseline):
             return RunOutput(R=R, baseline=baseline, test_acc=[], timings=timings,
                              final_losses=losses, stopped_after=t + 1, extra=extra,
-                             counters=_counters(strategies))
+                             counters=_counters(strategies, guard))
     t0 = time.perf_counter()
     test = score("test", n_tasks - 1)
     timings["test"] = time.perf_counter() - t0
     drift = torch.stack([(a.detach() - b).float().norm() for a, b in zip(plist, after_first)]).norm()
     return RunOutput(R=R, baseline=baseline, test_acc=test, timings=timings,
                      final_losses=losses, drift_from_task0=float(drift), extra=extra,
-                     counters=_counters(strategies))
+                     counters=_counters(strategies, guard))
 
 
-def _counters(strategies: list[Strategy]) -> dict[str, Any]:
-    return {s.name: c for s in strategies if (c := s.counters())}
+def _counters(strategies: list[Strategy], guard: _NonFinite) -> dict[str, Any]:
+    out = {s.name: c for s in strategies if (c := s.counters())}
+    if any(guard.skipped):
+        out["nonfinite_steps_skipped"] = guard.skipped
+    return out
