@@ -37,7 +37,7 @@ def cl_run(root: Path, name: str, **kw) -> Path:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> tuple[Path, Path]:
+def runs(tmp_path_factory, one_torch_thread) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("pages")
     return (cl_run(root, "nsga2", population=4, generations=2),
             cl_run(root, "random", algorithm="random", budget=3))

@@ -193,8 +193,9 @@ def _fronts(runs: Sequence[tuple[str, Any, list[Evaluation]]], objectives: Seque
         for ax, (a, b) in zip(axes[0], pairs):
             if len(v):
                 order = np.argsort(v[:, a])
-                ax.plot(v[order, a], v[order, b], marker="o", ms=4, lw=1, color=f"C{i % 10}",
-                        label=label)
+                ax.plot(v[order, a], v[order, b], marker="o", ms=4, color=f"C{i % 10}",
+                        label=label, lw=1 if len(objectives) == 2 else 0)  # a projection
+                # of a 3-objective front is no curve: points only
     for ax, (a, b) in zip(axes[0], pairs):
         if base is not None:
             ax.scatter([base[1].objectives[names[a]]], [base[1].objectives[names[b]]],
