@@ -82,7 +82,9 @@ def evaluate(config: Mapping[str, Any], stream: Any, backbone: Backbone, seed: i
     model after the last task, e.g. to save the adapters (a classifier: ``.encoder`` the PEFT
     model, ``.head`` the linear head).
     ``on_task_end(report) -> bool``, when given, is called after each task but the last with
-    the fidelity report of `task_report` (the tasks seen so far); returning False stops the
+    the fidelity report of `task_report` (the tasks seen so far) plus every other objective
+    so far (``trainable_params``, ``wall_time`` = ``elapsed``, ``peak_memory_mb``), so a
+    scheduler can rank candidates on any space's objectives; returning False stops the
     candidate there: the Result then has status "pruned" and the partial metrics (over the
     tasks trained), ``metrics["tasks_trained"]`` saying how many.
     ``stream``: a streams.Stream, or StreamTensors from `prepare` (then max_length and the
@@ -116,8 +118,10 @@ def evaluate(config: Mapping[str, Any], stream: Any, backbone: Backbone, seed: i
         hook = None
         if on_task_end is not None:
             def hook(t: int, R: list[list[float]], b: list[float]) -> bool:
-                return bool(on_task_end(task_report(t, n_tasks, R, b,
-                                                    time.perf_counter() - start)))
+                report = task_report(t, n_tasks, R, b, time.perf_counter() - start)
+                report.update(trainable_params=float(n_trainable),
+                              wall_time=report["elapsed"], peak_memory_mb=_peak_memory_mb(dev))
+                return bool(on_task_end(report))
         out = run_stream(learner, params, seed, opts, on_task_end=hook)
         if on_trained is not None and out.stopped_after is None:
             on_trained(model)

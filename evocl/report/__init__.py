@@ -146,9 +146,15 @@ def _html(view, evaluations: Sequence[Evaluation], front: Sequence[Evaluation],
           chosen: Evaluation | None, objectives: Sequence, images: Sequence[tuple[str, str]],
           base: Evaluation | None, label: str, imp: dict[str, dict[str, float]],
           imp_note: str | None) -> str:
+    from evocl.evolution.early_stop import seconds_saved
+
     cfg = view.config
-    n_failed = sum(1 for _, r in evaluations if not r.ok)
     e = html.escape
+    n_failed = sum(1 for _, r in evaluations if r.status == "failed")
+    n_pruned = sum(1 for _, r in evaluations if r.status == "pruned")
+    pruned = (f", {n_pruned} pruned early by <b>{e(cfg.early_stop)}</b> (about "
+              f"{seconds_saved(r for _, r in evaluations):.0f} s of evaluation saved)"
+              if n_pruned else "")
     obj_heads = "".join(f"<th>{e(o.name)} ({o.direction})</th>" for o in objectives)
 
     def row(c: Candidate, r: Result, mark: str = "", cls: str = "") -> str:
@@ -160,7 +166,8 @@ def _html(view, evaluations: Sequence[Evaluation], front: Sequence[Evaluation],
             for c, r in front]
     if base is not None:
         rows.insert(0, row(*base, f" ({label})", "baseline"))
-    failures = [f"<tr><td>{c.id}</td><td>{e(str(r.error))}</td></tr>" for c, r in evaluations if not r.ok]
+    failures = [f"<tr><td>{c.id}</td><td>{e(str(r.error))}</td></tr>" for c, r in evaluations
+                if r.status == "failed"]
     base_txt = (f"<p>The black star and dashed lines in every plot are <b>{e(label)}</b> "
                 f"(candidate {base[0].id}, the space's defaults), so each point reads against "
                 "it.</p>" if base is not None else
@@ -176,7 +183,7 @@ def _html(view, evaluations: Sequence[Evaluation], front: Sequence[Evaluation],
 <h1>evocl run: {e(str(cfg.run_dir))}</h1>
 <p>algorithm <b>{e(cfg.algorithm)}</b>, population {cfg.population}, seed {cfg.seed};
 stream <b>{e(cfg.stream)}</b>, backbone <b>{e(cfg.backbone)}</b>, space <code>{e(cfg.space)}</code></p>
-<p>{len(evaluations)} evaluations ({n_failed} failed), {len(view.pending)} in flight or pending,
+<p>{len(evaluations)} evaluations ({n_failed} failed{pruned}), {len(view.pending)} in flight or pending,
 {len(front)} on the Pareto front.</p>
 {base_txt}
 {figures(images)}
