@@ -108,13 +108,18 @@ def evaluation_target(cfg: RunConfig) -> tuple[str, dict[str, Any]]:
 
 
 def _fingerprints(cfg: RunConfig) -> dict[str, Any]:
-    """Stream / backbone identity where cheaply known (never fails the run)."""
+    """Stream / backbone identity where cheaply known. A backbone or stream that cannot be used
+    (or that do not fit each other) is the user's one-line error before the run exists."""
     out: dict[str, Any] = {"backbone": cfg.backbone if cfg.objective == "cl" else None}
     if cfg.objective == "cl":
+        from evocl.cl.backbone import check_backbone, check_pairing
+        kind = check_backbone(cfg.backbone)  # packages and files, no weights: one line, no run
         try:
             from evocl.streams import load_stream
             seed = int(cfg.evaluator_options.get("stream_seed", 0))  # as CLEvaluator loads it
-            out["stream"] = load_stream(cfg.stream, seed=seed).fingerprint
+            stream = load_stream(cfg.stream, seed=seed)
+            out["stream"] = stream.fingerprint
+            check_pairing(stream.scenario, kind, stream=cfg.stream, backbone=cfg.backbone)
         except UserError:
             raise  # a stream that cannot be loaded: the user's one-line error, no run created
         except Exception as e:  # noqa: BLE001 - the evaluator will report a real problem
