@@ -158,7 +158,7 @@ def streams_list() -> None:
 @app.command("search")
 def search_cmd(
     run_dir: Path = typer.Option(..., "--run-dir", help="Directory of the run (created; must not hold a run)."),
-    space: str = typer.Option("cl_lora", "--space", help="Search-space YAML file or shipped name."),
+    space: Optional[str] = typer.Option(None, "--space", help="Search-space YAML file or shipped name (default: cl_lora, or cl_lm for a causal-LM backbone)."),
     stream: str = typer.Option("default", "--stream", help=f"Built-in stream ({', '.join(STREAMS.names())}; see `evocl streams list`) or a stream spec YAML."),
     backbone: str = typer.Option("minilm", "--backbone", help=f"Backbone: {BACKBONES.help()}; or a local HF checkpoint directory, a folder holding a .gguf file, or a .gguf file."),
     objective: str = typer.Option("cl", "--objective", help="cl, or module:Class of an evaluation target."),
@@ -205,6 +205,11 @@ def search_cmd(
 
     if generations is None and budget is None and max_wall_time is None:
         generations = 3
+    if space is None:
+        from evocl.cl.backbone import backbone_kind
+
+        causal = objective == "cl" and backbone_kind(backbone) == "causal_lm"
+        space = "cl_lm" if causal else "cl_lora"
     space_path = resolve_space(space)
     if baseline is None:
         baseline = objective == "cl"
@@ -306,8 +311,9 @@ def train_cmd(
     from evocl.train import train_exported
 
     metrics = train_exported(config, out, stream=stream, backbone=backbone, device=device, seed=seed)
+    ppl = f"  perplexity {metrics['perplexity']:.4g}" if "perplexity" in metrics else ""
     typer.echo(f"ACC {metrics['acc']:.4f}  forgetting {metrics['forgetting']:.4f}  "
-               f"BWT {metrics['bwt']:.4f}  test accuracy {metrics['test_acc_mean']:.4f}")
+               f"BWT {metrics['bwt']:.4f}  test accuracy {metrics['test_acc_mean']:.4f}{ppl}")
     typer.echo(f"wrote {out}")
 
 
