@@ -24,6 +24,7 @@ import torch
 from evocl.cl import metrics
 from evocl.cl.backbone import Backbone
 from evocl.cl.data import StreamTensors, stream_tensors
+from evocl.cl.evalcache import worker_cache
 from evocl.cl.learners import LEARNERS
 from evocl.cl.model import build_model
 from evocl.cl.names import LM_OBJECTIVES, OBJECTIVES, Options
@@ -112,6 +113,7 @@ def evaluate(config: Mapping[str, Any], stream: Any, backbone: Backbone, seed: i
         model = build_model(backbone, params, data.n_classes, seed, frozen_dtype).to(dev)
         learner = LEARNERS.load(kind)(model, data, n_tasks, dev, amp, opts,
                                                has_dropout=params.lora_dropout > 0.0)
+        learner.shared = worker_cache(backbone.model, data)
         n_trainable = sum(p.numel() for p in learner.trainable_list)
         hook = None
         if on_task_end is not None:
