@@ -150,6 +150,7 @@ def evaluate(config: Mapping[str, Any], stream: Any, backbone: Backbone, seed: i
             **({"matrices": out.extra} if out.extra else {}),
             **({"strategy_counters": out.counters} if out.counters else {}),
             "timings": _rounded(out.timings),
+            **({"gpu": _gpu_memory(dev)} if dev.type == "cuda" else {}),
             "options": {**opts.to_dict(), "max_length": data.max_length,
                         "max_eval_per_task": data.max_eval_per_task,
                         "fisher_samples": fisher_samples_for(params, opts.fisher_samples)},
@@ -201,6 +202,14 @@ def _reset_peak_rss() -> None:
             f.write("5")
     except OSError:
         pass
+
+
+def _gpu_memory(dev: torch.device) -> dict[str, Any]:
+    """The GPU's memory and this evaluation's peaks (MiB): what `--gpus-per-eval auto` packs
+    by (`evocl.execution.packing`)."""
+    return {"total_mb": torch.cuda.get_device_properties(dev).total_memory / 2**20,
+            "peak_reserved_mb": torch.cuda.max_memory_reserved(dev) / 2**20,
+            "peak_allocated_mb": torch.cuda.max_memory_allocated(dev) / 2**20}
 
 
 def _peak_memory_mb(dev: torch.device) -> float:
