@@ -12,3 +12,11 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tiny_backbone():
+    """The seeded random 2-layer BERT (evocl.cl.load_backbone("tiny"))."""
+    from evocl.cl import load_backbone
+
+    return load_backbone("tiny")

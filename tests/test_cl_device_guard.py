@@ -5,7 +5,7 @@ both use there, with losses poisoned at chosen steps."""
 import pytest
 import torch
 
-from evocl.cl import evaluate, load_backbone, train
+from evocl.cl import evaluate, train
 from evocl.cl.testing import keyword_stream
 from evocl.errors import EvaluationError
 
@@ -15,14 +15,9 @@ CFG = {"lr": 3e-2, "steps_per_task": 10, "batch_size": 8, "lora_dropout": 0.1,
        "replay": True, "distill": True, "ewc": True}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread(one_torch_thread):
-    yield
-
-
 @pytest.fixture(scope="module")
-def tiny():
-    return load_backbone("tiny")
+def tiny(one_torch_thread, tiny_backbone):
+    return tiny_backbone
 
 
 @pytest.fixture(scope="module")
@@ -30,26 +25,24 @@ def stream():
     return keyword_stream(n_tasks=2)
 
 
-def _run(stream, tiny, monkeypatch, on_device: bool, poisoned: set[int], cfg=CFG, **kw):
+def _run(stream, tiny, monkeypatch, on_device: bool, poisoned: set[int], **kw):
+    """One evaluation of CFG whose task loss is infinite at the ``poisoned`` calls."""
     from evocl.cl.learners.classifier import ClassifierLearner
 
-    original_loss, original_opt = ClassifierLearner.loss, train._optimizer
     calls = {"n": 0}
+    original_loss, original_opt = ClassifierLearner.loss, train._optimizer
 
     def loss(self, batch, out):
         calls["n"] += 1
-        value = original_loss(self, batch, out)
-        return value * float("inf") if calls["n"] in poisoned else value
+        return original_loss(self, batch, out) * (float("inf") if calls["n"] in poisoned else 1)
 
-    monkeypatch.setattr(ClassifierLearner, "loss", loss)
-    # both paths with the fused AdamW (the device path needs it for found_inf)
-    monkeypatch.setattr(train, "_optimizer", lambda named, p, fused=False: original_opt(
-        named, p, fused=True))
-    monkeypatch.setattr(train, "_checks_on_device", lambda *a: on_device)
-    try:
-        r = evaluate(cfg, stream, tiny, seed=5, device="cpu", **kw)
-    finally:
-        monkeypatch.setattr(ClassifierLearner, "loss", original_loss)
+    with monkeypatch.context() as m:
+        m.setattr(ClassifierLearner, "loss", loss)
+        # both paths with the fused AdamW (the device path needs it for found_inf)
+        m.setattr(train, "_optimizer", lambda named, p, fused=False: original_opt(
+            named, p, fused=True))
+        m.setattr(train, "_checks_on_device", lambda *a: on_device)
+        r = evaluate(CFG, stream, tiny, seed=5, device="cpu", **kw)
     return {k: r.metrics.get(k) for k in KEYS}
 
 
