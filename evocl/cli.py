@@ -16,7 +16,7 @@ import typer
 
 from evocl import __version__
 from evocl.errors import UserError
-from evocl.registry import ENGINES, EXECUTORS
+from evocl.registry import BACKBONES, ENGINES, EXECUTORS, SCHEDULERS, STREAMS
 from evocl.space import resolve_space
 
 try:  # typer >= 0.20 vendors its own click; older releases use click itself
@@ -144,8 +144,12 @@ def streams_list() -> None:
         typer.echo(f"    {s['description']}")
         if s.get("error"):
             typer.echo(f"    unavailable: {s['error']}")
+        task_sizes = s.get("task_sizes") or []
         for i, task in enumerate(s["tasks"]):
-            typer.echo(f"    task {i}: {', '.join(task)}")
+            what = task if isinstance(task, str) else ", ".join(task)  # generative: a task name
+            n = task_sizes[i] if i < len(task_sizes) else None
+            rows = f"  ({n['train']}/{n['val']}/{n['test']})" if n else ""
+            typer.echo(f"    task {i}: {what}{rows}")
     typer.echo("use with --stream NAME (`default` is the default), or --stream path/to/spec.yaml")
 
 
@@ -154,15 +158,21 @@ def streams_list() -> None:
 @app.command("search")
 def search_cmd(
     run_dir: Path = typer.Option(..., "--run-dir", help="Directory of the run (created; must not hold a run)."),
-    space: str = typer.Option("cl_lora", "--space", help="Search-space YAML file or shipped name."),
-    stream: str = typer.Option("default", "--stream", help="Built-in stream name or stream spec YAML."),
-    backbone: str = typer.Option("minilm", "--backbone", help="minilm, tiny, or a local HF checkpoint directory."),
+    space: Optional[str] = typer.Option(None, "--space", help="Search-space YAML file or shipped name (default: cl_lora, or cl_lm for a causal-LM backbone)."),
+    stream: str = typer.Option("default", "--stream", help=f"Built-in stream ({', '.join(STREAMS.names())}; see `evocl streams list`) or a stream spec YAML."),
+    backbone: str = typer.Option("minilm", "--backbone", help=f"Backbone: {BACKBONES.help()}; or a local HF checkpoint directory, a folder holding a .gguf file, or a .gguf file."),
     objective: str = typer.Option("cl", "--objective", help="cl, or module:Class of an evaluation target."),
     algorithm: str = typer.Option("nsga2", "--algorithm", help=f"Search engine: {ENGINES.help()}."),
     algorithm_option: List[str] = typer.Option(
         [], "--algorithm-option",
         help="Engine option KEY=VALUE (JSON value), repeatable, e.g. eta_m=30 (see the "
              "engine's DEFAULTS)."),
+    early_stop: str = typer.Option("none", "--early-stop",
+                                   help=f"Stop candidates early over tasks seen: {SCHEDULERS.help()}."),
+    early_stop_option: List[str] = typer.Option(
+        [], "--early-stop-option",
+        help="Early-stop option KEY=VALUE (JSON value), repeatable: eta (3), min_tasks (2), "
+             "rungs (e.g. [2,3])."),
     population: int = typer.Option(8, "--population", help="Population size."),
     generations: Optional[int] = typer.Option(None, "--generations", help="Stop after this many generations."),
     budget: Optional[int] = typer.Option(None, "--budget", help="Stop after this many evaluations."),
@@ -198,6 +208,11 @@ def search_cmd(
 
     if generations is None and budget is None and max_wall_time is None:
         generations = 3
+    if space is None:
+        from evocl.cl.backbone import backbone_kind
+
+        causal = objective == "cl" and backbone_kind(backbone) == "causal_lm"
+        space = "cl_lm" if causal else "cl_lora"
     space_path = resolve_space(space)
     if baseline is None:
         baseline = objective == "cl"
@@ -206,6 +221,8 @@ def search_cmd(
         space=str(space_path), run_dir=str(run_dir), stream=stream, backbone=backbone,
         objective=objective, algorithm=algorithm,
         algorithm_options=_parse_options(algorithm_option, "--algorithm-option"),
+        early_stop=early_stop,
+        early_stop_options=_parse_options(early_stop_option, "--early-stop-option"),
         population=population, generations=generations,
         budget=budget, max_wall_time=max_wall_time, stagnation=stagnation, seed=seed,
         workers=workers, executor=executor, cpus_per_eval=cpus_per_eval,
@@ -299,7 +316,7 @@ def train_cmd(
     config: Path = typer.Option(..., "--config", help="An exported evocl configuration (YAML or JSON)."),
     out: Path = typer.Option(..., "--out", help="Output directory (adapters, head, metrics)."),
     stream: Optional[str] = typer.Option(None, "--stream", help="Stream (default: the one in the export)."),
-    backbone: Optional[str] = typer.Option(None, "--backbone", help="Backbone (default: the one in the export)."),
+    backbone: Optional[str] = typer.Option(None, "--backbone", help=f"Backbone (default: the one in the export): {', '.join(BACKBONES.names())} or a local checkpoint."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     seed: Optional[int] = typer.Option(None, "--seed", min=0, max=2**63 - 1,
                                         help="Training seed (default: the export's)."),
@@ -308,8 +325,9 @@ def train_cmd(
     from evocl.train import train_exported
 
     metrics = train_exported(config, out, stream=stream, backbone=backbone, device=device, seed=seed)
+    ppl = f"  perplexity {metrics['perplexity']:.4g}" if "perplexity" in metrics else ""
     typer.echo(f"ACC {metrics['acc']:.4f}  forgetting {metrics['forgetting']:.4f}  "
-               f"BWT {metrics['bwt']:.4f}  test accuracy {metrics['test_acc_mean']:.4f}")
+               f"BWT {metrics['bwt']:.4f}  test accuracy {metrics['test_acc_mean']:.4f}{ppl}")
     typer.echo(f"wrote {out}")
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping
 
 from evocl.errors import UserError
-from evocl.registry import ENGINES, EXECUTORS
+from evocl.registry import ENGINES, EXECUTORS, SCHEDULERS
 
 Status = Literal["ok", "failed", "pruned"]
 
@@ -159,7 +159,10 @@ class RunConfig:
     sequential fine-tuning, the baseline every comparison includes).
     ``algorithm`` names an engine of ``evocl.registry.ENGINES``, ``executor`` one of
     ``EXECUTORS`` (or ``auto``); ``algorithm_options`` are the engine's options (its
-    ``DEFAULTS``: e.g. ``eta_m``), part of the run's identity.
+    ``DEFAULTS``: e.g. ``eta_m``), part of the run's identity. ``early_stop`` names a
+    scheduler of ``evocl.registry.SCHEDULERS`` (``none``, ``asha``) and
+    ``early_stop_options`` its options (``eta``, ``min_tasks``, ``rungs``), part of the
+    run's identity too.
     ``objective`` names what evaluates a candidate: ``"cl"`` (fine-tune ``backbone`` on
     ``stream``) or an import path ``"module:attr"`` of an evaluation target (test problems).
     Budgets combine: the search stops at the first one reached.
@@ -172,6 +175,8 @@ class RunConfig:
     objective: str = "cl"
     algorithm: str = "nsga2"
     algorithm_options: dict[str, Any] = field(default_factory=dict)
+    early_stop: str = "none"
+    early_stop_options: dict[str, Any] = field(default_factory=dict)
     population: int = 8
     generations: int | None = None
     budget: int | None = None
@@ -199,6 +204,10 @@ class RunConfig:
         if not isinstance(self.algorithm_options, Mapping):
             raise UserError(f"must be a mapping of option names to values, got "
                             f"{self.algorithm_options!r}", field="algorithm_options")
+        SCHEDULERS.check(self.early_stop)
+        if not isinstance(self.early_stop_options, Mapping):
+            raise UserError(f"must be a mapping of option names to values, got "
+                            f"{self.early_stop_options!r}", field="early_stop_options")
         if self.population < 2:
             raise UserError(f"must be >= 2, got {self.population}", field="population")
         if self.workers < 1:

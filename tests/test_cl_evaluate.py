@@ -154,7 +154,9 @@ def test_on_task_end_reports_each_task_and_can_prune(stream, tiny) -> None:
     assert seen[1]["R"] == R[:2] and seen[1]["n_tasks"] == 3
     assert seen[1]["acc"] == pytest.approx((R[1][0] + R[1][1]) / 2)
     assert seen[1]["forgetting"] == pytest.approx(R[0][0] - R[1][0])
-    assert seen[1]["elapsed"] > 0
+    assert seen[1]["elapsed"] > 0 and seen[1]["wall_time"] == seen[1]["elapsed"]
+    assert seen[1]["trainable_params"] == full.objectives["trainable_params"]
+    assert set(seen[1]) >= set(OBJECTIVES)  # a scheduler can rank on any objective
 
     pruned = run(cfg, stream, tiny, seed=1, on_task_end=lambda rep: rep["tasks_seen"] < 2)
     assert pruned.status == "pruned" and not pruned.ok

@@ -75,6 +75,7 @@ def evaluate(config: Mapping[str, Any], stream: Any, backbone: Backbone, seed: i
              options: Options | None = None,
              on_trained: Callable[[Any], None] | None = None,
              on_task_end: Callable[[dict[str, Any]], bool] | None = None,
+             on_task_model: Callable[[int, Any], None] | None = None,
              **option_values: Any) -> Result:
     """Fine-tune ``backbone`` with LoRA on ``stream`` under ``config``; score it.
 
@@ -83,9 +84,12 @@ def evaluate(config: Mapping[str, Any], stream: Any, backbone: Backbone, seed: i
     model after the last task, e.g. to save the adapters (a classifier: ``.encoder`` the PEFT
     model, ``.head`` the linear head).
     ``on_task_end(report) -> bool``, when given, is called after each task but the last with
-    the fidelity report of `task_report` (the tasks seen so far); returning False stops the
+    the fidelity report of `task_report` (the tasks seen so far) plus every other objective
+    so far (``trainable_params``, ``wall_time`` = ``elapsed``, ``peak_memory_mb``), so a
+    scheduler can rank candidates on any space's objectives; returning False stops the
     candidate there: the Result then has status "pruned" and the partial metrics (over the
-    tasks trained), ``metrics["tasks_trained"]`` saying how many.
+    tasks trained), ``metrics["tasks_trained"]`` saying how many. ``on_task_model(t, model)``
+    sees the model before training (t = -1) and after each task (e.g. to generate samples).
     ``stream``: a streams.Stream, or StreamTensors from `prepare` (then max_length and the
     caps it was prepared with apply, not the options here). Raises UserError for a bad config
     and EvaluationError for a non-finite loss; CLEvaluator turns both into failed Results.
@@ -118,9 +122,11 @@ def evaluate(config: Mapping[str, Any], stream: Any, backbone: Backbone, seed: i
         hook = None
         if on_task_end is not None:
             def hook(t: int, R: list[list[float]], b: list[float]) -> bool:
-                return bool(on_task_end(task_report(t, n_tasks, R, b,
-                                                    time.perf_counter() - start)))
-        out = run_stream(learner, params, seed, opts, on_task_end=hook)
+                report = task_report(t, n_tasks, R, b, time.perf_counter() - start)
+                report.update(trainable_params=float(n_trainable),
+                              wall_time=report["elapsed"], peak_memory_mb=_peak_memory_mb(dev))
+                return bool(on_task_end(report))
+        out = run_stream(learner, params, seed, opts, on_task_end=hook, observe=on_task_model)
         if on_trained is not None and out.stopped_after is None:
             on_trained(model)
     del model, learner

@@ -68,18 +68,36 @@ class Recorded:
     no told evaluation runs twice).
     """
 
-    def __init__(self, log: str, **problem_kwargs: Any):
+    def __init__(self, log: str, pause_at: Any = (), pause_s: float = 60.0,
+                 **problem_kwargs: Any):
         from evocl.evolution.problems import Problem
         self.log = log
+        self.pause_at = {(int(c), int(t)) for c, t in pause_at}
+        self.pause_s = float(pause_s)
         self.problem = Problem(**problem_kwargs)
 
-    def __call__(self, candidate: Candidate) -> Result:
+    def __call__(self, candidate: Candidate, on_task_end: Any = None) -> Result:
         fd = os.open(self.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             os.write(fd, f"{candidate.id}\n".encode())
         finally:
             os.close(fd)
-        return self.problem(candidate)
+        hook = on_task_end
+        if on_task_end is not None and self.pause_at:
+            def hook(report: dict[str, Any]) -> bool:
+                """``pause_at`` [[id, tasks_seen], ...]: once the decision on that report is
+                made (and journaled), sleep ``pause_s`` the first time, so a test can kill the
+                run exactly between two tasks of a running candidate."""
+                key = (candidate.id, int(report["tasks_seen"]))
+                marker = Path(f"{self.log}.paused-{key[0]}-{key[1]}")
+                pause = key in self.pause_at and not marker.exists()
+                if pause:  # marked first: a kill right after the decision cannot undo it
+                    marker.write_text(str(os.getpid()))
+                ok = on_task_end(report)
+                if pause:
+                    time.sleep(self.pause_s)
+                return ok
+        return self.problem(candidate, on_task_end=hook)
 
 
 class FakeGpu:

@@ -4,6 +4,9 @@ Events (the source of truth of a run):
     {"event": "ask", "n": k, "candidates": [Candidate.to_dict(), ...]}   one engine.ask(k) call
     {"event": "tell", "id": N, "result": Result.to_dict()}               one engine.tell
     {"event": "config", "changes": {...}}                                a resume changed a setting
+    {"event": "report", "id": N, "report": {...}, "continue": bool}      a per-task report of a
+        running candidate and the early-stop decision on it (``evocl.evolution.early_stop``),
+        written before the worker continues or stops
 
 A journal is read as hostile bytes: a line that is not UTF-8, holds NUL bytes, is not JSON, or
 is a known event with fields of the wrong shape is a BAD line; an event of a kind this evocl
@@ -97,9 +100,23 @@ def _check_config(e: dict[str, Any]) -> str | None:
     return None if isinstance(e.get("changes"), dict) else "'changes' must be a JSON object"
 
 
+def _check_report(e: dict[str, Any]) -> str | None:
+    if not _is_int(e.get("id")):
+        return f"'id' must be an int, got {e.get('id')!r:.40}"
+    report = e.get("report")
+    if not isinstance(report, dict):
+        return "'report' must be a JSON object"
+    for key in ("tasks_seen", "n_tasks"):
+        if not _is_int(report.get(key)) or report[key] < 1:
+            return f"'report.{key}' must be an int >= 1, got {report.get(key)!r:.40}"
+    if not isinstance(e.get("continue"), bool):
+        return f"'continue' must be true or false, got {e.get('continue')!r:.40}"
+    return None
+
+
 #: Shape checks of the events evocl writes; a new kind of event adds its check here.
 EVENT_CHECKS: dict[str, Callable[[dict[str, Any]], str | None]] = {
-    "ask": _check_ask, "tell": _check_tell, "config": _check_config}
+    "ask": _check_ask, "tell": _check_tell, "config": _check_config, "report": _check_report}
 
 
 def parse_line(line: bytes) -> tuple[dict[str, Any] | None, str | None]:

@@ -6,7 +6,11 @@ on. By default the mirror is ``run_dir/optuna.journal`` (Optuna's JournalFileBac
 
 One study named after the run, directions from the space's objectives; one trial per told
 result: parameters with their distributions (inactive ones absent), objective values, state
-COMPLETE or FAIL, metrics and the candidate's id / hash / generation as user attributes.
+COMPLETE, PRUNED (stopped early, see ``evocl.evolution.early_stop``) or FAIL, metrics and the
+candidate's id / hash / generation as user attributes. With early stopping, each per-task
+report is an intermediate value at step ``tasks_seen`` (as ``trial.report`` would give): the
+space's first objective over the tasks seen (Optuna's intermediate values are single numbers);
+every objective per report is in the user attribute ``task_reports``.
 
 Optuna's journal file reader fails on a torn last line once another line is appended after
 it (a crash in the middle of a write); :func:`repair_optuna_journal` truncates such a line
@@ -22,7 +26,7 @@ import math
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping, Sequence
 
 from evocl.errors import UserError
 from evocl.records import Candidate, Result
@@ -179,40 +183,54 @@ class OptunaMirror:
         except Exception as e:  # noqa: BLE001 - a view must never stop the search
             warnings.warn(f"optuna mirror disabled: {type(e).__name__}: {e}", stacklevel=2)
 
-    def add(self, candidate: Candidate, result: Result) -> None:
-        """Record one told result (skipped when the study already holds this candidate)."""
+    def add(self, candidate: Candidate, result: Result,
+            reports: Sequence[Mapping[str, Any]] | None = None) -> None:
+        """Record one told result (skipped when the study already holds this candidate);
+        ``reports``: its per-task reports, in order."""
         if not self.ok or candidate.id in self._seen:
             return
         try:
-            self.study.add_trial(self._trial(candidate, result))
+            self.study.add_trial(self._trial(candidate, result, reports or ()))
             self._seen.add(candidate.id)
         except Exception as e:  # noqa: BLE001
             self.ok = False
             warnings.warn(f"optuna mirror disabled: {type(e).__name__}: {e}", stacklevel=2)
 
-    def sync(self, pairs: Iterable[tuple[Candidate, Result]]) -> None:
+    def sync(self, pairs: Iterable[tuple[Candidate, Result]],
+             reports: Mapping[int, Sequence[Mapping[str, Any]]] | None = None) -> None:
         """Add every told result the study is missing (after a resume or a mirror outage)."""
         for cand, res in pairs:
-            self.add(cand, res)
+            self.add(cand, res, (reports or {}).get(cand.id))
 
-    def _trial(self, candidate: Candidate, result: Result) -> Any:
+    def _trial(self, candidate: Candidate, result: Result,
+               reports: Sequence[Mapping[str, Any]] = ()) -> Any:
         import optuna
         from optuna.trial import TrialState
         values = [result.objectives.get(n) for n in self._names]
         complete = result.ok and all(v is not None and math.isfinite(v) for v in values)
+        steps = {}
+        for rep in reports:
+            v = rep.get(self._names[0])
+            if isinstance(v, (int, float)) and math.isfinite(v) and "tasks_seen" in rep:
+                steps[int(rep["tasks_seen"])] = float(v)
         attrs = {"candidate_id": candidate.id, "config_hash": candidate.config_hash,
                  "generation": candidate.generation, "origin": candidate.origin,
                  "parents": list(candidate.parents), "seed": candidate.seed,
                  "config": _attr(candidate.config), "wall_time": result.wall_time}
         if result.error:
             attrs["error"] = result.error
+        if reports:
+            keep = ("tasks_seen", "elapsed", *self._names)
+            attrs["task_reports"] = [_attr({k: r[k] for k in keep if k in r}) for r in reports]
         for k, v in result.metrics.items():
             attrs.setdefault(f"metric:{k}" if k in attrs else k, _attr(v))
         for k, v in result.objectives.items():
             attrs.setdefault(f"objective:{k}", _attr(v))
         params = {k: v for k, v in candidate.config.items() if k in self._dists}
+        state = TrialState.COMPLETE if complete else (
+            TrialState.PRUNED if result.status == "pruned" else TrialState.FAIL)
         kw: dict[str, Any] = dict(
-            state=TrialState.COMPLETE if complete else TrialState.FAIL,
+            state=state, intermediate_values=steps,
             values=[float(v) for v in values] if complete else None,  # type: ignore[arg-type]
             user_attrs=attrs)
         try:

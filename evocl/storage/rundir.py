@@ -271,6 +271,12 @@ class RunDir:
             event["elapsed"] = round(float(elapsed), 3)
         self.journal.append(event)
 
+    def append_report(self, candidate_id: int, report: dict[str, Any], decision: bool) -> None:
+        """A running candidate's per-task report and the early-stop decision on it (journaled
+        before the worker is told, so a resume replays the decision instead of re-making it)."""
+        self.journal.append({"event": "report", "id": int(candidate_id), "report": report,
+                             "continue": bool(decision)})
+
     # -- snapshots -----------------------------------------------------------------------
     def save_snapshot(self, n_told: int, state: dict[str, Any]) -> Path | None:
         """Save engine state as it is after the journal's current events; keep the last 3.

@@ -24,8 +24,12 @@ class RunView:
         self.events = read_events(self.path / JOURNAL_NAME, live=self.live_pid is not None)
         self.candidates_by_id: dict[int, Candidate] = {}
         self._told: list[tuple[Candidate, Result]] = []
+        self._reports: dict[int, dict[int, dict[str, Any]]] = {}
         told_ids: set[int] = set()
         for e in self.events:
+            if e["event"] == "report":
+                report = e.get("report") or {}
+                self._reports.setdefault(int(e["id"]), {})[int(report.get("tasks_seen", 0))] = report
             if e["event"] == "ask":
                 for d in e.get("candidates", ()):
                     c = Candidate.from_dict(d)
@@ -57,6 +61,11 @@ class RunView:
     @property
     def evaluations(self) -> list[tuple[Candidate, Result]]:
         return list(self._told)
+
+    @property
+    def reports(self) -> dict[int, list[dict[str, Any]]]:
+        """Per-task reports of each candidate (early stopping), by task count."""
+        return {cid: [r for _, r in sorted(by_t.items())] for cid, by_t in self._reports.items()}
 
     @property
     def pending(self) -> list[Candidate]:

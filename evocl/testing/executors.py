@@ -13,16 +13,19 @@ and a third-party executor runs it on itself by subclassing and overriding one f
                 target, target_kwargs, workers=2, **settings)
 
 ``make_executor(target, target_kwargs, **settings)`` builds an executor for the evaluation
-target ``"module:Class"``; ``settings`` are ``eval_timeout`` and ``max_retries`` (the
-registry's constructor keywords). The targets are ``evocl.execution.testing:Toy`` and
-``:noop``, importable by path from any worker.
+target ``"module:Class"``; ``settings`` are ``eval_timeout``, ``max_retries`` and
+``on_report`` (the registry's constructor keywords). The targets are
+``evocl.execution.testing:Toy``, ``:noop`` and ``evocl.evolution.problems:Problem``,
+importable by path from any worker.
 
 What it checks: the Executor protocol; every submitted candidate comes back exactly once,
 even when more are submitted than there are free slots; slots and in-flight counts; an
 exception or a non-finite objective is a failed Result with its reason (never an exception
 out of ``results``) and the executor goes on; a transient failure is retried up to
 ``max_retries`` times and the attempts are counted; an evaluation past ``eval_timeout`` is a
-failed "timeout after Ns" Result; results are JSON round-trippable records with a wall time;
+failed "timeout after Ns" Result; with ``on_report`` every per-task report of a running
+candidate reaches it in the driver's process, and a False answer stops that candidate (a
+``pruned`` Result); results are JSON round-trippable records with a wall time;
 ``results`` with nothing in flight returns; ``shutdown`` may be called twice.
 """
 
@@ -129,6 +132,29 @@ class ExecutorSuite:
             ex.shutdown()
         assert not got[0][1].ok and got[0][1].error.startswith("timeout after 0.5s")
         assert got[1][1].ok
+
+    def test_per_task_reports_reach_on_report_and_false_stops(
+            self, make_executor: MakeExecutor) -> None:
+        seen: list[tuple[int, int]] = []
+
+        def on_report(cand: Candidate, report: dict[str, Any]) -> bool:
+            assert isinstance(cand, Candidate) and json.loads(json.dumps(report)) == report
+            seen.append((cand.id, report["tasks_seen"]))
+            return not (cand.id == 1 and report["tasks_seen"] == 2)
+
+        ex = make_executor("evocl.evolution.problems:Problem",
+                           {"name": "zdt1", "n_var": 2, "tasks": 4}, on_report=on_report)
+        try:
+            for i in range(3):
+                ex.submit(candidate(i, x0=0.25 * i, x1=0.5))
+            got = drain(ex)
+        finally:
+            ex.shutdown()
+        assert sorted(seen) == [(0, 1), (0, 2), (0, 3), (1, 1), (1, 2), (2, 1), (2, 2), (2, 3)]
+        stopped = got[1][1]
+        assert stopped.status == "pruned" and stopped.metrics["tasks_trained"] == 2
+        assert set(stopped.objectives) == {"f1", "f2"} and stopped.metrics["attempts"] == 1
+        assert got[0][1].ok and got[2][1].ok and got[2][1].metrics["tasks_trained"] == 4
 
     def test_shutdown_twice(self, make_executor: MakeExecutor) -> None:
         ex = make_executor("evocl.execution.testing:noop", {})
