@@ -69,7 +69,7 @@ class ClassifierLearner(Learner):
                      temperature: float) -> torch.Tensor:
         """LwF: T^2 * KL(softmax(teacher/T) || softmax(student/T)) over the classes of the
         tasks before ``batch.t``, mean over the batch."""
-        old = old_classes(self.data, batch.t).to(self.device)
+        old = old_classes(self.data, batch.t).to(self.device, non_blocking=True)
         s = out.float()[:, old] / temperature
         t = teacher_out.float()[:, old] / temperature
         return F.kl_div(F.log_softmax(s, -1), F.log_softmax(t, -1), log_target=True,
@@ -141,10 +141,10 @@ class _Teacher:
             ids, mask, _, _ = (x.to(lr.device, non_blocking=True)
                                for x in lr.data.train.batch(need))
             with torch.no_grad(), _dropout_off(lr.model, lr.has_dropout):
-                self.logits[need.to(lr.device)] = functional_call(
+                self.logits[need.to(lr.device, non_blocking=True)] = functional_call(
                     lr.model, self.params, (ids, mask)).float()
             self.have[need] = True
-        return self.logits[idx.to(lr.device)]
+        return self.logits[idx.to(lr.device, non_blocking=True)]
 
 
 @contextlib.contextmanager
