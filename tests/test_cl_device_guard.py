@@ -25,7 +25,7 @@ def stream():
     return keyword_stream(n_tasks=2)
 
 
-def _run(stream, tiny, monkeypatch, on_device: bool, poisoned: set[int], **kw):
+def _run(stream, tiny, monkeypatch, on_device: bool, poisoned: set[int], cfg=CFG, **kw):
     """One evaluation of CFG whose task loss is infinite at the ``poisoned`` calls."""
     from evocl.cl.learners.classifier import ClassifierLearner
 
@@ -42,7 +42,7 @@ def _run(stream, tiny, monkeypatch, on_device: bool, poisoned: set[int], **kw):
         m.setattr(train, "_optimizer", lambda named, p, fused=False: original_opt(
             named, p, fused=True))
         m.setattr(train, "_checks_on_device", lambda *a: on_device)
-        r = evaluate(CFG, stream, tiny, seed=5, device="cpu", **kw)
+        r = evaluate(cfg, stream, tiny, seed=5, device="cpu", **kw)
     return {k: r.metrics.get(k) for k in KEYS}
 
 
@@ -53,6 +53,13 @@ def test_device_decisions_equal_host_decisions(stream, tiny, monkeypatch, poison
     assert device == host
     if poisoned:
         assert host["strategy_counters"]["nonfinite_steps_skipped"] == [1, 1]
+
+
+def test_device_decisions_with_mer_and_fgm(stream, tiny, monkeypatch) -> None:
+    """MER's update rule and FGM's second pass get the step's loss as a device tensor."""
+    cfg = {**CFG, "mer": True, "adversarial": True, "distill": False}
+    host = _run(stream, tiny, monkeypatch, False, set(), cfg=cfg, precision="bf16")
+    assert _run(stream, tiny, monkeypatch, True, set(), cfg=cfg, precision="bf16") == host
 
 
 def test_device_decisions_fail_with_the_same_reasons(stream, tiny, monkeypatch) -> None:

@@ -52,13 +52,15 @@ class DeviceNonFinite:
     def finish_step(self, opt: torch.optim.Optimizer, value: torch.Tensor, step: int
                     ) -> torch.Tensor:
         """Before ``opt.step()``: let the fused optimizer skip a bad step; count it. Returns
-        the step's loss, NaN for a skipped step (as `_NonFinite` does)."""
+        the step's loss in float64, NaN for a skipped step (as `_NonFinite` does)."""
         bad = self._bad
         opt.found_inf = bad.float()  # type: ignore[attr-defined]  # read by the fused AdamW
         self._count = self._count + bad.long()
         failed = bad if self.amp is None else self._count > self.limit
         self._at = torch.where((self._at < 0) & failed, torch.full_like(self._at, step), self._at)
         self._bad = torch.zeros_like(bad)
+        # float64, as the host loop's Python floats (MER sums its sub-steps' losses)
+        value = value.double()
         return torch.where(bad, torch.full_like(value, float("nan")), value)
 
     def track(self, value: torch.Tensor, last: Any) -> torch.Tensor:
