@@ -345,6 +345,19 @@ def report_cmd(
     typer.echo(f"wrote {index}")
 
 
+@app.command("compare")
+def compare_cmd(
+    run_dirs: List[Path] = typer.Argument(..., help="Two or more run directories (same stream)."),
+    out: Path = typer.Option(Path("compare"), "--out", help="Output folder (index.html and PNGs)."),
+) -> None:
+    """One page comparing searches: hypervolume and best ACC against evaluations and wall
+    time, the final fronts overlaid, each run's best with its test accuracy."""
+    from evocl.report.compare import write_compare
+
+    index = write_compare(run_dirs, out)
+    typer.echo(f"wrote {index}")
+
+
 # ----------------------------------------------------------------------------------- demo
 
 @app.command("demo")
