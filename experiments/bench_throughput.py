@@ -1,13 +1,15 @@
 """Evaluation throughput: evaluations per second, worker utilization, start-up, time per phase.
 
-    PYTHONPATH=. nice -n 10 .venv/bin/python experiments/bench_throughput.py --workers 2 \
-        --label after --out experiments/results/throughput_cpu_after.json
+    flock /work/cpu.lock nice -n 5 env PYTHONPATH=. .venv/bin/python \
+        experiments/bench_throughput.py --workers 2 --label after \
+        --out experiments/results/throughput_cpu_after.json [--limit N]
     # on a GPU machine, unchanged:
     PYTHONPATH=. .venv/bin/python experiments/bench_throughput.py --workers 1,4,8,16 --gpus-per-eval auto
 
 The candidates: sequential fine-tuning (the space's defaults) plus 32 configurations sampled
 from ``search_spaces/cl_lora.yaml`` with seed 0; candidate i trains with seed i (``--rounds
-R`` evaluates the set R times, round r with seeds i + 1000 r). For each worker count a fresh
+R`` evaluates the set R times, round r with seeds i + 1000 r; ``--limit N`` keeps the first N
+of them). For each worker count a fresh
 Ray executor (``evocl.execution``) is started, every candidate is submitted at once (the
 executor keeps its workers busy: no generation barrier), and the benchmark reports
 
@@ -225,6 +227,14 @@ def _commit() -> str:
         return "unknown"
 
 
+def _uptime() -> str:
+    """``uptime``'s line: the machine's load (other processes may share the cores)."""
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "load average: " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def _gpus(value: str) -> Any:
     return value if value == "auto" else float(value)
 
@@ -240,6 +250,8 @@ def main() -> None:
     ap.add_argument("--stream", default="default")
     ap.add_argument("--space", default=str(ROOT / "search_spaces" / "cl_lora.yaml"))
     ap.add_argument("--n-configs", type=int, default=32)
+    ap.add_argument("--limit", type=int, default=None,
+                    help="evaluate only the first N candidates (a documented subset)")
     ap.add_argument("--rounds", type=int, default=None,
                     help="evaluate the set this many times (default: 1 on cpu, 3 on gpu)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the sampled configurations")
@@ -248,6 +260,7 @@ def main() -> None:
     ap.add_argument("--fitness-tasks", type=int, default=None)
     ap.add_argument("--timeout", type=float, default=4 * 3600)
     ap.add_argument("--label", default="")
+    ap.add_argument("--note", default="", help="free text kept in the JSON (how it was run)")
     ap.add_argument("--out", default=None)
     ap.add_argument("--compare", default=None, help="a result JSON of the same candidates")
     args = ap.parse_args()
@@ -270,16 +283,16 @@ def main() -> None:
     rounds = args.rounds or (1 if preset == "cpu" else 3)
     kwargs = {"stream": args.stream, "backbone": args.backbone, "device": "auto",
               "fitness_tasks": fitness, **options}
-    cands = candidates(Path(args.space), args.n_configs, args.seed, rounds)
+    cands = candidates(Path(args.space), args.n_configs, args.seed, rounds)[:args.limit]
     out = Path(args.out) if args.out else (
         ROOT / "experiments" / "results" / f"throughput_{preset}{'_' + args.label if args.label else ''}.json")
     report: dict[str, Any] = {
-        "benchmark": "throughput", "label": args.label, "commit": _commit(),
-        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "benchmark": "throughput", "label": args.label, "note": args.note, "commit": _commit(),
+        "date": time.strftime("%Y-%m-%d %H:%M"), "uptime_before": _uptime(),
         "command": "PYTHONPATH=. .venv/bin/python experiments/" + " ".join(
             [Path(sys.argv[0]).name] + sys.argv[1:]),
         "preset": preset, "target_kwargs": kwargs, "rounds": rounds,
-        "n_candidates": len(cands), "cpus_per_eval": args.cpus_per_eval,
+        "n_candidates": len(cands), "limit": args.limit, "cpus_per_eval": args.cpus_per_eval,
         "gpus_per_eval": args.gpus_per_eval,
         "host": {"cpus": os.cpu_count(), "python": platform.python_version(),
                  "torch": torch.__version__,
@@ -293,6 +306,7 @@ def main() -> None:
         print({k: v for k, v in row.items() if k != "per_candidate"}, flush=True)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(report, indent=1) + "\n")
+    report["uptime_after"] = _uptime()
     if args.compare:
         report["compare"] = compare(report, json.loads(Path(args.compare).read_text()))
         print("compare", report["compare"], flush=True)

@@ -24,7 +24,7 @@ def tiny_backbone():
 
 def pytest_collection_modifyitems(config, items):
     """Tests marked ``gpu`` are skipped where CUDA is not available."""
-    gpu_items = [item for item in items if "gpu" in item.keywords]
+    gpu_items = [item for item in items if item.get_closest_marker("gpu") is not None]
     if not gpu_items:
         return
     import torch
