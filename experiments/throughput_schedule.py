@@ -4,7 +4,9 @@
         --workers 2,4,8,16 --population 8,16
 
 Takes the per-candidate evaluation times of a `bench_throughput.py` result (its first worker
-count) and schedules the same evaluations, in candidate order, on W simulated workers:
+count), or of a search journal (``*.jsonl``: each told result's ``wall_time``, in id order; e.g.
+the H100 journals of ``../shared/data/gpu-runs/``), and schedules the same evaluations, in
+candidate order, on W simulated workers:
 
     steady     every worker takes the next evaluation as soon as it is free (async-nsga2,
                random, the Optuna samplers)
@@ -41,6 +43,20 @@ def generational(times: list[float], workers: int, population: int) -> float:
     return sum(steady(times[k:k + population], workers) for k in range(0, len(times), population))
 
 
+def _times(path: Path, measure: str) -> list[float]:
+    """Per-candidate seconds in id order: a benchmark result's ``measure``, or a journal's
+    ``wall_time`` (its ``measure`` is ignored: journals hold wall times only)."""
+    if path.suffix == ".jsonl":
+        told: dict[int, float] = {}
+        for line in path.read_text().splitlines():
+            event = json.loads(line)
+            if event.get("event") == "tell":
+                told[int(event["id"])] = float(event["result"].get("wall_time") or 0.0)
+        return [told[k] for k in sorted(told)]
+    per = json.loads(path.read_text())["runs"][0]["per_candidate"]
+    return [per[k][measure] for k in sorted(per, key=int)]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("result")
@@ -50,9 +66,7 @@ def main() -> None:
                     help="per-candidate time to schedule (cpu_s: robust to shared cores)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
-    data = json.loads(Path(args.result).read_text())
-    per = data["runs"][0]["per_candidate"]
-    times = [per[k][args.measure] for k in sorted(per, key=int)]
+    times = _times(Path(args.result), args.measure)
     rows = []
     for w in [int(x) for x in args.workers.split(",")]:
         s = steady(times, w)
@@ -67,7 +81,8 @@ def main() -> None:
             row[f"steady_over_generational_p{p}"] = round(g / s, 3)
         rows.append(row)
         print(row)
-    out = {"source": args.result, "measure": args.measure, "n": len(times),
+    measure = "wall_time" if args.result.endswith(".jsonl") else args.measure
+    out = {"source": args.result, "measure": measure, "n": len(times),
            "command": "python experiments/" + " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
            "rows": rows}
     if args.out:
