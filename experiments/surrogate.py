@@ -109,10 +109,59 @@ def _regressor(model: str, seed: int) -> Any:
     raise ValueError(f"model must be one of {MODELS}, got {model!r}")
 
 
+class FlatForest:
+    """A fitted scikit-learn forest as flat arrays, predicting a few rows at a time ~50x
+    faster than ``forest.predict`` (whose per-call overhead dominates for one row): every
+    tree walked at once, one numpy step per level. Same numbers as the forest (tested)."""
+
+    def __init__(self, forest: Any, proba: bool = False):
+        trees = [t.tree_ for t in forest.estimators_]
+        n = max(t.node_count for t in trees)
+        T = len(trees)
+        self.feature = np.zeros((T, n), dtype=np.intp)
+        self.threshold = np.zeros((T, n))
+        self.left = np.full((T, n), -1, dtype=np.intp)
+        self.right = np.full((T, n), -1, dtype=np.intp)
+        k = trees[0].value.shape[1] * trees[0].value.shape[2]
+        self.value = np.zeros((T, n, k))
+        for i, t in enumerate(trees):
+            c = t.node_count
+            self.feature[i, :c] = np.maximum(t.feature, 0)
+            self.threshold[i, :c] = t.threshold
+            self.left[i, :c], self.right[i, :c] = t.children_left, t.children_right
+            v = t.value.reshape(c, -1)
+            if proba:
+                v = v / np.maximum(v.sum(axis=1, keepdims=True), 1e-300)
+            self.value[i, :c] = v
+        self.depth = max(t.max_depth for t in trees)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """(n, outputs): the mean over trees (class probabilities when built with proba)."""
+        X = np.asarray(X, dtype=np.float32).astype(float)   # sklearn splits on float32 inputs
+        T = len(self.feature)
+        trees = np.arange(T)[:, None]
+        node = np.zeros((T, len(X)), dtype=np.intp)
+        rows = np.arange(len(X))[None, :]
+        for _ in range(self.depth):
+            left = self.left[trees, node]
+            leaf = left < 0
+            if leaf.all():
+                break
+            go_left = X[rows, self.feature[trees, node]] <= self.threshold[trees, node]
+            nxt = np.where(go_left, left, self.right[trees, node])
+            node = np.where(leaf, node, nxt)
+        return self.value[trees, node].mean(axis=0)
+
+
 def _classifier(seed: int) -> Any:
     from sklearn.ensemble import RandomForestClassifier
     return RandomForestClassifier(n_estimators=200, min_samples_leaf=5, max_features=0.5,
                                   random_state=seed, n_jobs=1)
+
+
+def _fast(model: Any) -> Any:
+    """Tree ensembles as a FlatForest; other models as they are."""
+    return FlatForest(model) if hasattr(model, "estimators_") else model
 
 
 def targets(rows: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
@@ -138,14 +187,16 @@ class Surrogate:
         X = self.features([r["config"] for r in rows])
         X_ok = X[[r["status"] == "ok" for r in rows]]
         Y, S = targets(ok)
-        self._reg = _regressor(model, seed).fit(X_ok, Y)
-        self._secs = _regressor(model, seed).fit(X_ok, S)
-        self._clf = _classifier(seed).fit(X, [r["status"] != "ok" for r in rows])
+        self._reg = _fast(_regressor(model, seed).fit(X_ok, Y))
+        self._secs = _fast(_regressor(model, seed).fit(X_ok, S))
+        self._clf = FlatForest(_classifier(seed).fit(X, [r["status"] != "ok" for r in rows]),
+                               proba=True)
         self.baseline = list(np.mean([r["baseline"] for r in ok], axis=0))
         fails = [r["fail_task"] for r in rows if r["status"] != "ok" and r["fail_task"] is not None]
         counts = np.bincount(fails, minlength=N_TASKS).astype(float)
         self.fail_task_p = counts / counts.sum()
         self._resid_sd = float(np.std(Y[:, :25] - self._reg.predict(X_ok)[:, :25]))
+        self.n_failed_rows = sum(r["status"] != "ok" for r in rows)
 
     def predict(self, configs: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
         """R (n, 5, 5) in [0, 1], task_seconds (n, 5), p_fail (n,)."""
@@ -153,8 +204,7 @@ class Surrogate:
         Y = self._reg.predict(X)
         R = np.clip(Y[:, :25], 0.0, 1.0).reshape(-1, N_TASKS, N_TASKS)
         secs = np.exp(self._secs.predict(X))
-        p_fail = self._clf.predict_proba(X)[:, 1] if len(self._clf.classes_) > 1 \
-            else np.zeros(len(configs))
+        p_fail = self._clf.predict(X)[:, 1] if self.n_failed_rows else np.zeros(len(configs))
         return {"R": R, "task_seconds": secs, "p_fail": p_fail}
 
     def outcome(self, config: Mapping[str, Any], seed: int) -> dict[str, Any]:

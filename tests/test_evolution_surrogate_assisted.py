@@ -132,7 +132,8 @@ def test_beats_random_search_on_zdt1_at_a_small_budget() -> None:
     assert wins >= 4
 
 
-def test_resume_in_the_model_phase_with_constraints_continues_exactly() -> None:
+@pytest.mark.parametrize("model", ["parzen", "trees"])
+def test_resume_in_the_model_phase_with_constraints_continues_exactly(model: str) -> None:
     space = load(CL_SPACE)
 
     def fake(c: Candidate) -> Result:   # a cheap stand-in with the CL space's objectives
@@ -144,13 +145,13 @@ def test_resume_in_the_model_phase_with_constraints_continues_exactly() -> None:
         return Result(objectives={"acc": acc, "forgetting": 1.0 - acc,
                                   "trainable_params": params})
     engine = create("sa-nsga2", space, population_size=6, seed=9,
-                    initial=[space.default_config()], refit=0.3)
+                    initial=[space.default_config()], refit=0.3, model=model)
     for _ in range(5):
         cands = engine.ask(4)
         for c in reversed(cands):
             engine.tell(c, fake(c))
     pending = engine.ask(3)
-    assert engine._model is not None
+    assert (engine._model if model == "trees" else engine._parzen) is not None
     state = json.loads(json.dumps(engine.state(), allow_nan=False))
     clone = from_state(space, state)
     for e in (engine, clone):

@@ -182,6 +182,72 @@ def _pm(z: np.ndarray, u: np.ndarray, eta: float) -> np.ndarray:
     return np.clip(z + dq, 0.0, 1.0)
 
 
+class ParzenRatio:
+    """TPE's density ratio over genomes (Bergstra et al. 2011; Optuna's univariate
+    estimator): per gene, a Parzen mixture of the good results' values l and of the others'
+    g (truncated Gaussians on [0, 1] with the neighbour-gap bandwidths and the uniform-ish
+    prior kernel of Optuna's ``_ParzenEstimator``; smoothed frequencies for choices).
+    ``score`` sums log l - log g over each genome's active genes; ``sample`` draws from l."""
+
+    def __init__(self, codec: GenomeCodec, good: np.ndarray, good_act: np.ndarray,
+                 bad: np.ndarray, bad_act: np.ndarray):
+        self.codec = codec
+        self.l = [self._fit(j, good[good_act[:, j], j]) for j in range(codec.d)]
+        self.g = [self._fit(j, bad[bad_act[:, j], j]) for j in range(codec.d)]
+
+    def _fit(self, j: int, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(mus, sigmas) with the prior kernel last (numeric), or (probs, k) (choices)."""
+        if not self.codec.numeric[j]:
+            k = int(self.codec.n_choices[j])
+            idx = np.minimum((np.clip(x, 0, 1) * k).astype(int), k - 1)
+            counts = np.bincount(idx, minlength=k).astype(float)
+            return (counts + 1.0 / k) / (len(x) + 1.0), np.array([k])
+        mus = np.sort(np.clip(x, 0.0, 1.0))
+        ends = np.concatenate([[0.0], mus, [1.0]])
+        sig = np.maximum(ends[1:-1] - ends[:-2], ends[2:] - ends[1:-1])
+        sig = np.clip(sig, 1.0 / min(100.0, len(x) + 2.0), 1.0)
+        return np.append(mus, 0.5), np.append(sig, 1.0)
+
+    def _log_density(self, est: tuple[np.ndarray, np.ndarray], j: int,
+                     x: np.ndarray) -> np.ndarray:
+        from scipy.special import ndtr
+
+        a, b = est
+        if not self.codec.numeric[j]:
+            k = int(b[0])
+            return np.log(a[np.minimum((np.clip(x, 0, 1) * k).astype(int), k - 1)])
+        z = (x[:, None] - a[None, :]) / b[None, :]
+        mass = ndtr((1.0 - a) / b) - ndtr(-a / b)                      # truncation to [0, 1]
+        dens = np.exp(-0.5 * z * z) / (math.sqrt(2 * math.pi) * b * mass)
+        return np.log(np.maximum(dens.mean(axis=1), 1e-300))
+
+    def score(self, G: np.ndarray, act: np.ndarray) -> np.ndarray:
+        G = np.clip(G, 0.0, 1.0)
+        total = np.zeros(len(G))
+        for j in range(self.codec.d):
+            on = act[:, j]
+            if on.any():
+                x = G[on, j]
+                total[on] += self._log_density(self.l[j], j, x) - self._log_density(self.g[j], j, x)
+        return total
+
+    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        from scipy.special import ndtr, ndtri
+
+        out = np.empty((n, self.codec.d))
+        for j, (a, b) in enumerate(self.l):
+            if not self.codec.numeric[j]:
+                k = int(b[0])
+                out[:, j] = (rng.choice(k, size=n, p=a / a.sum()) + 0.5) / k
+                continue
+            pick = rng.integers(len(a), size=n)
+            mu, sd = a[pick], b[pick]
+            lo, hi = ndtr(-mu / sd), ndtr((1.0 - mu) / sd)
+            u = lo + rng.random(n) * (hi - lo)
+            out[:, j] = np.clip(mu + sd * ndtri(np.clip(u, 1e-12, 1 - 1e-12)), 0.0, 1.0)
+        return out
+
+
 class SurrogateNSGA2(AsyncNSGA2):
     """Steady-state NSGA-II (``async-nsga2``'s population, parts and survival) whose every
     candidate is the best of a pre-screened pool (see the module docstring). Options beyond NSGA-II's variation: ``n_initial`` (Sobol design
@@ -194,8 +260,14 @@ class SurrogateNSGA2(AsyncNSGA2):
         **AsyncNSGA2.DEFAULTS,
         "n_initial": None,      # Sobol design points (None: population_size)
         "pool_size": 256,       # proposals scored by the model per candidate
-        "local_share": 0.25,    # share of the pool: mutants of Pareto-front members
+        "local_share": 0.25,    # share of the pool: mutants of the elite
         "random_share": 0.25,   # share of the pool: uniform samples
+        "model": "parzen",      # "parzen" (TPE's density ratio) or "trees" (extra-trees + EI)
+        "parzen_share": 0.25,   # share of the pool: draws from the good results' density
+        "gamma": 0.1,           # share of the results that are "good" for the density ratio
+        "elite": 4,             # results mutated for the local share (best under the weights)
+        "refine_top": 4,        # best proposals mutated again ...
+        "refine": 32,           # ... this many times each, and scored too
         "n_trees": 64,          # trees of the model
         "refit": 0.1,           # refit when the told results grew by this share (>= 1)
         "max_train": 500,       # the model learns from the newest results only
@@ -212,6 +284,8 @@ class SurrogateNSGA2(AsyncNSGA2):
         self._fit_n = 0                          # results told when it was fitted
         self._model: Any = None
         self._norm: tuple[np.ndarray, np.ndarray] | None = None
+        self._parzen: ParzenRatio | None = None
+        self._parzen_n = -1
 
     def _check_options(self) -> None:
         o = self.options
@@ -219,18 +293,22 @@ class SurrogateNSGA2(AsyncNSGA2):
         if n0 is not None and not (_is_int(n0) and n0 >= 1):
             raise UserError(f"must be an int >= 1 or null, got {n0!r}", source=self.algorithm,
                             field="n_initial")
-        for key, low in (("pool_size", 1), ("n_trees", 1), ("max_train", 2)):
+        for key, low in (("pool_size", 1), ("n_trees", 1), ("max_train", 2), ("elite", 1),
+                         ("refine_top", 0), ("refine", 0)):
             if not (_is_int(o[key]) and o[key] >= low):
                 raise UserError(f"must be an int >= {low}, got {o[key]!r}",
                                 source=self.algorithm, field=key)
-        for key in ("local_share", "random_share", "refit"):
+        if o["model"] not in ("parzen", "trees"):
+            raise UserError(f"must be 'parzen' or 'trees', got {o['model']!r}",
+                            source=self.algorithm, field="model")
+        for key in ("local_share", "random_share", "refit", "parzen_share", "gamma"):
             if not (_is_number(o[key]) and 0.0 <= o[key] <= 1.0):
                 raise UserError(f"must be a number in [0, 1], got {o[key]!r}",
                                 source=self.algorithm, field=key)
-        if o["local_share"] + o["random_share"] > 1.0:
-            raise UserError("local_share + random_share must be <= 1, got "
-                            f"{o['local_share'] + o['random_share']}", source=self.algorithm,
-                            field="random_share")
+        shares = o["local_share"] + o["random_share"] + o["parzen_share"]
+        if shares > 1.0:
+            raise UserError("local_share + random_share + parzen_share must be <= 1, got "
+                            f"{shares}", source=self.algorithm, field="random_share")
 
     @property
     def n_initial(self) -> int:
@@ -246,7 +324,10 @@ class SurrogateNSGA2(AsyncNSGA2):
         rng = self._rng(_POOL, cid)
         if self.n_told < self.n_initial or len(self._fmin) < 2:
             return self._fresh(self._design_proto, rng)
-        self._refit_if_due()
+        if self.options["model"] == "trees":
+            self._refit_if_due()
+        else:
+            self._parzen_if_due()
         ranked = iter(self._ranked_pool(cid, rng))
 
         def best() -> Proto:
@@ -273,12 +354,16 @@ class SurrogateNSGA2(AsyncNSGA2):
         return g
 
     def _ranked_pool(self, cid: int, rng: np.random.Generator) -> list[np.ndarray]:
-        """The pool's genomes, best acquisition first."""
+        """The pool's genomes, best acquisition first: children of the population, mutants
+        of the best results under this candidate's scalarisation, uniform samples; then
+        mutants of the ``refine_top`` best of those, scored as well."""
         o, d = self.options, self.codec.d
+        w = rng.dirichlet(np.ones(len(self._signs)))
         n_pool = int(o["pool_size"])
         n_local = int(round(n_pool * o["local_share"]))
         n_rand = int(round(n_pool * o["random_share"]))
-        n_child = max(0, n_pool - n_local - n_rand)
+        n_parzen = int(round(n_pool * o["parzen_share"])) if self._parzen is not None else 0
+        n_child = max(0, n_pool - n_local - n_rand - n_parzen)
         parts = []
         if n_child and len(self._population) >= 2:
             if self._rc is None:
@@ -289,20 +374,43 @@ class SurrogateNSGA2(AsyncNSGA2):
             parts.append(self.codec.vary(G[:n_child], G[n_child:], rng, self.variation))
         else:
             n_rand += n_child
-        front = sorted(self._archive.ids) or list(self._population)
-        if n_local and front:
-            picks = [front[int(i)] for i in rng.integers(len(front), size=n_local)]
+        elite = self._elite(w, int(o["elite"]))
+        if n_local and elite:
+            picks = [elite[int(i)] for i in rng.integers(len(elite), size=n_local)]
             G = np.array([self._genome(i) for i in picks])
             r = rng.random((2, n_local, d))
             parts.append(self.codec.mutate(G, r[0], r[1], self.variation))
         else:
             n_rand += n_local
+        if n_parzen:
+            parts.append(self._parzen.sample(n_parzen, rng))
         if n_rand:
             parts.append(rng.random((n_rand, d)))
         pool = np.vstack(parts)
-        acq = self._acquisition(pool, rng)
+        acq = self._acquisition(pool, w)
+        top, n_ref = int(o["refine_top"]), int(o["refine"])
+        if top and n_ref:
+            best = pool[np.argsort(-acq, kind="stable")[:top]]
+            G = np.repeat(best, n_ref, axis=0)
+            r = rng.random((2, len(G), d))
+            more = self.codec.mutate(G, r[0], r[1], self.variation)
+            pool = np.vstack([pool, more])
+            acq = np.concatenate([acq, self._acquisition(more, w)])
         order = np.argsort(-acq, kind="stable")
         return [pool[i] for i in order]
+
+    def _elite(self, w: np.ndarray, k: int) -> list[int]:
+        """The k feasible results best under the Chebyshev weights ``w`` (all successful
+        ones when none is feasible), by id on ties."""
+        ids = [i for i in self._fmin if self._cv[i] == 0.0] or list(self._fmin)
+        if not ids or k < 1:
+            return []
+        F = np.array([self._fmin[i] for i in self._fmin], dtype=float)
+        lo, hi = F.min(axis=0), F.max(axis=0)
+        Z = (np.array([self._fmin[i] for i in ids]) - lo) / np.where(hi > lo, hi - lo, 1.0)
+        s = _chebyshev(Z, w)
+        order = sorted(range(len(ids)), key=lambda j: (s[j], ids[j]))
+        return [ids[j] for j in order[:k]]
 
     # ------------------------------------------------------------------------ model
     def _refit_if_due(self) -> None:
@@ -348,7 +456,31 @@ class SurrogateNSGA2(AsyncNSGA2):
         self._fit_n = n_told
         self._norm = (lo, span)
 
-    def _acquisition(self, pool: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def _acquisition(self, pool: np.ndarray, w: np.ndarray) -> np.ndarray:
+        if self.options["model"] == "parzen":
+            return self._parzen.score(pool, self.codec.active(pool))
+        return self._tree_acquisition(pool, w)
+
+    def _parzen_if_due(self) -> None:
+        """The density ratio of the results told so far (recomputed when they changed):
+        good = the best ceil(gamma * n) successful results by constrained non-dominated rank,
+        then crowding distance, then id (NSGA-II's order); the rest, failed and pruned ones
+        included, are bad."""
+        if self._parzen is not None and self._parzen_n == self.n_told:
+            return
+        ids = sorted(self._results)[-int(self.options["max_train"]):]
+        ok = [i for i in ids if i in self._fmin]
+        n_good = max(1, math.ceil(self.options["gamma"] * len(ids)))
+        rc = self._fit.rank_and_crowding(ok) if ok else {}
+        good = set(sorted(ok, key=lambda i: (rc[i][0], -rc[i][1], i))[:n_good])
+        G = np.array([self._genome(i) for i in ids])
+        act = self.codec.active(G)
+        is_good = np.array([i in good for i in ids])
+        self._parzen = ParzenRatio(self.codec, G[is_good], act[is_good], G[~is_good],
+                                   act[~is_good])
+        self._parzen_n = self.n_told
+
+    def _tree_acquisition(self, pool: np.ndarray, w: np.ndarray) -> np.ndarray:
         """Expected improvement of a random Chebyshev scalarisation, over the trees, times
         the share of trees predicting the proposal feasible."""
         m = len(self._signs)
@@ -356,7 +488,6 @@ class SurrogateNSGA2(AsyncNSGA2):
         P = np.stack([t.predict(X) for t in self._model.estimators_])   # (trees, n, targets)
         if P.ndim == 2:
             P = P[:, :, None]
-        w = rng.dirichlet(np.ones(m))
         S = _chebyshev(P[:, :, :m], w)                                    # (trees, n)
         mu, sd = S.mean(axis=0), S.std(axis=0)
         lo, span = self._norm
