@@ -17,23 +17,27 @@ __all__ = ["__version__", "search"]
 
 
 def search(run_dir: str, space: str = "cl_lora", *, resume: bool = False, progress: Any = None,
-           baseline: bool | None = None, **settings: Any) -> Any:
+           baseline: bool | None = None, trust_objective: bool = False, **settings: Any) -> Any:
     """Run (or, with ``resume=True``, continue) a search; return the runner's RunSummary.
 
     ``space`` is a YAML path or a shipped name (``cl_lora``, ``tiny``); ``settings`` are
     RunConfig fields (stream, backbone, algorithm, population, generations, budget, workers,
     gpus_per_eval, seed, evaluator_options, ...). ``baseline`` (default: on for CL searches)
     evaluates the space's defaults first: sequential fine-tuning for ``cl_lora.yaml``.
+    Resuming a run whose objective is not ``cl`` needs ``objective=`` named again (or
+    ``trust_objective=True``): a run directory is data, and the code it names is not imported
+    on its word.
     """
     from evocl.records import RunConfig
     from evocl.runner import run_search
     from evocl.space import load, resolve_space
 
     if resume:
-        from evocl.storage import read_run
+        from evocl.runner import resume_config
 
-        cfg = read_run(run_dir).config.replace(run_dir=str(run_dir), **settings)
-        return run_search(cfg, resume=True, progress=progress)
+        cfg = resume_config(run_dir, objective=settings.get("objective"),
+                            trust_objective=trust_objective)
+        return run_search(cfg.replace(**settings), resume=True, progress=progress)
     path = resolve_space(space)
     if baseline is None:
         baseline = settings.get("objective", "cl") == "cl"

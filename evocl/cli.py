@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import sys
 import traceback
+import warnings
 from pathlib import Path
 from typing import List, Optional
 
@@ -15,7 +16,7 @@ import typer
 
 from evocl import __version__
 from evocl.errors import UserError
-from evocl.registry import ENGINES, EXECUTORS
+from evocl.registry import ENGINES, EXECUTORS, SCHEDULERS
 from evocl.space import resolve_space
 
 try:  # typer >= 0.20 vendors its own click; older releases use click itself
@@ -108,7 +109,7 @@ def space_show(file: Path = typer.Argument(..., help="Search-space YAML file."))
 def space_sample(
     file: Path = typer.Argument(..., help="Search-space YAML file."),
     n: int = typer.Option(5, "-n", "--n", min=1, help="How many configurations."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the sampler."),
+    seed: int = typer.Option(0, "--seed", min=0, max=2**63 - 1, help="Seed of the sampler."),
     fmt: str = typer.Option("yaml", "--format", help="yaml or jsonl."),
 ) -> None:
     """Print N valid configurations drawn from the space."""
@@ -162,6 +163,12 @@ def search_cmd(
         [], "--algorithm-option",
         help="Engine option KEY=VALUE (JSON value), repeatable, e.g. eta_m=30 (see the "
              "engine's DEFAULTS)."),
+    early_stop: str = typer.Option("none", "--early-stop",
+                                   help=f"Stop candidates early over tasks seen: {SCHEDULERS.help()}."),
+    early_stop_option: List[str] = typer.Option(
+        [], "--early-stop-option",
+        help="Early-stop option KEY=VALUE (JSON value), repeatable: eta (3), min_tasks (2), "
+             "rungs (e.g. [2,3])."),
     population: int = typer.Option(8, "--population", help="Population size."),
     generations: Optional[int] = typer.Option(None, "--generations", help="Stop after this many generations."),
     budget: Optional[int] = typer.Option(None, "--budget", help="Stop after this many evaluations."),
@@ -180,7 +187,7 @@ def search_cmd(
     storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage URL for the dashboard mirror."),
     fitness_tasks: Optional[int] = typer.Option(None, "--fitness-tasks",
                                                 help="Score fitness on the first K tasks only."),
-    seed: int = typer.Option(0, "--seed", help="Master seed of the run."),
+    seed: int = typer.Option(0, "--seed", min=0, max=2**63 - 1, help="Master seed of the run."),
     option: List[str] = typer.Option([], "--option", "-o",
                                      help="Evaluator option KEY=VALUE (JSON value), repeatable."),
     baseline: Optional[bool] = typer.Option(None, "--baseline/--no-baseline",
@@ -202,6 +209,8 @@ def search_cmd(
         space=str(space_path), run_dir=str(run_dir), stream=stream, backbone=backbone,
         objective=objective, algorithm=algorithm,
         algorithm_options=_parse_options(algorithm_option, "--algorithm-option"),
+        early_stop=early_stop,
+        early_stop_options=_parse_options(early_stop_option, "--early-stop-option"),
         population=population, generations=generations,
         budget=budget, max_wall_time=max_wall_time, stagnation=stagnation, seed=seed,
         workers=workers, executor=executor, cpus_per_eval=cpus_per_eval,
@@ -241,12 +250,18 @@ def resume_cmd(
     run_dir: Path = typer.Argument(..., help="Run directory of a stopped or killed search."),
     budget: Optional[int] = typer.Option(None, "--budget", help="New total evaluation budget."),
     generations: Optional[int] = typer.Option(None, "--generations", help="New total number of generations."),
+    objective: Optional[str] = typer.Option(
+        None, "--objective", help="The run's objective, named again: an objective other than cl "
+                                  "(module:Class) is imported only when named here."),
+    trust_objective: bool = typer.Option(
+        False, "--trust-objective", help="Import the objective named in run.yaml without naming "
+                                         "it (only for run directories you trust)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Continue a stopped or killed search exactly where it stood."""
-    from evocl.storage import read_run
+    from evocl.runner import resume_config
 
-    cfg = read_run(run_dir).config.replace(run_dir=str(run_dir))
+    cfg = resume_config(run_dir, objective=objective, trust_objective=trust_objective)
     if budget is not None:
         cfg = cfg.replace(budget=budget)
     if generations is not None:
@@ -280,7 +295,8 @@ def train_cmd(
     stream: Optional[str] = typer.Option(None, "--stream", help="Stream (default: the one in the export)."),
     backbone: Optional[str] = typer.Option(None, "--backbone", help="Backbone (default: the one in the export)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Training seed (default: the export's)."),
+    seed: Optional[int] = typer.Option(None, "--seed", min=0, max=2**63 - 1,
+                                        help="Training seed (default: the export's)."),
 ) -> None:
     """Train one exported configuration; save adapters and metrics."""
     from evocl.train import train_exported
@@ -311,7 +327,7 @@ def report_cmd(
 def demo_cmd(
     run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Default: runs/demo-<time>."),
     workers: int = typer.Option(2, "--workers", help="Parallel evaluations."),
-    seed: int = typer.Option(0, "--seed", help="Master seed."),
+    seed: int = typer.Option(0, "--seed", min=0, max=2**63 - 1, help="Master seed."),
 ) -> None:
     """Run a real search on the embedded default."""
     from evocl.demo import run_demo
@@ -321,9 +337,25 @@ def demo_cmd(
 
 # ----------------------------------------------------------------------------------- main
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:  # noqa: ANN001
+    from evocl.errors import summarise
+
+    return f"evocl: warning: {summarise(str(message))}\n"
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of the console script: one line and exit 2 on bad input."""
     args = sys.argv[1:] if argv is None else list(argv)
+    saved = warnings.formatwarning
+    if "--debug" not in args:  # a warning is one line too (Python's default adds the source line)
+        warnings.formatwarning = _one_line_warning
+    try:
+        return _main(args)
+    finally:
+        warnings.formatwarning = saved
+
+
+def _main(args: List[str]) -> int:
     debug = "--debug" in args
     command = typer.main.get_command(app)
     try:
@@ -348,6 +380,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         if debug:
             traceback.print_exc()
         typer.echo(f"evocl: error: {exc.one_line()}", err=True)
+        return 2
+    except RecursionError:  # a limit missed somewhere: still one line, never a traceback
+        if debug:
+            traceback.print_exc()
+        typer.echo("evocl: error: input nested too deeply to process (RecursionError); "
+                   "run with --debug to see where", err=True)
         return 2
     except KeyboardInterrupt:
         typer.echo("evocl: interrupted; resume with `evocl resume RUN_DIR`", err=True)

@@ -21,8 +21,23 @@ class UserError(EvoclError):
         super().__init__(self.one_line())
 
     def one_line(self) -> str:
-        parts = [p for p in (self.source, self.field) if p]
-        return ": ".join(parts + [self.rule])
+        """``source: field: rule`` on one line, at most MAX_LINE characters (the middle of a
+        longer one, e.g. a value nested hundreds deep, is replaced by a count)."""
+        parts = [str(p) for p in (self.source, self.field) if p]
+        return summarise(": ".join(parts + [str(self.rule)]))
+
+
+#: The longest error line evocl prints; longer ones keep their start and end.
+MAX_LINE = 600
+
+
+def summarise(text: str, limit: int = MAX_LINE) -> str:
+    """``text`` on one line and at most ``limit`` characters."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    head, tail = limit * 3 // 5, limit // 3
+    return f"{text[:head]} ... [{len(text) - head - tail:,} characters omitted] ... {text[-tail:]}"
 
 
 class SpaceError(UserError):

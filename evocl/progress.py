@@ -39,8 +39,10 @@ class RichProgress:
             self.console.print(f"resumed {info['run_dir']} at {info.get('n_told', 0)} evaluations")
 
     def _status(self, failed: int, best: dict[str, float], gen: int | None,
-                hv: float | None) -> str:
+                hv: float | None, pruned: int = 0) -> str:
         parts = [f"[red]{failed} failed[/]" if failed else "0 failed"]
+        if pruned:
+            parts.append(f"{pruned} pruned")
         if gen is not None:
             parts.append(f"gen {gen}")
         if hv is not None and hv == hv:
@@ -56,8 +58,9 @@ class RichProgress:
         self._progress.update(self._task, completed=stats["n_told"], total=stats.get("total"),
                               status=self._status(stats["n_failed"], stats.get("best", {}),
                                                   stats.get("generation"),
-                                                  stats.get("hypervolume")))
-        if not result.ok:
+                                                  stats.get("hypervolume"),
+                                                  stats.get("n_pruned", 0)))
+        if result.status == "failed":
             self._progress.console.print(f"[yellow]candidate {candidate.id} failed:[/] "
                                          f"{(result.error or '')[:200]}")
 
@@ -65,6 +68,8 @@ class RichProgress:
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
+        pruned = f"{summary.n_pruned} pruned, " if getattr(summary, "n_pruned", 0) else ""
         self.console.print(f"stopped: {summary.stop_reason}; {summary.n_evaluated} evaluated, "
-                           f"{summary.n_failed} failed, Pareto front {len(summary.pareto_front)}, "
+                           f"{summary.n_failed} failed, {pruned}"
+                           f"Pareto front {len(summary.pareto_front)}, "
                            f"HV {summary.hypervolume:.4g}, {summary.wall_time:.1f}s")

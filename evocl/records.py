@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping
 
 from evocl.errors import UserError
-from evocl.registry import ENGINES, EXECUTORS
+from evocl.registry import ENGINES, EXECUTORS, SCHEDULERS
 
 Status = Literal["ok", "failed", "pruned"]
 
@@ -128,6 +128,29 @@ def _json_float(v: float) -> float | str:
     return v
 
 
+_TYPES: dict[str, tuple[type, ...]] = {
+    "str": (str,), "int": (int,), "float": (int, float), "bool": (bool,), "dict": (Mapping,),
+    "list": (list, tuple)}
+
+
+def _check_types(obj: Any) -> None:
+    """Every field of a dataclass holds a value of its annotated type (``int | None``,
+    ``float``, ``dict[...]``...); a bool is not an int. UserError naming the field."""
+    for f in dataclasses.fields(obj):
+        ann = str(f.type).replace(" ", "")
+        optional = "|None" in ann
+        base = ann.replace("|None", "").split("[", 1)[0]
+        kinds = _TYPES.get(base)
+        v = getattr(obj, f.name)
+        if kinds is None or (v is None and optional):
+            continue
+        if not isinstance(v, kinds) or (isinstance(v, bool) and bool not in kinds):
+            want = {"str": "a string", "int": "an int", "float": "a number", "bool": "true or false",
+                    "dict": "a mapping", "list": "a list"}[base]
+            raise UserError(f"must be {want}{' or null' if optional else ''}, got "
+                            f"{type(v).__name__} {v!r:.60}", field=f.name)
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """The frozen description of one search, saved in the run directory as YAML.
@@ -136,7 +159,10 @@ class RunConfig:
     sequential fine-tuning, the baseline every comparison includes).
     ``algorithm`` names an engine of ``evocl.registry.ENGINES``, ``executor`` one of
     ``EXECUTORS`` (or ``auto``); ``algorithm_options`` are the engine's options (its
-    ``DEFAULTS``: e.g. ``eta_m``), part of the run's identity.
+    ``DEFAULTS``: e.g. ``eta_m``), part of the run's identity. ``early_stop`` names a
+    scheduler of ``evocl.registry.SCHEDULERS`` (``none``, ``asha``) and
+    ``early_stop_options`` its options (``eta``, ``min_tasks``, ``rungs``), part of the
+    run's identity too.
     ``objective`` names what evaluates a candidate: ``"cl"`` (fine-tune ``backbone`` on
     ``stream``) or an import path ``"module:attr"`` of an evaluation target (test problems).
     Budgets combine: the search stops at the first one reached.
@@ -149,6 +175,8 @@ class RunConfig:
     objective: str = "cl"
     algorithm: str = "nsga2"
     algorithm_options: dict[str, Any] = field(default_factory=dict)
+    early_stop: str = "none"
+    early_stop_options: dict[str, Any] = field(default_factory=dict)
     population: int = 8
     generations: int | None = None
     budget: int | None = None
@@ -171,10 +199,15 @@ class RunConfig:
     initial: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        _check_types(self)
         ENGINES.check(self.algorithm)
         if not isinstance(self.algorithm_options, Mapping):
             raise UserError(f"must be a mapping of option names to values, got "
                             f"{self.algorithm_options!r}", field="algorithm_options")
+        SCHEDULERS.check(self.early_stop)
+        if not isinstance(self.early_stop_options, Mapping):
+            raise UserError(f"must be a mapping of option names to values, got "
+                            f"{self.early_stop_options!r}", field="early_stop_options")
         if self.population < 2:
             raise UserError(f"must be >= 2, got {self.population}", field="population")
         if self.workers < 1:
@@ -182,9 +215,24 @@ class RunConfig:
         if self.executor != "auto" and self.executor not in EXECUTORS:
             raise UserError(f"must be auto or one of {', '.join(EXECUTORS)}, got "
                             f"{self.executor!r}", field="executor")
-        if self.gpus_per_eval < 0 or self.cpus_per_eval <= 0:
-            raise UserError("cpus_per_eval must be > 0 and gpus_per_eval >= 0",
+        if not (math.isfinite(self.cpus_per_eval) and self.cpus_per_eval > 0):
+            raise UserError(f"must be a number > 0, got {self.cpus_per_eval!r}",
+                            field="cpus_per_eval")
+        if not (math.isfinite(self.gpus_per_eval) and 0 <= self.gpus_per_eval <= 1):
+            raise UserError(f"must be a number in [0, 1] (an evaluation uses at most one GPU; "
+                            f"fractions share one), got {self.gpus_per_eval!r}",
                             field="gpus_per_eval")
+        for name in ("max_wall_time", "eval_timeout"):
+            v = getattr(self, name)
+            if v is not None and not (math.isfinite(v) and v > 0):
+                raise UserError(f"must be a number of seconds > 0, got {v!r}", field=name)
+        if not 0 <= self.seed < 2**63:
+            raise UserError(f"must be an int in [0, 2**63), got {self.seed!r}", field="seed")
+        for name, low in (("stagnation", 1), ("fitness_tasks", 1), ("max_retries", 0),
+                          ("snapshot_every", 0)):
+            v = getattr(self, name)
+            if v is not None and v < low:
+                raise UserError(f"must be >= {low}, got {v}", field=name)
         if self.generations is None and self.budget is None and self.max_wall_time is None:
             raise UserError("give at least one of generations, budget or max_wall_time",
                             field="budget")

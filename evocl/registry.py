@@ -42,6 +42,11 @@ class Registry:
         self._entries[name] = (path, summary)
         self._loaded.pop(name, None)
 
+    def unregister(self, name: str) -> None:
+        """Remove an entry (e.g. one a test registered); unknown names are ignored."""
+        self._entries.pop(name, None)
+        self._loaded.pop(name, None)
+
     def names(self) -> tuple[str, ...]:
         return tuple(self._entries)
 
@@ -100,8 +105,17 @@ ENGINES = Registry("algorithm", {
 
 #: Executors (``--executor``): classes with the ``evocl.execution.Executor`` interface, built
 #: as ``Class(target, target_kwargs, workers=, cpus_per_eval=, gpus_per_eval=, ray_address=,
-#: eval_timeout=, max_retries=, dashboard=)`` (a setting an executor has no use for is ignored).
+#: eval_timeout=, max_retries=, dashboard=, on_report=)`` (a setting an executor has no use for
+#: is ignored; ``on_report`` must be honoured: see ``evocl.execution.base``).
 EXECUTORS = Registry("executor", {
     "local": ("evocl.execution.local:LocalExecutor", "in-process, one evaluation at a time"),
     "ray": ("evocl.execution.ray_executor:RayExecutor", "long-lived Ray actors, local or a cluster"),
+})
+
+#: Early-stopping schedulers (``--early-stop``): classes with the
+#: ``evocl.evolution.early_stop.Scheduler`` interface, built as ``Class(space, **options)``.
+SCHEDULERS = Registry("early_stop", {
+    "none": ("evocl.evolution.early_stop:NoEarlyStop", "train every candidate on every task"),
+    "asha": ("evocl.evolution.early_stop:ASHA",
+             "asynchronous successive halving over tasks seen, multi-objective promotion"),
 })

@@ -2,20 +2,32 @@
 
 Loop: ``engine.ask(free slots)`` -> journal ask (fsync) -> ``executor.submit``;
 ``executor.results`` -> journal tell (fsync) -> ``engine.tell`` -> Optuna mirror -> progress;
-an engine snapshot every generation (or every ``snapshot_every`` results).
+an engine snapshot every generation (or every ``snapshot_every`` results). With early stopping
+(``early_stop`` other than ``none``) each per-task report of a running candidate -> the
+scheduler (or the engine's own pruner) decides -> journal report + decision (fsync) -> the
+worker continues or stops (a ``pruned`` result, told like any other).
 
 Resume loads the newest good snapshot, replays the journal after it (every ask call with its
 original ``n``, checked against the journal; every tell with its stored result, never
 re-evaluated), then re-submits the candidates asked but never told. With the same seed and a
 deterministic evaluator the resumed run ends exactly like an uninterrupted one for the
 generational engines (they breed from a completed generation in candidate-id order) and for
-any engine with one worker; ``async-nsga2`` with several workers depends on arrival order, so
-its resumed run is valid but not bit-identical.
+any engine with one worker; the engines that learn from each result as it arrives
+(``async-nsga2``, ``rl``, the Optuna samplers) depend on arrival order with several workers,
+so their resumed run is valid but not bit-identical.
+
+Early stopping on resume: the scheduler is rebuilt from every report in the journal (each
+decision re-derived and checked against the one recorded); a re-submitted candidate that
+reports a task count again gets the recorded decision, so no decision is ever made twice.
+With one worker a killed and resumed run equals an uninterrupted one, kills between rungs
+included; with several workers rung decisions depend on the order reports arrive (as for
+``async-nsga2``), and a resumed run keeps every recorded decision.
 """
 
 from __future__ import annotations
 
 import collections
+import json
 import math
 import time
 import warnings
@@ -24,13 +36,14 @@ from pathlib import Path
 from typing import Any
 
 from evocl.errors import RunDirError, UserError
+from evocl.evolution.early_stop import seconds_saved
 from evocl.execution import create_executor, resolve_kind
 from evocl.records import Candidate, Result, RunConfig
 from evocl.storage import OptunaMirror, RunDir
 
 #: Fields that identify a run: a resume that changes one of them is refused.
 IDENTITY_FIELDS = ("space", "stream", "backbone", "objective", "seed", "algorithm",
-                   "algorithm_options", "population")
+                   "algorithm_options", "early_stop", "early_stop_options", "population")
 #: The target that evaluates ``objective="cl"``.
 CL_TARGET = "evocl.cl:CLEvaluator"
 
@@ -48,10 +61,13 @@ class RunSummary:
     stop_reason: str
     resumed: bool = False
     n_pending: int = 0
+    n_pruned: int = 0
+    seconds_saved: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {"run_dir": self.run_dir, "n_evaluated": self.n_evaluated,
-                "n_failed": self.n_failed, "hypervolume": self.hypervolume,
+                "n_failed": self.n_failed, "n_pruned": self.n_pruned,
+                "seconds_saved": self.seconds_saved, "hypervolume": self.hypervolume,
                 "wall_time": self.wall_time, "stop_reason": self.stop_reason,
                 "resumed": self.resumed, "n_pending": self.n_pending,
                 "pareto_front": [{"candidate": c.to_dict(), "result": r.to_dict()}
@@ -111,7 +127,7 @@ def _check_cl_space(space: Any, source: str) -> None:
     knows: a typo is a one-line error up front, not a run of failed evaluations."""
     import difflib
 
-    from evocl.cl.evaluate import OBJECTIVES
+    from evocl.cl.names import OBJECTIVES
     from evocl.cl.params import KNOWN_PARAMETERS
     from evocl.errors import SpaceError
 
@@ -129,8 +145,9 @@ def _check_cl_space(space: Any, source: str) -> None:
 # ------------------------------------------------------------------------------ resume
 def _check_identity(stored: RunConfig, given: RunConfig, meta: dict[str, Any]) -> Any:
     """The run's SearchSpace; RunDirError naming what differs when an identity field changed."""
-    from evocl.space import SearchSpace, load
-    space = SearchSpace.from_dict(meta["space"])
+    from evocl.space import load
+    from evocl.storage.view import space_of
+    space = space_of(meta, given.run_dir)
     diffs = [f"{f}: {getattr(stored, f)!r} -> {getattr(given, f)!r}" for f in IDENTITY_FIELDS
              if f != "space" and getattr(stored, f) != getattr(given, f)]
     if Path(given.space).exists():
@@ -158,35 +175,196 @@ def _resume_config(stored: RunConfig, given: RunConfig, n_told: int,
     return new
 
 
-def _replay(space: Any, cfg: RunConfig, rd: RunDir, use_snapshot: bool) -> Any:
-    """Engine rebuilt from a snapshot (or from scratch) plus the journal events after it."""
+def _replay(space: Any, cfg: RunConfig, rd: RunDir, use_snapshot: bool) -> tuple[Any, "_Fidelity"]:
+    """Engine rebuilt from a snapshot (or from scratch) plus the journal events after it;
+    the early-stopping state rebuilt from every report in the journal.
+
+    RunDirError naming the journal event when the events do not replay (an ask that gives
+    other candidates, a tell of a candidate never asked or told twice, a recorded early-stop
+    decision the scheduler no longer makes).
+    """
     from evocl.evolution import from_state
     state, start = rd.load_snapshot() if use_snapshot else (None, 0)
     engine = from_state(space, state) if state is not None else _new_engine(space, cfg)
+    fidelity = _Fidelity(_new_scheduler(space, cfg), engine, rd)
     by_id: dict[int, Candidate] = {}
     for e in rd.events:
         if e["event"] == "ask":
             for d in e["candidates"]:
                 c = Candidate.from_dict(d)
                 by_id[c.id] = c
-    for i, e in enumerate(rd.events[start:], start=start):
+    for i, e in enumerate(rd.events):
+        if e["event"] == "report":
+            fidelity.replay(i, e, into_engine=i >= start)
+        if i < start:
+            continue
         if e["event"] == "ask":
             got = engine.ask(int(e["n"]))
             want = [(d["id"], d["config_hash"]) for d in e["candidates"]]
             if [(c.id, c.config_hash) for c in got] != want:
                 raise RunDirError(
-                    f"{rd.path}: journal event {i}: engine.ask({e['n']}) gave "
+                    f"event {i}: engine.ask({e['n']}) gave "
                     f"{[(c.id, c.config_hash) for c in got]} but the run had asked {want} "
-                    "(nondeterministic engine or changed code); cannot resume exactly")
+                    "(nondeterministic engine, changed code or a lost event); cannot resume "
+                    "exactly", source=str(rd.journal.path))
         elif e["event"] == "tell":
-            engine.tell(by_id[int(e["id"])], Result.from_dict(e["result"]))
-    return engine
+            cand = by_id.get(int(e["id"]))
+            if cand is None:
+                raise RunDirError(f"event {i}: tell of candidate {e['id']}, which no ask event "
+                                  "holds", source=str(rd.journal.path))
+            try:
+                engine.tell(cand, Result.from_dict(e["result"]))
+            except UserError as err:
+                raise RunDirError(f"event {i}: {err.rule}", source=str(rd.journal.path)) from None
+    return engine, fidelity
+
+
+def _replay_resume(space: Any, cfg: RunConfig, rd: RunDir) -> tuple[Any, "_Fidelity"]:
+    """The engine of a resumed run: from the newest usable snapshot, else the whole journal.
+    Bad lines in the middle of the journal move to its quarantine only once the events
+    without them have replayed; where they cannot, nothing is changed and the resume stops."""
+    try:
+        try:
+            engine, fidelity = _replay(space, cfg, rd, use_snapshot=True)
+        except UserError as e:  # the snapshot may be the culprit: replay the whole journal
+            warnings.warn(f"resume from snapshot failed ({e}); replaying the whole journal",
+                          stacklevel=3)
+            engine, fidelity = _replay(space, cfg, rd, use_snapshot=False)
+    except UserError as e:
+        if rd.pending_repair is None:
+            raise
+        raise RunDirError(
+            f"{rd.pending_repair}; without it the events after it do not replay consistently "
+            f"({e.rule}); nothing was changed or deleted: restore the line from a backup, or "
+            "start a new run", source=str(rd.journal.path)) from None
+    if rd.pending_repair is not None:
+        rd.commit_repair()
+        rd.save_snapshot(engine.n_told, engine.state())  # in the journal's new numbering
+    return engine, fidelity
+
+
+def resume_config(run_dir: str | Path, *, objective: str | None = None,
+                  trust_objective: bool = False) -> RunConfig:
+    """The saved RunConfig of a run, for ``evocl resume`` and ``evocl.search(resume=True)``.
+
+    A run directory is data, not code: an objective other than ``cl`` is an import path,
+    and it is used only when the caller names it again (``objective``) or explicitly trusts
+    the directory (``trust_objective``, like transformers' ``trust_remote_code``).
+    """
+    from evocl.storage import read_run
+
+    cfg = read_run(run_dir).config.replace(run_dir=str(run_dir))
+    source = str(Path(run_dir) / "run.yaml")
+    if objective is not None:
+        if objective != cfg.objective:
+            raise RunDirError(f"the run's objective is {cfg.objective!r:.80}, not "
+                              f"{objective!r:.80} as given by --objective; a resume cannot "
+                              "change it", source=source, field="config.objective")
+    elif cfg.objective != "cl" and not trust_objective:
+        raise RunDirError(
+            f"names {cfg.objective!r:.80}, code that evocl imports only when you name it "
+            f"again: resume with --objective {cfg.objective:.80} (or --trust-objective) if "
+            "you trust this run directory", source=source, field="config.objective")
+    return cfg
+
+
+def _check_setup(cfg: RunConfig) -> None:
+    """Settings refused before a run directory exists (they would fail every evaluation)."""
+    from evocl.storage.optuna_mirror import check_storage_url
+
+    check_storage_url(cfg.storage)
+    if cfg.objective == "cl":
+        from evocl.cl.names import Options
+        try:
+            Options.from_mapping(cfg.evaluator_options)
+        except UserError as e:
+            raise UserError(e.rule, field=f"-o {e.field}") from None
 
 
 def _new_engine(space: Any, cfg: RunConfig) -> Any:
+    """The run's engine; with ``asha`` at its default rungs, an engine with a pruner of its
+    own (``optuna-tpe`` / ``optuna-nsga2`` on one objective: Optuna's SuccessiveHalvingPruner)
+    decides early stopping itself."""
     from evocl.evolution import create
-    return create(cfg.algorithm, space, population_size=cfg.population, seed=cfg.seed,
-                  initial=list(cfg.initial) or None, **dict(cfg.algorithm_options))
+    engine = create(cfg.algorithm, space, population_size=cfg.population, seed=cfg.seed,
+                    initial=list(cfg.initial) or None, **dict(cfg.algorithm_options))
+    scheduler = _new_scheduler(space, cfg)
+    if scheduler.name == "asha" and scheduler.options["rungs"] is None:
+        engine.use_pruner(int(scheduler.options["eta"]), int(scheduler.options["min_tasks"]))
+    return engine
+
+
+def _new_scheduler(space: Any, cfg: RunConfig) -> Any:
+    from evocl.evolution.early_stop import create
+    return create(cfg.early_stop, space, **dict(cfg.early_stop_options))
+
+
+def _check_reports(cfg: RunConfig, target: str) -> None:
+    """Early stopping needs a target that reports after each task (``on_task_end``)."""
+    if cfg.early_stop == "none":
+        return
+    from evocl.execution.base import accepts_reports, resolve_target
+    if not accepts_reports(resolve_target(target)):
+        raise UserError(f"{target} takes no on_task_end argument, so it cannot report after "
+                        f"each task; use early_stop none", field="early_stop")
+
+
+class _Fidelity:
+    """Per-task reports of running candidates: the decision (the scheduler's, or the engine's
+    own pruner's), journaled with the report before the worker acts on it; once per
+    (candidate, task count), so a candidate evaluated again gets the recorded answer."""
+
+    def __init__(self, scheduler: Any, engine: Any, rd: RunDir):
+        self.scheduler, self.engine, self.rd = scheduler, engine, rd
+        self.decided: dict[tuple[int, int], bool] = {}
+        self.reports: dict[int, list[dict[str, Any]]] = {}
+
+    @property
+    def active(self) -> bool:
+        return bool(self.scheduler.active)
+
+    def __call__(self, candidate: Candidate, report: dict[str, Any]) -> bool:
+        try:
+            report = json.loads(json.dumps(report, default=_plain))
+            key = (candidate.id, int(report["tasks_seen"]))
+            int(report["n_tasks"])
+        except (TypeError, ValueError, KeyError) as e:
+            warnings.warn(f"candidate {candidate.id}: unusable task report ({type(e).__name__}: "
+                          f"{e}); it continues", stacklevel=2)
+            return True
+        if key in self.decided:
+            return self.decided[key]
+        ok = self._decide(candidate.id, report, into_engine=True)
+        ok = True if ok is None else ok
+        self.rd.append_report(candidate.id, report, ok)
+        self._keep(candidate.id, report, ok)
+        return ok
+
+    def _decide(self, cid: int, report: dict[str, Any], into_engine: bool) -> bool | None:
+        said = self.engine.report(cid, report) if into_engine else None
+        if self.engine.prunes:
+            return said          # None: already in the engine's state (before the snapshot)
+        return self.scheduler.decide(cid, report)
+
+    def replay(self, index: int, event: dict[str, Any], into_engine: bool) -> None:
+        cid, report, recorded = int(event["id"]), event["report"], bool(event["continue"])
+        ok = self._decide(cid, report, into_engine)
+        if ok is not None and ok != recorded:
+            raise RunDirError(
+                f"event {index}: the early stop decision for candidate {cid} after "
+                f"{report.get('tasks_seen')} tasks is now {ok}, but the run had decided "
+                f"{recorded} (changed code or options); cannot resume exactly",
+                source=str(self.rd.journal.path))
+        self._keep(cid, report, recorded)
+
+    def _keep(self, cid: int, report: dict[str, Any], ok: bool) -> None:
+        self.decided[(cid, int(report["tasks_seen"]))] = ok
+        self.reports.setdefault(cid, []).append(report)
+
+
+def _plain(obj: Any) -> Any:
+    """JSON for numpy scalars and arrays in a report (anything else: its text)."""
+    return obj.tolist() if hasattr(obj, "tolist") else str(obj)
 
 
 # ------------------------------------------------------------------------------ stopping
@@ -215,7 +393,7 @@ def _previous_elapsed(events: list[dict[str, Any]]) -> float:
 
 
 def _stats(engine: Any, space_objectives: list[Any], total: int | None, elapsed: float,
-           n_failed: int) -> dict[str, Any]:
+           n_failed: int, n_pruned: int = 0) -> dict[str, Any]:
     best: dict[str, float] = {}
     for o in space_objectives:
         vals = [r.objectives[o.name] for _, r in engine.pareto_front()
@@ -226,7 +404,8 @@ def _stats(engine: Any, space_objectives: list[Any], total: int | None, elapsed:
         hv = float(engine.hypervolume())
     except Exception:  # noqa: BLE001
         hv = float("nan")
-    return {"n_told": engine.n_told, "n_failed": n_failed, "total": total, "elapsed": elapsed,
+    return {"n_told": engine.n_told, "n_failed": n_failed, "n_pruned": n_pruned,
+            "total": total, "elapsed": elapsed,
             "generation": engine.generation, "hypervolume": hv, "best": best}
 
 
@@ -256,6 +435,8 @@ def run_search(run_config: RunConfig, *, resume: bool = False, progress: Any = N
             from evocl.execution.base import check_target_path
             check_target_path(target)
         _new_engine(space, run_config)  # bad algorithm settings fail before the directory exists
+        _check_setup(run_config)
+        _check_reports(run_config, target)
         rd = RunDir.create(run_config.run_dir, run_config, space,
                            fingerprints=_fingerprints(run_config))
         created = True
@@ -266,35 +447,33 @@ def run_search(run_config: RunConfig, *, resume: bool = False, progress: Any = N
             space = _check_identity(stored, run_config, rd.meta)
             cfg = _resume_config(stored, run_config, rd.n_told(), extend_budget,
                                  extend_generations)
+            engine, fidelity = _replay_resume(space, cfg, rd)
             changes = {k: (v, getattr(cfg, k)) for k, v in stored.to_dict().items()
                        if getattr(cfg, k) != v}
             rd.record_changes(cfg, changes)
-            try:
-                engine = _replay(space, cfg, rd, use_snapshot=True)
-            except UserError as e:  # the snapshot may be the culprit: replay the whole journal
-                warnings.warn(f"resume from snapshot failed ({e}); replaying the whole journal",
-                              stacklevel=2)
-                engine = _replay(space, cfg, rd, use_snapshot=False)
         else:
             cfg = run_config
             engine = _new_engine(space, cfg)
+            fidelity = _Fidelity(_new_scheduler(space, cfg), engine, rd)
             rd.save_snapshot(0, engine.state())
 
         t0 = t_start - (_previous_elapsed(rd.events) if resume else 0.0)  # wall time: all sessions
         term = _termination(cfg)
         mirror = OptunaMirror(rd.path, Path(rd.path).resolve().name, space, storage=cfg.storage)
         if resume:
-            mirror.sync(engine.evaluations())
+            mirror.sync(engine.evaluations(), fidelity.reports)
         target, kwargs = evaluation_target(cfg)
         executor = create_executor(
-            resolve_kind(cfg.executor, cfg.workers, cfg.ray_address), target=target,
+            resolve_kind(cfg.executor, cfg.workers, cfg.ray_address, cfg.gpus_per_eval),
+            target=target,
             target_kwargs=kwargs, workers=cfg.workers, cpus_per_eval=cfg.cpus_per_eval,
             gpus_per_eval=cfg.gpus_per_eval, ray_address=cfg.ray_address,
             eval_timeout=cfg.eval_timeout, max_retries=cfg.max_retries,
-            dashboard=cfg.ray_dashboard)
+            dashboard=cfg.ray_dashboard, on_report=fidelity if fidelity.active else None)
         queue = collections.deque(engine.in_flight)  # asked, never told: evaluated once more
         cap = _max_evaluations(cfg)
-        n_failed = sum(1 for _, r in engine.evaluations() if not r.ok)
+        n_failed = sum(1 for _, r in engine.evaluations() if r.status == "failed")
+        n_pruned = engine.n_pruned
         prog.emit("started", {"run_dir": str(rd.path), "total": cap, "n_told": engine.n_told,
                               "n_failed": n_failed, "resumed": resume,
                               "objectives": [(o.name, o.direction) for o in space.objectives],
@@ -326,15 +505,16 @@ def run_search(run_config: RunConfig, *, resume: bool = False, progress: Any = N
                 rd.append_tell(cand.id, res, elapsed=time.monotonic() - t0)
                 engine.tell(cand, res)
                 need_ask = True
-                n_failed += 0 if res.ok else 1
-                mirror.add(cand, res)
+                n_failed += res.status == "failed"
+                n_pruned += res.status == "pruned"
+                mirror.add(cand, res, fidelity.reports.get(cand.id))
                 since_snap += 1
                 if engine.generation != last_gen or (cfg.snapshot_every
                                                      and since_snap >= cfg.snapshot_every):
                     rd.save_snapshot(engine.n_told, engine.state())
                     last_gen, since_snap = engine.generation, 0
                 prog.emit("told", cand, res, _stats(engine, list(space.objectives), cap,
-                                                    time.monotonic() - t0, n_failed))
+                                                    time.monotonic() - t0, n_failed, n_pruned))
                 break  # refill free slots before waiting again
         if since_snap:
             rd.save_snapshot(engine.n_told, engine.state())
@@ -342,7 +522,8 @@ def run_search(run_config: RunConfig, *, resume: bool = False, progress: Any = N
             run_dir=str(rd.path), pareto_front=engine.pareto_front(), n_evaluated=engine.n_told,
             n_failed=n_failed, hypervolume=float(engine.hypervolume()),
             wall_time=time.monotonic() - t_start, stop_reason=reason or "stopped", resumed=resume,
-            n_pending=len(engine.in_flight))
+            n_pending=len(engine.in_flight), n_pruned=n_pruned,
+            seconds_saved=seconds_saved(r for _, r in engine.evaluations()))
         prog.emit("finished", summary)
         return summary
     except BaseException:
@@ -355,4 +536,5 @@ def run_search(run_config: RunConfig, *, resume: bool = False, progress: Any = N
         rd.close()
 
 
-__all__ = ["CL_TARGET", "IDENTITY_FIELDS", "RunSummary", "evaluation_target", "run_search"]
+__all__ = ["CL_TARGET", "IDENTITY_FIELDS", "RunSummary", "evaluation_target", "resume_config",
+           "run_search"]

@@ -16,10 +16,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from evocl.errors import EvaluationError, UserError
 from evocl.storage.atomic import atomic_write_json
+from evocl.yamlsafe import read_yaml
 
 
 def read_export(path: str | os.PathLike) -> dict[str, Any]:
@@ -27,12 +26,7 @@ def read_export(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise UserError("no such file", source=str(path))
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark is not None else ""
-        raise UserError(f"{where}not valid YAML/JSON", source=str(path)) from None
+    doc = read_yaml(path, what="evocl export (YAML or JSON)")
     if not isinstance(doc, dict):
         raise UserError("expected a mapping (an `evocl export` document)", source=str(path))
     if "config" not in doc or not isinstance(doc["config"], dict):
@@ -42,30 +36,52 @@ def read_export(path: str | os.PathLike) -> dict[str, Any]:
     return doc
 
 
-def _out_dir(out: Path) -> Path:
+def _check_out(out: Path) -> None:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError("exists and is not an empty folder; nothing is overwritten", source=str(out),
                         field="--out")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+
+
+def _field(doc: dict[str, Any], key: str, source: str) -> dict[str, Any]:
+    value = doc.get(key) or {}
+    if not isinstance(value, dict):
+        raise UserError(f"must be a mapping, got {type(value).__name__}", source=source, field=key)
+    return value
 
 
 def train_exported(config: str | os.PathLike, out: str | os.PathLike, *, stream: str | None = None,
                    backbone: str | None = None, device: str = "auto", seed: int | None = None) -> dict[str, Any]:
     """Train the exported configuration; return the headline metrics (acc, forgetting, bwt,
-    test_acc_mean). Stream, backbone and seed default to the export's provenance."""
+    test_acc_mean). Stream, backbone and seed default to the export's provenance.
+
+    ``out`` is created only once the export, backbone and stream have loaded, and is removed
+    again (with what was written into it) when training fails: a failed train leaves nothing.
+    """
     from safetensors.torch import save_file
 
     from evocl.cl import evaluate, load_backbone
+    from evocl.cl.names import Options
     from evocl.streams import load_stream
 
+    src = str(config)
     doc = read_export(config)
-    prov = doc.get("provenance", {}) or {}
-    options = dict(doc.get("evaluator_options", {}) or {})
+    prov = _field(doc, "provenance", src)
+    options = _field(doc, "evaluator_options", src)
+    try:
+        Options.from_mapping(options)
+    except UserError as e:
+        raise UserError(e.rule, source=src, field=f"evaluator_options.{e.field}") from None
     stream_name = stream or prov.get("stream") or "default"
     backbone_name = backbone or prov.get("backbone") or "minilm"
-    train_seed = int(seed if seed is not None else (doc.get("candidate", {}) or {}).get("seed", 0))
-    out_dir = _out_dir(Path(out))
+    for name, value in (("provenance.stream", stream_name), ("provenance.backbone", backbone_name)):
+        if not isinstance(value, str):
+            raise UserError(f"must be a string, got {type(value).__name__}", source=src, field=name)
+    train_seed = seed if seed is not None else _field(doc, "candidate", src).get("seed", 0)
+    if isinstance(train_seed, bool) or not isinstance(train_seed, int) or not 0 <= train_seed < 2**63:
+        raise UserError(f"must be an int in [0, 2**63), got {train_seed!r:.40}", source=src,
+                        field="candidate.seed")
+    out_dir = Path(out)
+    _check_out(out_dir)
 
     bk = load_backbone(backbone_name)
     st = load_stream(stream_name, seed=int(options.get("stream_seed", 0)))
@@ -75,16 +91,38 @@ def train_exported(config: str | os.PathLike, out: str | os.PathLike, *, stream:
         head = {k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()}
         save_file(head, str(out_dir / "head.safetensors"))
 
+    created = not out_dir.exists()
+    out_dir.mkdir(parents=True, exist_ok=True)
     try:
-        result = evaluate(doc["config"], st, bk, train_seed, device=device,
-                          max_length=int(options.get("max_length", 64)), max_eval_per_task=None,
-                          max_test_per_task=None, on_trained=save)
-    except EvaluationError as exc:
-        raise UserError(f"training failed: {exc.reason}", source=str(config)) from None
-    atomic_write_json(out_dir / "labels.json", {"class_names": list(st.class_names), "scenario": st.scenario})
-    record = {"config": doc["config"], "stream": stream_name, "stream_fingerprint": st.fingerprint,
-              "backbone": backbone_name, "seed": train_seed, **result.to_dict()}
-    atomic_write_json(out_dir / "metrics.json", record, allow_nan=True)
+        try:
+            result = evaluate(doc["config"], st, bk, train_seed, device=device,
+                              max_length=int(options.get("max_length", 64)), max_eval_per_task=None,
+                              max_test_per_task=None, on_trained=save)
+        except EvaluationError as exc:
+            raise UserError(f"training failed: {exc.reason}", source=src) from None
+        atomic_write_json(out_dir / "labels.json", {"class_names": list(st.class_names),
+                                                    "scenario": st.scenario})
+        record = {"config": doc["config"], "stream": stream_name,
+                  "stream_fingerprint": st.fingerprint, "backbone": backbone_name,
+                  "seed": train_seed, **result.to_dict()}
+        atomic_write_json(out_dir / "metrics.json", record, allow_nan=True)
+    except BaseException:
+        _remove_output(out_dir, created)
+        raise
     o = result.objectives
     return {"acc": o["acc"], "forgetting": o["forgetting"], "bwt": o["bwt"],
             "test_acc_mean": result.metrics["test_acc"]["mean"]}
+
+
+def _remove_output(out_dir: Path, created: bool) -> None:
+    """Undo a failed train: the folder was empty (or absent) before, so all in it is ours."""
+    import shutil
+
+    if created:
+        shutil.rmtree(out_dir, ignore_errors=True)
+        return
+    for child in out_dir.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)

@@ -44,6 +44,9 @@ def print_summary(summary: Any, run_dir: str, console: Console | None = None) ->
     view = read_run(run_dir)
     objectives = list(view.space.objectives)
     console.print(front_table(summary.pareto_front, objectives))
+    if getattr(summary, "n_pruned", 0):
+        console.print(f"{summary.n_pruned} candidates pruned early (stopped after a rung; about "
+                      f"{summary.seconds_saved:.0f}s of evaluation saved); never on the front")
     if summary.n_pending:
         console.print(f"{summary.n_pending} candidates in flight were not finished: "
                       f"`evocl resume {run_dir}` evaluates them")

@@ -72,7 +72,7 @@ def main() -> None:
             samples[name].append({
                 "step_s": t["train_per_task"][1] / args.steps,
                 "task_train_s": t["train_per_task"][1],
-                "fisher_s_per_task": t["fisher"] / 2,
+                "fisher_s_per_task": t["strategies"]["ewc"] / 2,
                 "eval_round_s": t["eval"] / 3,  # baseline + after task 0 + after task 1
                 "trainable_params": r.objectives["trainable_params"],
                 "peak_memory_mb": r.objectives["peak_memory_mb"]})

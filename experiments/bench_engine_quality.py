@@ -3,7 +3,8 @@
 
 Compared: evocl nsga2; evocl async-nsga2 driven by a simulated pool of 8 workers with
 lognormal evaluation times (CV 1.0, no real sleeping); pymoo NSGA-II (SBX eta 15 / PM eta 20,
-duplicates eliminated); Optuna NSGAIISampler (in-memory study, defaults); evocl random search.
+duplicates eliminated); Optuna NSGAIISampler (in-memory study, defaults); evocl random search;
+evocl rl (REINFORCE, default options, batches of 50 asked then told).
 Measure: hypervolume (reference 1.1 per objective) of every non-dominated point evaluated,
 as a fraction of the true front's hypervolume.
 
@@ -88,6 +89,7 @@ METHODS = {
     "pymoo NSGA-II": run_pymoo,
     "optuna NSGAIISampler": run_optuna,
     "evocl random": lambda n, s, e: run_evocl("random", n, s, e),
+    "evocl rl": lambda n, s, e: run_evocl("rl", n, s, e),
 }
 
 

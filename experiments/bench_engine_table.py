@@ -69,8 +69,26 @@ def utilization() -> None:
               f"{data['makespan'][alg]['median']:.0f} |")
 
 
+def cl_search() -> None:
+    data = _load("engine_cl.json")
+    if not data:
+        return
+    print(f"\n| engine | hypervolume (-ACC, forgetting; ref 0, 1): median [min, max] | "
+          f"best ACC: median [min, max] | per seed (hv) | s / run |")
+    print("|---|---|---|---|---|")
+    for m, r in data["methods"].items():
+        h, b = r["hv"], r["best_acc"]
+        print(f"| {m} | **{h['median']:.3f}** [{h['min']:.3f}, {h['max']:.3f}] | "
+              f"{b['median']:.3f} [{b['min']:.3f}, {b['max']:.3f}] | "
+              f"{', '.join(f'{v:.3f}' for v in r['hv_per_seed'])} | {r['seconds_per_run']:.0f} |")
+    print(f"\n{data['seeds']} seeds, population {data['population']}, "
+          f"{data['evaluations']} evaluations per run")
+
+
 if __name__ == "__main__":
     quality()
     quality("engine_quality_11seeds.json")
+    quality("engine_quality_rl.json")
     overhead()
     utilization()
+    cl_search()

@@ -14,12 +14,8 @@ FAST = {"lr": 3e-2, "steps_per_task": 20, "batch_size": 16}
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Two threads on a loaded 2-core machine are ~10x slower on tiny tensors."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def one_thread(one_torch_thread):
     yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +154,9 @@ def test_on_task_end_reports_each_task_and_can_prune(stream, tiny) -> None:
     assert seen[1]["R"] == R[:2] and seen[1]["n_tasks"] == 3
     assert seen[1]["acc"] == pytest.approx((R[1][0] + R[1][1]) / 2)
     assert seen[1]["forgetting"] == pytest.approx(R[0][0] - R[1][0])
-    assert seen[1]["elapsed"] > 0
+    assert seen[1]["elapsed"] > 0 and seen[1]["wall_time"] == seen[1]["elapsed"]
+    assert seen[1]["trainable_params"] == full.objectives["trainable_params"]
+    assert set(seen[1]) >= set(OBJECTIVES)  # a scheduler can rank on any objective
 
     pruned = run(cfg, stream, tiny, seed=1, on_task_end=lambda rep: rep["tasks_seen"] < 2)
     assert pruned.status == "pruned" and not pruned.ok
@@ -166,3 +164,45 @@ def test_on_task_end_reports_each_task_and_can_prune(stream, tiny) -> None:
     assert pruned.metrics["accuracy_matrix"] == R[:2] and pruned.metrics["test_acc"] is None
     assert pruned.objectives["acc"] == pytest.approx(seen[1]["acc"])
     assert Result.from_dict(pruned.to_dict()).status == "pruned"
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_reduced_precision_runs_the_gpu_dtype_path_on_the_cpu(stream, tiny, precision) -> None:
+    """The GPU path's dtype handling (autocast forward, fp32 losses) runs on the CPU, with the
+    strategies that failed with a non-finite loss on a GPU (distillation at a high
+    temperature, a high lr with lora_alpha_ratio 4)."""
+    cfg = {"distill": True, "distill_temperature": 6.4, "distill_alpha": 0.27,
+           "lora_alpha_ratio": 4, "lora_rank": 32, "lr": 7e-3, "lora_dropout": 0.26,
+           "ewc": True, "replay": True}
+    r = run(cfg, stream, tiny, precision=precision)
+    assert r.ok, r.error
+    assert r.metrics["options"]["precision"] == precision
+
+
+def _poisoned_loss(monkeypatch, bad_calls: set[int]) -> None:
+    from evocl.cl.learners.classifier import ClassifierLearner
+
+    original = ClassifierLearner.loss
+    calls = {"n": 0}
+
+    def loss(self, batch, out):
+        calls["n"] += 1
+        value = original(self, batch, out)
+        return value * float("inf") if calls["n"] in bad_calls else value
+
+    monkeypatch.setattr(ClassifierLearner, "loss", loss)
+
+
+def test_a_non_finite_step_is_skipped_under_autocast_and_fails_in_fp32(stream, tiny,
+                                                                        monkeypatch) -> None:
+    _poisoned_loss(monkeypatch, {5})
+    skipped = run({}, stream, tiny, precision="bf16")
+    assert skipped.ok and skipped.metrics["strategy_counters"]["nonfinite_steps_skipped"] == [1]
+    _poisoned_loss(monkeypatch, {5})
+    from evocl.errors import EvaluationError
+
+    with pytest.raises(EvaluationError, match="non-finite loss at task 0 step 4"):
+        run({}, stream, tiny, precision="fp32")
+    _poisoned_loss(monkeypatch, set(range(3, 40)))  # a diverging run still fails under autocast
+    with pytest.raises(EvaluationError, match="steps skipped under bfloat16 autocast"):
+        run({}, stream, tiny, precision="bf16")

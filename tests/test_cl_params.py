@@ -9,7 +9,8 @@ CONTRACT = {"lora_rank", "lora_alpha_ratio", "lora_dropout", "lora_targets", "lo
             "lora_rank_schedule", "ewc", "ewc_lambda", "ewc_gamma", "replay",
             "replay_buffer_per_class", "replay_ratio", "replay_policy", "distill",
             "distill_temperature", "distill_alpha", "adversarial", "adv_epsilon", "lr",
-            "steps_per_task", "batch_size", "weight_decay", "warmup_ratio"}
+            "steps_per_task", "batch_size", "weight_decay", "warmup_ratio",
+            "agem", "agem_mem_per_class", "mer", "mer_beta", "mer_gamma"}
 
 
 def test_known_parameters_match_the_contract() -> None:
@@ -42,3 +43,30 @@ def test_integral_floats_and_int_bools_accepted() -> None:
     p = resolve({"lora_rank": 8.0, "replay": 1, "lr": 1})
     assert p.lora_rank == 8 and isinstance(p.lora_rank, int) and p.replay is True
     assert p.lr == 1.0
+
+
+@pytest.mark.parametrize("space", ["cl_lora.yaml", "cl_lora_gpu.yaml", "cl_lm.yaml"])
+def test_shipped_space_defaults_equal_the_strategies_defaults(space: str) -> None:
+    """One source for each default: a shipped space states the evaluator's own default for
+    every parameter it names (the space's default configuration is sequential fine-tuning)."""
+    from pathlib import Path
+
+    from evocl.space import load
+
+    path = Path(__file__).parent.parent / "search_spaces" / space
+    if not path.exists():
+        pytest.skip(f"{space} not shipped")
+    for p in load(str(path)).parameters:
+        assert p.name in DEFAULTS, p.name
+        assert p.default == DEFAULTS[p.name], (space, p.name, p.default, DEFAULTS[p.name])
+
+
+def test_parameter_names_need_no_torch() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys; from evocl.cl import KNOWN_PARAMETERS, OBJECTIVES, DEFAULTS; "
+            "from evocl.cl.strategies import strategy_classes; strategy_classes(); "
+            "import evocl.runner, evocl.export; print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

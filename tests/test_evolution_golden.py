@@ -18,19 +18,9 @@ from evocl.evolution import create
 from evocl.evolution.problems import evaluate, problem_dict
 from evocl.records import Candidate, Result
 from evocl.space import SearchSpace
+from evocl.testing.engines import MIXED
 
-MIXED = {
-    "parameters": {
-        "lr": {"type": "float", "low": 1e-5, "high": 1e-2, "log": True},
-        "rank": {"type": "int", "low": 2, "high": 16, "step": 2},
-        "targets": {"type": "categorical", "choices": ["attention", "mlp", "all"]},
-        "replay": {"type": "bool"},
-        "buffer": {"type": "int", "low": 10, "high": 100, "when": {"replay": True}},
-        "ratio": {"type": "float", "low": 0.0, "high": 1.0, "when": {"replay": True}},
-    },
-    "objectives": {"acc": {"direction": "maximize"}, "cost": {"direction": "minimize"}},
-    "constraints": {"cost": {"max": 14.0}},
-}
+MIXED_CONSTRAINED = {**MIXED, "constraints": {"cost": {"max": 14.0}}}
 
 
 def _mixed(c: Candidate) -> Result:
@@ -59,7 +49,7 @@ def _digest(algorithm: str, space: SearchSpace, objective, budget: int, **opts) 
 
 
 ZDT = SearchSpace.from_dict(problem_dict("zdt1", 5))
-MIX = SearchSpace.from_dict(MIXED)
+MIX = SearchSpace.from_dict(MIXED_CONSTRAINED)
 
 GOLDEN = {
     ("nsga2", "zdt1"): "11abfc8109cbca8b",

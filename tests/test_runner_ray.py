@@ -89,3 +89,46 @@ def test_ray_two_workers_killed_and_resumed_equals_uninterrupted(tmp_path):
     assert sorted(got["evaluations"], key=key) == sorted(ref["evaluations"], key=key)
     assert got["front"] == ref["front"]
     assert set(calls(tmp_path, "ray")) == set(range(30))
+
+
+def test_ray_asha_reports_through_the_broker_and_resumes_between_rungs(tmp_path):
+    """Early stopping on Ray: the workers' per-task reports reach the driver through the
+    broker actor. One worker: killed while a candidate runs between rungs, resumed = the
+    uninterrupted local run. Two workers: every decision journaled once, pruned ones stopped
+    at a rung."""
+    import json
+    import sys
+
+    import ray
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_runner_early_stop import asha_cfg, decisions
+    from test_runner_resume import calls, comparable, run_and_kill
+
+    run_search(asha_cfg(tmp_path, "ref"))                           # local, uninterrupted
+    ref = comparable(tmp_path / "ref")
+    lines = [json.loads(x) for x in (tmp_path / "ref" / "journal.jsonl").read_text().splitlines()]
+    at, key = next((i + 1, (e["id"], 2)) for i, e in enumerate(lines) if e["event"] == "report"
+                   and e["report"]["tasks_seen"] == 2 and e["continue"] and e["id"] > 3)
+    address = ray.get_runtime_context().gcs_address
+    cfg = asha_cfg(tmp_path, "ray1", workers=1, executor="ray", ray_address=address)
+    cfg = cfg.replace(evaluator_options={**cfg.evaluator_options, "pause_at": [list(key)]})
+    assert run_and_kill(cfg, resume=False, after_lines=at, timeout=120, group=True)
+    summary = run_search(cfg, resume=True)
+    assert summary.n_evaluated == 24 and summary.n_pruned >= 8
+    assert comparable(tmp_path / "ray1") == ref
+    assert decisions(tmp_path / "ray1") == decisions(tmp_path / "ref")
+    assert sorted(calls(tmp_path, "ray1")) == sorted(list(range(24)) + [key[0]])
+
+    cfg2 = asha_cfg(tmp_path, "ray2", workers=2, executor="ray", ray_address=address,
+                    evaluator_options={**cfg.evaluator_options, "delay": 0.05,
+                                       "log": str(tmp_path / "ray2.calls"), "pause_at": []})
+    s2 = run_search(cfg2)
+    view = read_run(tmp_path / "ray2")
+    seen = decisions(tmp_path / "ray2")
+    assert s2.n_evaluated == 24 and s2.n_pruned >= 6
+    assert len(seen) == len({(c, t) for c, t, _ in seen})
+    stops = {c: t for c, t, ok in seen if not ok}
+    for c, r in view.evaluations:
+        assert (r.status == "pruned") == (c.id in stops)
+        if r.status == "pruned":
+            assert r.metrics["tasks_trained"] == stops[c.id] in (2, 4)

@@ -31,8 +31,8 @@ CL_NAMES = [
     "lora_rank", "lora_alpha_ratio", "lora_dropout", "lora_targets", "lora_layers",
     "lora_rank_schedule", "ewc", "ewc_lambda", "ewc_gamma", "replay", "replay_buffer_per_class",
     "replay_ratio", "replay_policy", "distill", "distill_temperature", "distill_alpha",
-    "adversarial", "adv_epsilon", "lr", "steps_per_task", "batch_size", "weight_decay",
-    "warmup_ratio",
+    "adversarial", "adv_epsilon", "mer", "mer_beta", "mer_gamma", "agem", "agem_mem_per_class",
+    "lr", "steps_per_task", "batch_size", "weight_decay", "warmup_ratio",
 ]
 
 

@@ -15,7 +15,7 @@ from evocl.errors import RunDirError
 from evocl.records import Candidate, Result, RunConfig
 from evocl.space import load
 from evocl.storage import FORMAT_VERSION, RunDir, read_run
-from evocl.storage.journal import good_prefix
+from evocl.storage.journal import scan_journal
 
 from _evocl_run_helpers import write_space
 
@@ -110,9 +110,11 @@ def test_torn_last_line_dropped_and_truncated(tmp_path):
         assert len(read_run(tmp_path / "run").evaluations) == 1
 
 
-def test_good_prefix_reports_corruption_in_the_middle():
-    events, n, problem = good_prefix(b'{"event":"a"}\nxx\n{"event":"b"}\n')
-    assert events == [{"event": "a"}] and n == 14 and "corrupt line" in problem
+def test_scan_keeps_every_good_event_around_a_bad_line():
+    scan = scan_journal(b'{"event":"a"}\nxx\n{"event":"b"}\n')
+    assert scan.events == [{"event": "a"}, {"event": "b"}] and scan.slots == [0, 2]
+    assert [(b.offset, b.line) for b in scan.bad] == [(14, 2)] and "not JSON" in scan.bad[0].reason
+    assert not scan.tail_only
 
 
 def test_snapshots_keep_three_and_fall_back_when_corrupt(tmp_path):

@@ -3,15 +3,38 @@
     from evocl.cl import evaluate, CLEvaluator, KNOWN_PARAMETERS, load_backbone
     result = evaluate(config, stream, load_backbone("tiny"), seed=0)
 
-torch, transformers and peft are imported here (not at evocl import time).
+Imports are lazy: ``evocl.cl.KNOWN_PARAMETERS`` or ``OBJECTIVES`` never load torch;
+``evaluate``, ``CLEvaluator`` and ``load_backbone`` load torch, transformers and peft on first
+use.
 """
 
 from __future__ import annotations
 
-from evocl.cl.backbone import Backbone, load_backbone
-from evocl.cl.evaluate import OBJECTIVES, evaluate, prepare
-from evocl.cl.evaluator import OPTIONS, CLEvaluator
-from evocl.cl.params import DEFAULTS, KNOWN_PARAMETERS, CLParams, resolve
+import importlib
+from typing import Any
 
-__all__ = ["Backbone", "CLEvaluator", "CLParams", "DEFAULTS", "KNOWN_PARAMETERS", "OBJECTIVES",
-           "OPTIONS", "evaluate", "load_backbone", "prepare", "resolve"]
+_EXPORTS = {
+    "Backbone": "evocl.cl.backbone", "load_backbone": "evocl.cl.backbone",
+    "evaluate": "evocl.cl.evaluation", "prepare": "evocl.cl.evaluation",
+    "CLEvaluator": "evocl.cl.evaluator",
+    "OBJECTIVES": "evocl.cl.names", "ALL_OBJECTIVES": "evocl.cl.names",
+    "Options": "evocl.cl.names",
+    "CLParams": "evocl.cl.params", "DEFAULTS": "evocl.cl.params",
+    "KNOWN_PARAMETERS": "evocl.cl.params", "resolve": "evocl.cl.params",
+    "STRATEGIES": "evocl.cl.strategies",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'evocl.cl' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -27,6 +27,7 @@ class SplitTensors:
     labels: torch.Tensor
     task: torch.Tensor
     offsets: tuple[int, ...]
+    targets: torch.Tensor | None = None  # generative streams: 1 where a token is predicted
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -38,6 +39,13 @@ class SplitTensors:
         """(ids, mask, labels, task) of rows ``idx``, trimmed to their longest sequence."""
         width = int(self.lengths[idx].max())
         return self.ids[idx, :width], self.mask[idx, :width], self.labels[idx], self.task[idx]
+
+    def lm_batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(ids, mask, target mask, task) of rows ``idx`` of a generative split, trimmed."""
+        width = int(self.lengths[idx].max())
+        assert self.targets is not None
+        return (self.ids[idx, :width], self.mask[idx, :width], self.targets[idx, :width],
+                self.task[idx])
 
 
 @dataclass(frozen=True, eq=False)
@@ -60,11 +68,18 @@ class StreamTensors:
 
 
 def _split(parts: list[Any], cap: int | None, sort: bool) -> SplitTensors:
-    ids_l, mask_l, lab_l, task_l, offsets = [], [], [], [], [0]
+    """Rows of every task's part, padded to one width. A part of a generative stream has a
+    ``target_mask`` and no labels (its labels tensor is zeros)."""
+    ids_l, mask_l, lab_l, task_l, tgt_l, offsets = [], [], [], [], [], [0]
+    generative = bool(parts) and getattr(parts[0], "target_mask", None) is not None
     for t, part in enumerate(parts):
         ids = np.asarray(part.input_ids, dtype=np.int64)
         mask = np.asarray(part.attention_mask, dtype=np.int64)
-        lab = np.asarray(part.labels, dtype=np.int64)
+        if generative:
+            tgt = np.asarray(part.target_mask, dtype=np.int64).reshape(mask.shape)
+            lab = np.zeros(len(ids), dtype=np.int64)
+        else:
+            lab = np.asarray(part.labels, dtype=np.int64)
         order = np.arange(len(lab))
         if cap is not None and len(lab) > cap:
             # a fixed stratified-by-chance subset: same rows for every candidate
@@ -74,19 +89,27 @@ def _split(parts: list[Any], cap: int | None, sort: bool) -> SplitTensors:
         ids_l.append(ids[order])
         mask_l.append(mask[order])
         lab_l.append(lab[order])
+        if generative:
+            tgt_l.append(tgt[order])
         task_l.append(np.full(len(order), t, dtype=np.int64))
         offsets.append(offsets[-1] + len(order))
     width = max([a.shape[1] for a in ids_l] + [1])
     ids = np.zeros((offsets[-1], width), dtype=np.int64)
     mask = np.zeros((offsets[-1], width), dtype=np.int64)
+    tgt_all = np.zeros((offsets[-1], width), dtype=np.bool_) if generative else None
     for t, (a, m) in enumerate(zip(ids_l, mask_l)):
         ids[offsets[t]:offsets[t + 1], : a.shape[1]] = a
         mask[offsets[t]:offsets[t + 1], : m.shape[1]] = m
+        if tgt_all is not None:
+            tgt_all[offsets[t]:offsets[t + 1], : a.shape[1]] = tgt_l[t] > 0
     mask_t = torch.from_numpy(mask)
+    # a row's length is up to its last attended token (right padding)
+    last = np.where(mask.any(1), mask.shape[1] - np.argmax(mask[:, ::-1] > 0, axis=1), 1)
     return SplitTensors(ids=torch.from_numpy(ids), mask=mask_t,
-                        lengths=mask_t.sum(1).clamp(min=1),
+                        lengths=torch.from_numpy(last.astype(np.int64)).clamp(min=1),
                         labels=torch.from_numpy(np.concatenate(lab_l)),
-                        task=torch.from_numpy(np.concatenate(task_l)), offsets=tuple(offsets))
+                        task=torch.from_numpy(np.concatenate(task_l)), offsets=tuple(offsets),
+                        targets=None if tgt_all is None else torch.from_numpy(tgt_all))
 
 
 def stream_tensors(tokenized: Any, max_eval_per_task: int | None = None,
@@ -96,7 +119,8 @@ def stream_tensors(tokenized: Any, max_eval_per_task: int | None = None,
     tasks = tokenized.tasks
     return StreamTensors(
         scenario=stream.scenario, n_classes=len(stream.class_names),
-        task_classes=tuple(tuple(int(c) for c in t.classes) for t in stream.tasks),
+        task_classes=tuple(tuple(int(c) for c in getattr(t, "classes", ()) or ())
+                           for t in stream.tasks),
         train=_split([t.train for t in tasks], None, sort=False),
         val=_split([t.val for t in tasks], max_eval_per_task, sort=True),
         test=_split([t.test for t in tasks], max_test_per_task, sort=True),

@@ -9,43 +9,33 @@ import traceback
 from typing import Any, Callable
 
 from evocl.cl.backbone import Backbone, load_backbone
-from evocl.cl.evaluate import evaluate, prepare, resolve_device
+from evocl.cl.evaluation import evaluate, prepare, resolve_device
+from evocl.cl.names import Options
 from evocl.errors import EvaluationError, UserError
 from evocl.records import Candidate, Result
-
-OPTIONS = {"max_eval_per_task": 64, "max_test_per_task": None, "eval_batch_size": 128,
-           "fisher_samples": None, "lr_decay": "linear"}
 
 
 class CLEvaluator:
     """Build once, call per candidate: ``CLEvaluator(...)(candidate) -> Result``.
 
-    ``stream``: a built-in name, a spec path or a streams.Stream; ``backbone``: "minilm",
-    "tiny", a checkpoint directory or a Backbone. Options (defaults in OPTIONS):
-    max_eval_per_task (validation rows per task used for the accuracy matrix),
-    max_test_per_task, eval_batch_size, fisher_samples (EWC; None = scaled with the task's
-    training volume, see train.fisher_samples_for), lr_decay (linear|constant).
+    ``stream``: a built-in name, a spec path or a streams.Stream; ``backbone``: a registered
+    name ("minilm", "tiny", ...), a checkpoint directory or a Backbone. ``options`` are the
+    evaluator options of `evocl.cl.names.Options` (max_length, max_eval_per_task, ...).
     """
 
     def __init__(self, stream: Any = "default", backbone: Any = "minilm", device: str = "auto",
-                 fitness_tasks: int | None = None, max_length: int = 64, stream_seed: int = 0,
-                 **options: Any):
-        unknown = sorted(set(options) - set(OPTIONS))
-        if unknown:
-            raise UserError(f"unknown option(s) {unknown}; known: {sorted(OPTIONS)}",
-                            source="evaluator_options", field=unknown[0])
-        self.options = {**OPTIONS, **options}
+                 fitness_tasks: int | None = None, **options: Any):
+        self.options = Options.from_mapping(options)
         self.device = str(resolve_device(device))
         self.fitness_tasks = fitness_tasks
-        self.max_length = int(max_length)
         self.backbone = backbone if isinstance(backbone, Backbone) else load_backbone(backbone)
         if isinstance(stream, str):
             from evocl.streams import load_stream
 
-            stream = load_stream(stream, seed=stream_seed)
+            stream = load_stream(stream, seed=self.options.stream_seed)
         self.stream = stream
-        self.data = prepare(stream, self.backbone, self.max_length,
-                            self.options["max_eval_per_task"], self.options["max_test_per_task"])
+        self.data = prepare(stream, self.backbone, self.options.max_length,
+                            self.options.max_eval_per_task, self.options.max_test_per_task)
         if fitness_tasks is not None and not 1 <= int(fitness_tasks) <= self.data.n_tasks:
             raise UserError(f"must be between 1 and {self.data.n_tasks}, got {fitness_tasks}",
                             field="fitness_tasks")
@@ -57,12 +47,7 @@ class CLEvaluator:
         try:
             return evaluate(candidate.config, self.data, self.backbone, candidate.seed,
                             device=self.device, fitness_tasks=self.fitness_tasks,
-                            max_length=self.max_length,
-                            max_eval_per_task=self.options["max_eval_per_task"],
-                            max_test_per_task=self.options["max_test_per_task"],
-                            eval_batch_size=self.options["eval_batch_size"],
-                            fisher_samples=self.options["fisher_samples"],
-                            lr_decay=self.options["lr_decay"], on_task_end=on_task_end)
+                            options=self.options, on_task_end=on_task_end)
         except BaseException as exc:  # noqa: BLE001 - a worker must never die on a candidate
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise

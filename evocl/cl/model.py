@@ -1,9 +1,17 @@
-"""The trained model: frozen backbone + LoRA (PEFT) + mean pooling + one linear head.
+"""The trained model: frozen backbone + LoRA (PEFT) and, for an encoder, mean pooling + one
+linear head; for a causal LM, its own (frozen) LM head.
 
-LoRA targets (BERT-family names; DistilBERT and ``*_proj`` layouts are mapped likewise):
+LoRA targets of an encoder (BERT-family names; DistilBERT and ``*_proj`` layouts are mapped
+likewise):
     attention      query, key, value
     attention_mlp  query, key, value + the feed-forward pair (intermediate.dense, output.dense)
     all_linear     every linear layer of the encoder (the above + attention.output.dense)
+of a causal LM (Llama / Qwen / SmolLM: ``*_proj``; OPT: ``out_proj``, ``fc1``, ``fc2``;
+GPT-2: ``c_attn``, ``attn.c_proj``, ``c_fc``, ``mlp.c_proj``, Conv1D layers, so PEFT gets
+``fan_in_fan_out``):
+    attention      q, k, v, o (GPT-2: c_attn and the attention's c_proj)
+    attention_mlp  + the feed-forward layers (gate, up, down / fc1, fc2 / c_fc, mlp.c_proj)
+    all_linear     every linear layer of the blocks (the same set; the LM head stays frozen)
 ``lora_layers`` picks ``layers_to_transform`` (all / top_half / bottom_half of the encoder
 layers). ``lora_rank_schedule`` sets per-layer ranks through PEFT's ``rank_pattern`` over the
 adapted layers, lowest to highest: uniform = rank everywhere; increasing = rank/2 in the lowest
@@ -25,7 +33,8 @@ from evocl.cl.backbone import Backbone
 from evocl.cl.params import CLParams
 from evocl.errors import BackboneError
 
-# layout name -> (attention, mlp, attention output) module-name suffixes
+# layout name -> (attention, mlp, attention output) module-name suffixes; the first
+# attention name identifies the layout
 LAYOUTS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
     "bert": (("query", "key", "value"), ("intermediate.dense", "output.dense"),
              ("attention.output.dense",)),
@@ -33,6 +42,13 @@ LAYOUTS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
     "proj": (("q_proj", "k_proj", "v_proj"), ("up_proj", "down_proj", "gate_proj", "fc1", "fc2"),
              ("o_proj", "out_proj")),
 }
+# causal LMs: the attention output projection is part of "attention"
+LM_LAYOUTS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
+    "llama": (("q_proj", "k_proj", "v_proj", "o_proj"), ("gate_proj", "up_proj", "down_proj"), ()),
+    "opt": (("q_proj", "k_proj", "v_proj", "out_proj"), ("fc1", "fc2"), ()),
+    "gpt2": (("c_attn", "attn.c_proj"), ("c_fc", "mlp.c_proj"), ()),
+}
+_FAN_IN_FAN_OUT = {"gpt2"}
 _LAYER_RE = re.compile(r"(?:^|\.)(layer|layers|h|block|blocks)\.(\d+)\.")
 
 
@@ -60,16 +76,32 @@ class CLModel(nn.Module):
         return self.encoder.get_input_embeddings()
 
 
-def detect_layout(model: nn.Module) -> tuple[str, str, int]:
-    """(layout name, layers pattern, number of layers) of an encoder, from its module names."""
-    names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
-    layout = next((k for k, (att, _, _) in LAYOUTS.items()
+def _linear_names(model: nn.Module) -> list[str]:
+    """Names of the linear layers (nn.Linear and GPT-2's Conv1D)."""
+    try:
+        from transformers.pytorch_utils import Conv1D
+        kinds: tuple[type, ...] = (nn.Linear, Conv1D)
+    except ImportError:  # pragma: no cover - depends on the installed transformers
+        kinds = (nn.Linear,)
+    return [n for n, m in model.named_modules() if isinstance(m, kinds)]
+
+
+def detect_layout(model: nn.Module, causal: bool = False) -> tuple[str, str, int]:
+    """(layout name, layers pattern, number of layers) of an encoder or, with ``causal``, a
+    causal LM, from its module names."""
+    names = _linear_names(model)
+    table = LM_LAYOUTS if causal else LAYOUTS
+    layout = next((k for k, (att, _, _) in table.items()
                    if any(n.endswith("." + att[0]) or n == att[0] for n in names)), None)
+    if causal and layout == "llama" and not any(n.endswith(".o_proj") for n in names):
+        layout = "opt" if any(n.endswith(".out_proj") for n in names) else None
     found = [_LAYER_RE.search(n) for n in names]
     layers = sorted({int(f.group(2)) for f in found if f})
     if layout is None or not layers:
-        raise BackboneError("unsupported encoder layout: no query/q_lin/q_proj linear layers "
-                            "inside numbered layers", source="backbone", field="model")
+        kind = "causal-LM" if causal else "encoder"
+        want = "q_proj/c_attn" if causal else "query/q_lin/q_proj"
+        raise BackboneError(f"unsupported {kind} layout: no {want} linear layers inside "
+                            "numbered layers", source="backbone", field="model")
     pattern = next(f.group(1) for f in found if f)
     return layout, pattern, layers[-1] + 1
 
@@ -88,11 +120,12 @@ def layer_ranks(params: CLParams, layers: list[int]) -> dict[int, int]:
     return out
 
 
-def lora_config(params: CLParams, layout: str, layers_pattern: str, n_layers: int) -> Any:
+def lora_config(params: CLParams, layout: str, layers_pattern: str, n_layers: int,
+                causal: bool = False) -> Any:
     """The PEFT LoraConfig for ``params`` (see the module docstring)."""
     from peft import LoraConfig
 
-    att, mlp, att_out = LAYOUTS[layout]
+    att, mlp, att_out = (LM_LAYOUTS if causal else LAYOUTS)[layout]
     targets = list(att)
     if params.lora_targets in ("attention_mlp", "all_linear"):
         targets += list(mlp)
@@ -120,15 +153,62 @@ def lora_config(params: CLParams, layout: str, layers_pattern: str, n_layers: in
         lora_dropout=params.lora_dropout, target_modules=targets,
         exclude_modules=exclude or None,
         layers_to_transform=layers, layers_pattern=layers_pattern,
-        rank_pattern=rank_pattern, alpha_pattern=alpha_pattern, bias="none")
+        rank_pattern=rank_pattern, alpha_pattern=alpha_pattern, bias="none",
+        fan_in_fan_out=causal and layout in _FAN_IN_FAN_OUT,
+        task_type="CAUSAL_LM" if causal else None)
 
 
-def build_model(backbone: Backbone, params: CLParams, n_classes: int, seed: int) -> CLModel:
+def backbone_lora_config(backbone: Backbone, params: CLParams) -> Any:
+    """The LoraConfig the evaluator applies to ``backbone`` under ``params``."""
+    causal = getattr(backbone, "kind", "encoder") == "causal_lm"
+    layout, pattern, n_layers = detect_layout(backbone.model, causal)
+    return lora_config(params, layout, pattern, n_layers, causal)
+
+
+class LMModel(nn.Module):
+    """A PEFT-wrapped causal LM. ``forward`` gives the last hidden states [B, L, H];
+    ``logits(h)`` applies the (frozen) LM head to chosen positions only, so the vocabulary
+    projection is paid for the target tokens alone."""
+
+    def __init__(self, peft_lm: nn.Module):
+        super().__init__()
+        self.lm = peft_lm
+
+    def _inner(self) -> nn.Module:
+        return self.lm.get_base_model()
+
+    def forward(self, input_ids: torch.Tensor | None, attention_mask: torch.Tensor,
+                inputs_embeds: torch.Tensor | None = None) -> torch.Tensor:
+        inner = self._inner()
+        body = getattr(inner, inner.base_model_prefix)
+        out = body(input_ids=input_ids, attention_mask=attention_mask,
+                   inputs_embeds=inputs_embeds, use_cache=False)
+        return out.last_hidden_state
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self._inner().get_output_embeddings()(hidden)
+
+    def input_embeddings(self) -> nn.Module:
+        return self._inner().get_input_embeddings()
+
+
+def build_model(backbone: Backbone, params: CLParams, n_classes: int, seed: int,
+                dtype: torch.dtype | None = None) -> nn.Module:
     """A fresh model from the pristine backbone (deep copy). Uses the global torch RNG: call it
     inside a forked, seeded RNG scope. The head is initialised first from ``seed`` alone, so the
-    untrained model (LoRA B = 0) depends on the seed only, whatever the LoRA settings."""
+    untrained model (LoRA B = 0) depends on the seed only, whatever the LoRA settings.
+    A causal LM gets no head (its LM head is frozen); ``dtype`` casts its frozen weights (bf16
+    on a GPU) while the adapters stay fp32."""
     from peft import get_peft_model
 
+    if getattr(backbone, "kind", "encoder") == "causal_lm":
+        lm = copy.deepcopy(backbone.model)
+        if dtype is not None:
+            lm = lm.to(dtype)
+        torch.manual_seed(seed + 1)
+        model_lm = LMModel(get_peft_model(lm, backbone_lora_config(backbone, params)))
+        model_lm.train()
+        return model_lm
     torch.manual_seed(seed)
     head = nn.Linear(backbone.hidden_size, n_classes)
     encoder = copy.deepcopy(backbone.model)

@@ -1,45 +1,36 @@
-"""One candidate's run over the stream: train each task, consolidate, evaluate.
+"""One candidate's run over the stream: train each task, let the strategies work, evaluate.
 
 `run_stream` holds the loop; `evaluate.py` wraps it with seeding, timing and the Result. The
-per-step path is kept lean: pre-tokenized rows, one gather per batch, dynamic padding, no
-per-step allocations beyond the forward/backward itself.
+loop knows no strategy by name: it asks the active strategies (`evocl.cl.strategies`, in
+their table's order) for batch rows, loss terms, input perturbations, gradient transforms, an
+update rule and end-of-task work, and the learner (`evocl.cl.learners`) for everything that
+depends on the model family. The per-step path is kept lean: pre-tokenized rows, one gather
+per batch, dynamic padding.
 
-Loss on a step of task t (batch = new rows + a replay_ratio share from the buffer):
-    CE(masked logits, y) + distill_alpha * KD_old  + EWC penalty   [+ CE on FGM-perturbed
-    embeddings, as a second backward on the same batch]
-KD is LwF's T^2-scaled KL from the model as it stood after task t-1 (a frozen copy of the
-trainable tensors, run through torch.func.functional_call, eval mode) over the classes of
-tasks < t; teacher logits are cached per training row within a task.
-CE + alpha * KD (not (1-alpha) CE + alpha KD): alpha = 0 is exactly no distillation.
+A step of task t (batch = new rows + rows the strategies mix in, e.g. replay):
+    loss = learner.loss(batch, forward(batch)) + sum of the strategies' loss terms
+    backward; [perturbed pass: the task loss on embeddings + perturbation, backward]
+    gradient transforms (e.g. A-GEM); clip to norm 1; AdamW step
+The forward runs under autocast on a GPU; losses and loss terms are computed in fp32 outside
+it. A non-finite loss ends the candidate in fp32; under bf16/fp16 autocast the step is skipped
+(as a dynamic loss scaler does) up to a fifth of a task's steps (`_NonFinite`), so that a
+configuration that trains on the CPU does not fail only on a GPU.
 """
 
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch.func import functional_call
 
-from evocl.cl.data import StreamTensors, allowed_classes, class_masks, old_classes
-from evocl.cl.model import CLModel
-from evocl.cl.params import CLParams
-from evocl.cl.strategies import (OnlineEWC, ReplayBuffer, distill_loss, empirical_fisher,
-                                 fgm_perturbation)
+from evocl.cl.strategies import Context, Strategy, strategy_classes
 from evocl.errors import EvaluationError
 
-
-@dataclass(frozen=True)
-class Options:
-    """Evaluator options (not searched): evaluation caps and costs, schedule shape."""
-
-    eval_batch_size: int = 128
-    fisher_samples: int | None = None  # None: fisher_samples_for(params)
-    lr_decay: str = "linear"  # or "constant" after warm-up, per task
+#: child generators of the candidate's seed: 0 = batch order, the rest per strategy ``streams``
+N_STREAMS = 8
 
 
 @dataclass
@@ -51,6 +42,8 @@ class RunOutput:
     final_losses: list[float] = field(default_factory=list)
     drift_from_task0: float = 0.0  # L2 distance of the trainable tensors from their state after task 0
     stopped_after: int | None = None  # tasks trained when on_task_end stopped the run
+    extra: dict[str, Any] = field(default_factory=dict)  # the learner's extra matrices (e.g. NLL)
+    counters: dict[str, Any] = field(default_factory=dict)  # per-strategy counts (e.g. projections)
 
 
 class _TaskSampler:
@@ -71,15 +64,6 @@ class _TaskSampler:
         return np.concatenate(out)
 
 
-def fisher_samples_for(p: CLParams, requested: int | None) -> int:
-    """Samples for a task's Fisher: ``requested``, or by default steps*batch/16 within
-    [16, 64] -- a per-sample gradient costs ~1.4x a batched training sample, so the Fisher
-    stays under ~10% of the task's training time."""
-    if requested is not None:
-        return int(requested)
-    return int(min(64, max(16, p.steps_per_task * p.batch_size // 16)))
-
-
 def _lr_factor(step: int, steps: int, warmup_ratio: float, decay: str) -> float:
     warm = int(round(warmup_ratio * steps))
     if step < warm:
@@ -89,204 +73,189 @@ def _lr_factor(step: int, steps: int, warmup_ratio: float, decay: str) -> float:
     return (steps - step) / max(1, steps - warm)
 
 
-def _optimizer(params: dict[str, torch.Tensor], p: CLParams) -> torch.optim.Optimizer:
+def _optimizer(params: dict[str, torch.Tensor], p: Any) -> torch.optim.Optimizer:
     decay = [t for t in params.values() if t.ndim >= 2]
     no_decay = [t for t in params.values() if t.ndim < 2]
     return torch.optim.AdamW([{"params": decay, "weight_decay": p.weight_decay},
                               {"params": no_decay, "weight_decay": 0.0}], lr=p.lr)
 
 
-def _masked(logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
-    return logits.float().masked_fill(~allowed, float("-inf"))
+def build_strategies(learner: Any, p: Any, seed: int) -> tuple[np.random.Generator,
+                                                               list[Strategy]]:
+    """(batch-order generator, the active strategies in table order), each with its Context."""
+    gens = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(N_STREAMS)]
+    active: dict[str, Strategy] = {}
+    for cls in strategy_classes():
+        if cls.active(p):
+            ctx = Context(learner, p, learner.device, tuple(gens[i] for i in cls.streams),
+                          others=active)
+            active[cls.name] = cls(ctx)
+    if sum(type(s).update is not None for s in active.values()) > 1:
+        raise EvaluationError("at most one strategy may replace the update rule "
+                              f"({[n for n, s in active.items() if type(s).update]})")
+    return gens[0], list(active.values())
 
 
-def run_stream(model: CLModel, data: StreamTensors, p: CLParams, seed: int, n_tasks: int,
-               device: torch.device, amp: torch.dtype | None, opts: Options,
+class _Skip(Exception):
+    """A step whose loss or gradients are not finite under reduced-precision autocast."""
+
+
+class _NonFinite:
+    """What a non-finite loss or gradient does. In fp32 it ends the candidate (a diverging
+    configuration). Under bf16/fp16 autocast the step is skipped, as a dynamic loss scaler
+    skips an overflowing step, so that a configuration that trains on the CPU does not fail
+    only on a GPU; more than ``limit`` skipped steps in a task still end it."""
+
+    def __init__(self, amp: torch.dtype | None, steps_per_task: int):
+        self.amp = amp
+        self.limit = max(2, steps_per_task // 5)
+        self.skipped: list[int] = []
+
+    def check(self, value: float | torch.Tensor, t: int, step: int) -> float:
+        value = float(value)
+        if np.isfinite(value):
+            return value
+        if self.amp is None:
+            raise EvaluationError(f"non-finite loss at task {t} step {step}", transient=False)
+        while len(self.skipped) <= t:
+            self.skipped.append(0)
+        self.skipped[t] += 1
+        if self.skipped[t] > self.limit:
+            raise EvaluationError(f"non-finite loss at task {t} step {step} ({self.skipped[t]} "
+                                  f"steps skipped under {str(self.amp)[6:]} autocast)",
+                                  transient=False)
+        raise _Skip()
+
+
+def run_stream(learner: Any, p: Any, seed: int, opts: Any,
                on_task_end: Callable[[int, list[list[float]], list[float]], bool] | None = None,
                ) -> RunOutput:
-    """Train tasks 0..n_tasks-1 in order; R[i][j] over j < n_tasks. Uses the torch global RNG
-    (dropout): call inside a forked, seeded RNG scope.
+    """Train tasks 0..learner.n_tasks-1 in order; R[i][j] over all j < n_tasks. Uses the torch
+    global RNG (dropout): call inside a forked, seeded RNG scope.
 
     ``on_task_end(t, R, baseline)`` is called after task t's evaluation round (t < n_tasks-1);
     when it returns False the run stops there (``RunOutput.stopped_after`` = t + 1 tasks) and
     no test round is run."""
-    rng_batch, rng_buffer, rng_replay, rng_fisher = (
-        np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4))
-    seen, own = (m.to(device) for m in class_masks(data, n_tasks))
-    named = {n: t for n, t in model.named_parameters() if t.requires_grad}
-    names, plist = list(named), list(named.values())
-    ewc = OnlineEWC(p.ewc_lambda, p.ewc_gamma) if p.ewc else None
-    buffer = ReplayBuffer(p.replay_buffer_per_class, p.replay_policy, rng_buffer) \
-        if p.replay else None
-    use_kd = p.distill and p.distill_alpha > 0.0
-    teacher: dict[str, torch.Tensor] | None = None
-    scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 else None
-    autocast = (lambda: torch.autocast(device.type, dtype=amp)) if amp is not None \
-        else contextlib.nullcontext
-    timings: dict[str, Any] = {"train": 0.0, "fisher": 0.0, "eval": 0.0, "train_per_task": []}
+    n_tasks, data = learner.n_tasks, learner.data
+    rng_batch, strategies = build_strategies(learner, p, seed)
+    mixers = [s for s in strategies if type(s).n_mix is not Strategy.n_mix]
+    perturbers = [s for s in strategies if s.needs_input_grad]
+    transforms = [s for s in strategies if type(s).transform_grads is not Strategy.transform_grads]
+    updater = next((s for s in strategies if type(s).update is not None), None)
+    named, plist = learner.trainable, learner.trainable_list
+    scaler = (torch.amp.GradScaler("cuda")
+              if learner.amp == torch.float16 and learner.device.type == "cuda" else None)
+    timings: dict[str, Any] = {"train": 0.0, "eval": 0.0, "train_per_task": [],
+                               "strategies": {s.name: 0.0 for s in strategies}}
     losses: list[float] = []
+    extra: dict[str, list[list[float]]] = {}
+    guard = _NonFinite(learner.amp, p.steps_per_task)
+
+    def score(split: str, after: int) -> list[float]:
+        row, more = learner.eval_round(split, after)
+        for k, v in more.items():
+            extra.setdefault(f"{split}_{k}", []).append(v)
+        return row
 
     t0 = time.perf_counter()
-    baseline = _eval_round(model, data, data.val, seen, own, -1, n_tasks, device, autocast, opts)
+    baseline = score("val", -1)
     timings["eval"] += time.perf_counter() - t0
     R: list[list[float]] = []
     after_first: list[torch.Tensor] = []
     for t in range(n_tasks):
         t0 = time.perf_counter()
+        learner.current_task = t
         sampler = _TaskSampler(data.train.rows(t), rng_batch)
-        old = old_classes(data, t).to(device) if (use_kd and t > 0) else None
-        cache = _TeacherCache(len(data.train), data.n_classes, device) if old is not None \
-            else None
         opt = _optimizer(named, p)
         drawn: list[np.ndarray] = []
-        loss_val = float("nan")
-        for step in range(p.steps_per_task):
-            for g in opt.param_groups:
-                g["lr"] = p.lr * _lr_factor(step, p.steps_per_task, p.warmup_ratio, opts.lr_decay)
-            n_rep = 0
-            if buffer is not None and p.replay_ratio > 0.0 and len(buffer) > 0:
-                n_rep = min(int(round(p.replay_ratio * p.batch_size)), p.batch_size - 1)
-            new_rows = sampler.take(p.batch_size - n_rep)
-            drawn.append(new_rows)
-            rows = new_rows if n_rep == 0 else np.concatenate(
-                [new_rows, buffer.sample(n_rep, rng_replay)])  # type: ignore[union-attr]
-            ids, mask, y, tk = (x.to(device, non_blocking=True)
-                                for x in data.train.batch(torch.from_numpy(rows)))
-            allowed = allowed_classes(data.scenario, seen, own, t, tk)
+        step = 0
+
+        def one_step(rows: np.ndarray) -> float:
+            batch = learner.batch(rows, t)
             embeds = None
-            with autocast():
-                if p.adversarial:
-                    embeds = model.input_embeddings()(ids).detach().requires_grad_(True)
-                    logits = model(None, mask, inputs_embeds=embeds)
-                else:
-                    logits = model(ids, mask)
-                loss = F.cross_entropy(_masked(logits, allowed), y)
-                if teacher is not None and old is not None:
-                    t_logits = _teacher_cached(model, teacher, cache, data, rows, device, p)
-                    loss = loss + p.distill_alpha * distill_loss(
-                        logits, t_logits, old, p.distill_temperature)
-            if ewc is not None:
-                pen = ewc.penalty(plist)
-                if pen is not None:
-                    loss = loss + pen
-            loss_val = float(loss.detach())
-            if not np.isfinite(loss_val):
-                raise EvaluationError(f"non-finite loss at task {t} step {step}", transient=False)
-            (scaler.scale(loss) if scaler else loss).backward()
-            if embeds is not None:
-                delta = fgm_perturbation(embeds.grad, p.adv_epsilon)  # type: ignore[arg-type]
-                with autocast():
-                    adv = model(None, mask, inputs_embeds=embeds.detach() + delta)
-                    adv_loss = F.cross_entropy(_masked(adv, allowed), y)
-                if not torch.isfinite(adv_loss):
-                    raise EvaluationError(f"non-finite loss at task {t} step {step}",
-                                          transient=False)
-                (scaler.scale(adv_loss) if scaler else adv_loss).backward()
-            if scaler:
-                scaler.unscale_(opt)
-            torch.nn.utils.clip_grad_norm_(plist, 1.0, foreach=True)
+            with learner.autocast():
+                if perturbers:
+                    embeds = learner.embed(batch).detach().requires_grad_(True)
+                out = learner.forward(batch, embeds)
+            loss = learner.loss(batch, out)
+            for s in strategies:
+                for term in s.loss_terms(s.ctx, batch, out):
+                    loss = loss + term
+            try:
+                value = guard.check(loss.detach(), t, step)
+                (scaler.scale(loss) if scaler else loss).backward()
+                for s in perturbers:
+                    delta = s.perturb(s.ctx, batch, embeds.grad)  # type: ignore[union-attr]
+                    with learner.autocast():
+                        adv = learner.forward(batch, embeds.detach() + delta)  # type: ignore[union-attr]
+                    adv_loss = learner.loss(batch, adv)
+                    guard.check(adv_loss.detach(), t, step)
+                    (scaler.scale(adv_loss) if scaler else adv_loss).backward()
+                if scaler:
+                    scaler.unscale_(opt)
+                for s in transforms:
+                    new = s.transform_grads(s.ctx, [x.grad for x in plist])
+                    if new is not None:
+                        for x, g in zip(plist, new):
+                            x.grad = g
+                norm = torch.nn.utils.clip_grad_norm_(plist, 1.0, foreach=True)
+                if learner.amp is not None and scaler is None:
+                    guard.check(norm.detach(), t, step)  # inf gradients: skip, as a scaler would
+            except _Skip:
+                opt.zero_grad(set_to_none=True)
+                return float("nan")
             if scaler:
                 scaler.step(opt)
                 scaler.update()
             else:
                 opt.step()
             opt.zero_grad(set_to_none=True)
-        losses.append(loss_val)
+            return value
+
+        loss_val = float("nan")
+        last_finite = float("nan")
+        for step in range(p.steps_per_task):
+            for g in opt.param_groups:
+                g["lr"] = p.lr * _lr_factor(step, p.steps_per_task, p.warmup_ratio, opts.lr_decay)
+            wants = [(s, s.n_mix(s.ctx)) for s in mixers]
+            new_rows = sampler.take(p.batch_size - sum(n for _, n in wants))
+            drawn.append(new_rows)
+            mixed = [s.mix(s.ctx, n) for s, n in wants if n > 0]
+            rows = np.concatenate([new_rows, *mixed]) if mixed else new_rows
+            loss_val = (updater.update(updater.ctx, rows, one_step) if updater is not None
+                        else one_step(rows))
+            if np.isfinite(loss_val):
+                last_finite = loss_val
+        losses.append(last_finite)
         timings["train"] += time.perf_counter() - t0
         timings["train_per_task"].append(time.perf_counter() - t0)
 
-        t0 = time.perf_counter()
-        if ewc is not None:
-            task_rows = data.train.rows(t)
-            n_fisher = min(fisher_samples_for(p, opts.fisher_samples), len(task_rows))
-            pick = rng_fisher.choice(task_rows, size=n_fisher, replace=False)
-            ids, mask, y, tk = (x.to(device) for x in data.train.batch(torch.from_numpy(pick)))
-            fisher = empirical_fisher(model, names, ids, mask, y,
-                                      allowed_classes(data.scenario, seen, own, t, tk))
-            ewc.consolidate(names, plist, fisher)
-        timings["fisher"] += time.perf_counter() - t0
-        if buffer is not None:
-            seen_rows = _first_occurrences(np.concatenate(drawn))
-            task_rows = data.train.rows(t)
-            buffer.update(t, seen_rows, data.train.labels[seen_rows].numpy(), task_rows,
-                          data.train.labels[task_rows].numpy())
-        if use_kd:
-            teacher = {n: x.detach().clone() for n, x in named.items()}
+        seen_rows = np.concatenate(drawn)
+        for s in strategies:
+            t1 = time.perf_counter()
+            s.end_task(s.ctx, t, seen_rows)
+            timings["strategies"][s.name] += time.perf_counter() - t1
         if t == 0:
             after_first = [x.detach().clone() for x in plist]
 
         t0 = time.perf_counter()
-        R.append(_eval_round(model, data, data.val, seen, own, t, n_tasks, device, autocast,
-                             opts))
+        R.append(score("val", t))
         timings["eval"] += time.perf_counter() - t0
         if on_task_end is not None and t < n_tasks - 1 and not on_task_end(t, R, baseline):
             return RunOutput(R=R, baseline=baseline, test_acc=[], timings=timings,
-                             final_losses=losses, drift_from_task0=0.0, stopped_after=t + 1)
+                             final_losses=losses, stopped_after=t + 1, extra=extra,
+                             counters=_counters(strategies, guard))
     t0 = time.perf_counter()
-    test = _eval_round(model, data, data.test, seen, own, n_tasks - 1, n_tasks, device,
-                       autocast, opts)
+    test = score("test", n_tasks - 1)
     timings["test"] = time.perf_counter() - t0
     drift = torch.stack([(a.detach() - b).float().norm() for a, b in zip(plist, after_first)]).norm()
     return RunOutput(R=R, baseline=baseline, test_acc=test, timings=timings,
-                     final_losses=losses, drift_from_task0=float(drift))
+                     final_losses=losses, drift_from_task0=float(drift), extra=extra,
+                     counters=_counters(strategies, guard))
 
 
-def _first_occurrences(rows: np.ndarray) -> np.ndarray:
-    _, first = np.unique(rows, return_index=True)
-    return rows[np.sort(first)]
-
-
-class _TeacherCache:
-    """Teacher logits per training row for the current task (the teacher is frozen during a
-    task), filled lazily: a row drawn again, or replayed, costs no second teacher forward."""
-
-    def __init__(self, n_rows: int, n_classes: int, device: torch.device):
-        self.logits = torch.zeros(n_rows, n_classes, device=device)
-        self.have = torch.zeros(n_rows, dtype=torch.bool)
-
-
-def _teacher_cached(model: CLModel, teacher: dict[str, torch.Tensor], cache: Any,
-                    data: StreamTensors, rows: np.ndarray, device: torch.device,
-                    p: CLParams) -> torch.Tensor:
-    idx = torch.from_numpy(rows)
-    need = torch.unique(idx[~cache.have[idx]])
-    if len(need):
-        ids, mask, _, _ = (x.to(device, non_blocking=True) for x in data.train.batch(need))
-        with torch.no_grad(), _eval_mode(model, p.lora_dropout > 0.0):
-            cache.logits[need.to(device)] = functional_call(model, teacher, (ids, mask)).float()
-        cache.have[need] = True
-    return cache.logits[idx.to(device)]
-
-
-@contextlib.contextmanager
-def _eval_mode(model: torch.nn.Module, switch: bool) -> Iterator[None]:
-    if not switch:
-        yield
-        return
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train()
-
-
-def _eval_round(model: CLModel, data: StreamTensors, split: Any, seen: torch.Tensor,
-                own: torch.Tensor, after: int, n_tasks: int, device: torch.device,
-                autocast: Any, opts: Options) -> list[float]:
-    """Accuracy on each task j < n_tasks of ``split`` after training task ``after``."""
-    end = split.offsets[n_tasks]
-    order = torch.argsort(split.lengths[:end], stable=True)
-    correct = torch.zeros(end, dtype=torch.bool)
-    model.eval()
-    try:
-        with torch.inference_mode(), autocast():
-            for k in range(0, end, opts.eval_batch_size):
-                idx = order[k:k + opts.eval_batch_size]
-                ids, mask, y, tk = (x.to(device) for x in split.batch(idx))
-                logits = _masked(model(ids, mask), allowed_classes(
-                    data.scenario, seen, own, after, tk))
-                correct[idx] = (logits.argmax(-1) == y).cpu()
-    finally:
-        model.train()
-    return [float(correct[split.offsets[j]:split.offsets[j + 1]].float().mean())
-            if split.offsets[j + 1] > split.offsets[j] else 0.0 for j in range(n_tasks)]
+def _counters(strategies: list[Strategy], guard: _NonFinite) -> dict[str, Any]:
+    out = {s.name: c for s in strategies if (c := s.counters())}
+    if any(guard.skipped):
+        out["nonfinite_steps_skipped"] = guard.skipped
+    return out

@@ -8,8 +8,10 @@ The algorithms are the table ``evocl.registry.ENGINES`` (name -> "module:Class";
 ``--algorithm`` choices, its help, validation and the shared test suite read it): ``nsga2``
 (generational NSGA-II), ``ga`` (single-objective GA with elitism, on the first objective),
 ``async-nsga2`` (steady-state NSGA-II without a generation barrier), ``random``,
-``optuna-tpe`` and ``optuna-nsga2`` (Optuna samplers through its ask/tell API). Engines are
-composed of the parts in ``evocl.evolution.parts`` (selection, survival, variation).
+``optuna-tpe`` and ``optuna-nsga2`` (Optuna samplers through its ask/tell API), ``rl``
+(a REINFORCE policy-gradient controller). The genetic engines are composed of the parts in
+``evocl.evolution.parts`` (selection, survival, variation); ``evocl.testing.engines`` is the
+contract every engine passes.
 
 Drive an engine by hand with your own objective function::
 
@@ -28,7 +30,8 @@ Drive an engine by hand with your own objective function::
             engine.tell(cand, Result(objectives={"f1": x[0], "f2": f2}))
     print(engine.hypervolume(), len(engine.pareto_front()))
 
-A result whose status is ``failed``, or with a missing or NaN objective, counts as failed.
+A result whose status is ``failed``, or with an objective missing, NaN or +-inf, counts as
+failed (``evocl.evolution.pareto``'s rule).
 """
 
 from __future__ import annotations

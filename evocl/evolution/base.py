@@ -12,6 +12,7 @@ an engine rebuilt from it continues exactly.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import hashlib
 import json
@@ -26,6 +27,11 @@ from evocl.evolution.parts import RandomSampling, Sampling
 from evocl.records import Candidate, Result, derive_seed
 
 STATE_FORMAT = "evocl.engine/1"
+#: Constraint violation given to a pruned result (times 1 + the share of its tasks it did not
+#: train): larger than any real violation, so Deb's constrained domination ranks a pruned
+#: candidate below every full evaluation, feasible or not, and a candidate pruned later above
+#: one pruned earlier. See ``Engine._record``.
+PRUNED_VIOLATION = 1e300
 
 
 @dataclass(frozen=True)
@@ -99,6 +105,7 @@ class Engine:
         self._tell_order: list[int] = []
         self._fmin: dict[int, tuple[float, ...]] = {}   # successful results, minimization
         self._cv: dict[int, float] = {}                 # their total constraint violation
+        self._pruned: set[int] = set()                  # ids in _fmin with a pruned result
         self._by_hash: dict[str, int] = {}              # asked configs: hash -> first id
         self._pending_hashes: set[str] = set()          # chosen, not asked yet
         self._archive = pareto.Archive()
@@ -122,6 +129,11 @@ class Engine:
     @property
     def n_failed(self) -> int:
         return len(self._results) - len(self._fmin)
+
+    @property
+    def n_pruned(self) -> int:
+        """Results stopped early by a multi-fidelity scheduler (not failures)."""
+        return sum(1 for r in self._results.values() if r.status == "pruned")
 
     @property
     def generation(self) -> int:
@@ -151,12 +163,12 @@ class Engine:
         """
         if self._ref is not None:
             return list(self._ref)
-        if not self._fmin:
+        if len(self._fmin) == len(self._pruned):
             return None
         return self._derive_reference()
 
     def _derive_reference(self) -> list[float]:
-        pts = np.array(list(self._fmin.values()))
+        pts = np.array([f for i, f in self._fmin.items() if i not in self._pruned])
         derived = pareto.derived_reference(pts)
         return [f if f is not None else d for f, d in zip(self._fixed_ref, derived)]
 
@@ -201,7 +213,27 @@ class Engine:
         self._record(cid, result)
         self._on_tell(cid)
 
+    # ---------------------------------------------------------------- per-task reports
+    #: whether ``report`` decides early stopping (an engine with a pruner of its own)
+    prunes: bool = False
+
+    def use_pruner(self, eta: int, min_tasks: int) -> bool:
+        """Let the engine decide early stopping itself, with successive halving at rungs of
+        ``min_tasks * eta**k`` tasks, where it can; returns whether it does (base: never)."""
+        return False
+
+    def report(self, candidate_id: int, report: Mapping[str, Any]) -> bool | None:
+        """A running candidate's per-task report (``evocl.evolution.early_stop``): True to
+        continue, False to stop it when the engine ``prunes``, else None (base: no opinion)."""
+        return None
+
     def _record(self, cid: int, result: Result) -> None:
+        """Keep a told result. A successful one enters the fitness tables (and the archive when
+        feasible). A PRUNED one with finite partial objectives enters the fitness tables too,
+        with the violation ``pruned_violation``: it ranks below every full evaluation wherever
+        an engine selects (constrained domination), so it parents or survives only when too few
+        full evaluations exist, and it never enters the archive, the front, the hypervolume or
+        the reference point."""
         self._results[cid] = result
         self._tell_order.append(cid)
         fmin = pareto.min_vector(self._signs, result)
@@ -211,8 +243,14 @@ class Engine:
             self._cv[cid] = cv
             if cv == 0.0:
                 self._archive.add(cid, fmin)
-            if self._ref is None and len(self._fmin) >= self.population_size:
+            if self._ref is None and len(self._fmin) - len(self._pruned) >= self.population_size:
                 self._ref = self._derive_reference()   # frozen from here on
+        elif result.status == "pruned":
+            partial = pareto.min_vector(self._signs, dataclasses.replace(result, status="ok"))
+            if partial is not None:
+                self._fmin[cid] = partial
+                self._cv[cid] = pruned_violation(result)
+                self._pruned.add(cid)
 
     # ---------------------------------------------------------------- for subclasses
     def _next_proto(self) -> Proto | None:
@@ -328,6 +366,19 @@ class Engine:
 
     def _load_extra(self, extra: Mapping[str, Any]) -> None:
         pass
+
+
+def pruned_violation(result: Result) -> float:
+    """``PRUNED_VIOLATION`` x (1 + share of the planned tasks not trained): among pruned
+    candidates, the one that trained more tasks wins; with equal tasks, Pareto rank on the
+    partial objectives decides."""
+    planned = result.metrics.get("tasks_planned")
+    trained = result.metrics.get("tasks_trained")
+    try:
+        missing = 1.0 - float(trained) / float(planned)
+    except (TypeError, ValueError, ZeroDivisionError):
+        missing = 1.0
+    return PRUNED_VIOLATION * (1.0 + min(1.0, max(0.0, missing)))
 
 
 def _compact_hash(canon: Mapping[str, Any]) -> str:

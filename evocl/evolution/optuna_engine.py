@@ -24,12 +24,13 @@ from optuna.trial import TrialState
 from evocl.errors import UserError
 from evocl.evolution import pareto
 from evocl.evolution.base import Engine, Proto
+from evocl.evolution.early_stop import as_result
 from evocl.records import derive_seed
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 _STATES = {"complete": TrialState.COMPLETE, "fail": TrialState.FAIL,
-           "running": TrialState.RUNNING}
+           "running": TrialState.RUNNING, "pruned": TrialState.PRUNED}
 
 
 def distributions(space: Any) -> dict[str, BaseDistribution]:
@@ -62,6 +63,8 @@ class OptunaEngine(Engine):
         self._trials: list[dict[str, Any]] = []    # one record per study trial, by number
         self._live: dict[int, optuna.Trial] = {}  # trial number -> running Trial
         self._number_of: dict[int, int] = {}      # candidate id -> trial number
+        self._pruner: optuna.pruners.SuccessiveHalvingPruner | None = None
+        self._pruner_options: dict[str, int] | None = None
 
     def _make_sampler(self) -> optuna.samplers.BaseSampler:
         raise NotImplementedError
@@ -106,13 +109,17 @@ class OptunaEngine(Engine):
         return trial, config
 
     def _finish(self, number: int, values: list[float] | None,
-                violations: list[float] | None = None) -> None:
+                violations: list[float] | None = None, pruned: bool = False) -> None:
         trial = self._live.pop(number)
         rec = self._trials[number]
         if violations:
             for c, v in zip(self.space.constraints, violations):
                 trial.set_constraint(c.name, min(v, 1e300))
-        if values is None:
+        if pruned:   # single objective: Optuna keeps the last intermediate value as its value
+            self.study.tell(trial, state=TrialState.PRUNED)
+            frozen = self.study._storage.get_trial(trial._trial_id)
+            rec["state"], rec["values"] = "pruned", frozen.values
+        elif values is None:
             self.study.tell(trial, state=TrialState.FAIL)
             rec["state"] = "fail"
         else:
@@ -148,13 +155,17 @@ class OptunaEngine(Engine):
     def _tell_known(self, number: int, config_hash: str) -> None:
         known = self._by_hash.get(config_hash)
         values = None
-        if known is not None and known in self._fmin:
+        if known is not None and known in self._fmin and known not in self._pruned:
             values = [float(self._results[known].objectives[n]) for n, _ in self._signs]
         self._finish(number, values)
 
     def _on_tell(self, cid: int) -> None:
         number = self._number_of[cid]
         result = self._results[cid]
+        if result.status == "pruned":
+            self._finish(number, None, pruned=True)
+            super()._on_tell(cid)
+            return
         values = None
         if cid in self._fmin:
             values = [float(result.objectives[n]) for n, _ in self._signs]
@@ -164,6 +175,48 @@ class OptunaEngine(Engine):
         self._finish(number, values, violations)
         super()._on_tell(cid)
 
+    # ---------------------------------------------------------------- per-task reports
+    def use_pruner(self, eta: int, min_tasks: int) -> bool:
+        """Decide early stopping with Optuna's own ``SuccessiveHalvingPruner`` (rungs at
+        ``min_tasks * eta**k`` tasks) where Optuna can: a single objective (Optuna cannot
+        prune multi-objective studies). Returns whether the pruner is used; kept in
+        ``state()``."""
+        if len(self._signs) != 1:
+            return False
+        self._pruner = optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=int(min_tasks), reduction_factor=int(eta))
+        self._pruner_options = {"eta": int(eta), "min_tasks": int(min_tasks)}
+        return True
+
+    @property
+    def prunes(self) -> bool:
+        """Whether ``report`` decides early stopping (Optuna's pruner is in use)."""
+        return self._pruner is not None
+
+    def report(self, candidate_id: int, report: Mapping[str, Any]) -> bool | None:
+        """A per-task report of a running candidate: its first objective over the tasks seen
+        becomes the trial's intermediate value at step ``tasks_seen`` (``trial.report``; kept
+        in the state, but not given to a multi-objective study, which Optuna refuses). With
+        the pruner: True to continue, False to stop; otherwise None (no opinion)."""
+        number = self._number_of.get(int(candidate_id))
+        if number is None or number not in self._live:
+            return None
+        step = int(report["tasks_seen"])
+        name = self._signs[0][0]
+        value = pareto.min_vector([(name, 1.0)], as_result(report))
+        value = math.nan if value is None else value[0]
+        rec = self._trials[number]
+        rec.setdefault("intermediate", {})[str(step)] = value if math.isfinite(value) else "nan"
+        if len(self._signs) != 1:
+            return None
+        trial = self._live[number]
+        trial.report(value, step)
+        if self._pruner is None:
+            return None
+        prune = self._pruner.prune(self.study, self.study._storage.get_trial(trial._trial_id))
+        rec["system_attrs"] = self._trial_attrs(trial)
+        return not prune
+
     def _extra_state(self) -> dict[str, Any]:
         trials = []
         for rec in self._trials:
@@ -172,21 +225,28 @@ class OptunaEngine(Engine):
                 rec["values"] = [v if math.isfinite(v) else str(v) for v in rec["values"]]
             trials.append(rec)
         storage = self.study._storage
-        return {"trials": trials,
+        return {"trials": trials, "pruner": self._pruner_options,
                 "study_system_attrs": dict(storage.get_study_system_attrs(self.study._study_id))}
 
     def _load_extra(self, extra: Mapping[str, Any]) -> None:
         storage = self.study._storage
+        if extra.get("pruner"):
+            self.use_pruner(int(extra["pruner"]["eta"]), int(extra["pruner"]["min_tasks"]))
         for key, value in dict(extra.get("study_system_attrs", {})).items():
             storage.set_study_system_attr(self.study._study_id, key, value)
         for number, rec in enumerate(extra["trials"]):
             rec = dict(rec)
             dists = {k: self._dists[k] for k in rec["params"]}
+            steps = {int(k): float(v) for k, v in dict(rec.get("intermediate", {})).items()}
+            if len(self._signs) != 1:
+                steps = {}   # kept in the state only: Optuna refuses them in multi-objective
             if rec["state"] == "running":
                 self.study.enqueue_trial(dict(rec["params"]))
                 self._reseed(number)
                 trial = self.study.ask()
                 self._suggest(trial)
+                for step, value in sorted(steps.items()):
+                    trial.report(value, step)
                 for key, value in dict(rec.get("system_attrs", {})).items():
                     storage.set_trial_system_attr(trial._trial_id, key, value)
                 self._live[trial.number] = trial
@@ -194,7 +254,7 @@ class OptunaEngine(Engine):
                 values = None if rec["values"] is None else [float(v) for v in rec["values"]]
                 self.study.add_trial(optuna.trial.create_trial(
                     state=_STATES[rec["state"]], params=dict(rec["params"]),
-                    distributions=dists, values=values,
+                    distributions=dists, values=values, intermediate_values=steps,
                     system_attrs=dict(rec.get("system_attrs", {}))))
             self._trials.append(rec)
             if rec["cid"] is not None:

@@ -122,12 +122,19 @@ class Problem:
     executor turns it into a failed Result); ``nan_every`` returns a NaN objective;
     ``hang_every`` sleeps ``hang_s`` (for timeouts); ``exit_every`` ends the worker process with
     ``os._exit(3)`` (dead-worker tests; never use it with an in-process executor).
+
+    ``tasks=T`` (>= 2) makes it a multi-fidelity problem for early-stopping tests: the
+    evaluation is T "tasks" of ``delay / T`` seconds each; after task t < T it calls
+    ``on_task_end(report)`` with ``tasks_seen``, ``n_tasks``, ``elapsed`` and the objectives at
+    that fidelity (the final values plus a deterministic bias that shrinks as t grows), and
+    stops with a ``pruned`` Result of those objectives when the answer is False;
+    ``fail_every`` then fails in the first task.
     """
 
     def __init__(self, name: str = "zdt1", n_var: int | None = None, delay: float = 0.0,
                  fail_every: int = 0,
                  nan_every: int = 0, hang_every: int = 0, hang_s: float = 3600.0,
-                 exit_every: int = 0):
+                 exit_every: int = 0, tasks: int = 0):
         _n_var(name, n_var)
         for field, v in (("delay", delay), ("hang_s", hang_s)):
             if v < 0:
@@ -136,15 +143,35 @@ class Problem:
                          ("hang_every", hang_every), ("exit_every", exit_every)):
             if not isinstance(k, int) or k < 0:
                 raise UserError(f"must be an int >= 0, got {k!r}", source="problem", field=field)
+        if not isinstance(tasks, int) or tasks < 0 or tasks == 1:
+            raise UserError(f"must be 0 (no tasks) or an int >= 2, got {tasks!r}",
+                            source="problem", field="tasks")
+        self.tasks = tasks
         self.name = name
         self.delay = float(delay)
         self.fail_every, self.nan_every = fail_every, nan_every
         self.hang_every, self.hang_s, self.exit_every = hang_every, float(hang_s), exit_every
 
-    def __call__(self, candidate: Candidate) -> Result:
+    def __call__(self, candidate: Candidate,
+                 on_task_end: Callable[[dict[str, Any]], bool] | None = None) -> Result:
         start = time.perf_counter()
         cid = candidate.id
-        if self.delay:
+        if self.tasks:
+            final = evaluate(self.name, candidate.config)
+            for t in range(1, self.tasks):
+                time.sleep(self.delay / self.tasks)
+                if _every(self.fail_every, cid):
+                    raise RuntimeError(f"injected failure for candidate {cid} in task {t}")
+                partial = self._partial(final, candidate.seed, t)
+                if on_task_end is not None and not on_task_end(
+                        {"tasks_seen": t, "n_tasks": self.tasks, **partial,
+                         "elapsed": time.perf_counter() - start}):
+                    return Result(objectives=partial, status="pruned",
+                                  metrics={"problem": self.name, "tasks_trained": t,
+                                           "tasks_planned": self.tasks},
+                                  wall_time=time.perf_counter() - start)
+            time.sleep(self.delay / self.tasks)
+        elif self.delay:
             time.sleep(self.delay)
         if _every(self.exit_every, cid):
             os._exit(3)
@@ -155,5 +182,14 @@ class Problem:
         objectives = evaluate(self.name, candidate.config)
         if _every(self.nan_every, cid):
             objectives["f1"] = math.nan
-        return Result(objectives=objectives, metrics={"problem": self.name},
+        metrics: dict[str, Any] = {"problem": self.name}
+        if self.tasks:
+            metrics.update(tasks_trained=self.tasks, tasks_planned=self.tasks)
+        return Result(objectives=objectives, metrics=metrics,
                       wall_time=time.perf_counter() - start)
+
+    def _partial(self, final: Mapping[str, float], seed: int, t: int) -> dict[str, float]:
+        """Objectives after t of T tasks: each final value plus up to 0.5 * (T - t) / T."""
+        rng = np.random.default_rng([seed, t])
+        shrink = (self.tasks - t) / self.tasks
+        return {k: v + 0.5 * shrink * float(rng.random()) for k, v in final.items()}

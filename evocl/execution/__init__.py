@@ -15,33 +15,43 @@ created.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from evocl.errors import UserError
-from evocl.execution.base import Executor, build_target, evaluate_guarded
+from evocl.execution.base import Executor, accepts_reports, build_target, evaluate_guarded
 from evocl.execution.local import LocalExecutor
+from evocl.records import Candidate
 from evocl.registry import EXECUTORS
 
-__all__ = ["EXECUTORS", "Executor", "LocalExecutor", "build_target", "create_executor",
-           "evaluate_guarded", "resolve_kind"]
+__all__ = ["EXECUTORS", "Executor", "LocalExecutor", "accepts_reports", "build_target",
+           "create_executor", "evaluate_guarded", "resolve_kind"]
 
 
-def resolve_kind(kind: str, workers: int, ray_address: str | None) -> str:
-    """``auto`` is local for one worker and no cluster address, else ray."""
+def resolve_kind(kind: str, workers: int, ray_address: str | None,
+                 gpus_per_eval: float = 0.0) -> str:
+    """``auto`` is local for one worker, no cluster address and no GPU asked, else ray (Ray
+    assigns GPUs and refuses a request the cluster cannot meet)."""
     if kind == "auto":
-        return "local" if workers == 1 and not ray_address else "ray"
+        return "local" if workers == 1 and not ray_address and not gpus_per_eval else "ray"
     if kind not in EXECUTORS:
         raise UserError(f"must be auto or one of {', '.join(EXECUTORS)}, got {kind!r}",
                         field="executor")
+    if kind == "local" and gpus_per_eval:
+        raise UserError(f"the local executor assigns no GPUs; --gpus-per-eval {gpus_per_eval:g} "
+                        "needs --executor ray (or auto)", field="executor")
     return kind
 
 
 def create_executor(kind: str = "auto", *, target: str, target_kwargs: Mapping[str, Any] | None = None,
                     workers: int = 1, cpus_per_eval: float = 1.0, gpus_per_eval: float = 0.0,
                     ray_address: str | None = None, eval_timeout: float | None = None,
-                    max_retries: int = 1, dashboard: bool = False) -> Executor:
-    """Build an executor; the target is built at once (locally) or by each actor (Ray)."""
-    cls = EXECUTORS.load(resolve_kind(kind, workers, ray_address))
+                    max_retries: int = 1, dashboard: bool = False,
+                    on_report: Callable[[Candidate, dict[str, Any]], bool] | None = None
+                    ) -> Executor:
+    """Build an executor; the target is built at once (locally) or by each actor (Ray).
+    ``on_report(candidate, report) -> continue?`` turns on per-task reports (see
+    ``execution.base``)."""
+    cls = EXECUTORS.load(resolve_kind(kind, workers, ray_address, gpus_per_eval))
     return cls(target, target_kwargs, workers=workers, cpus_per_eval=cpus_per_eval,
                gpus_per_eval=gpus_per_eval, ray_address=ray_address, eval_timeout=eval_timeout,
-               max_retries=max_retries, dashboard=dashboard)
+               max_retries=max_retries, dashboard=dashboard, on_report=on_report)

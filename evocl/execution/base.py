@@ -4,6 +4,12 @@ An evaluation TARGET is ``"module:Class"`` plus JSON kwargs. A worker builds it 
 (``Class(**kwargs)``, e.g. loading a backbone and a tokenized stream) and then calls
 ``target(candidate) -> Result`` for many candidates. Only JSON-ready dicts cross process
 boundaries (``Candidate.to_dict`` / ``Result.to_dict``), never custom classes.
+
+Per-task reports (early stopping): an executor built with ``on_report(candidate, report) ->
+bool`` calls ``target(candidate, on_task_end=...)``; the target calls it after each task but
+the last with its fidelity report and stops (a ``pruned`` Result) when it answers False. The
+answer comes from the driver: the local executor calls ``on_report`` directly, the Ray
+executor relays the report through a small actor (the worker keeps its model meanwhile).
 """
 
 from __future__ import annotations
@@ -13,7 +19,8 @@ import importlib.util
 import math
 import time
 import traceback
-from typing import Any, Iterator, Mapping, Protocol, runtime_checkable
+import inspect
+from typing import Any, Callable, Iterator, Mapping, Protocol, runtime_checkable
 
 from evocl.errors import EvaluationError, UserError
 from evocl.records import Candidate, Result
@@ -65,6 +72,18 @@ def check_target_path(path: str) -> None:
         raise UserError(f"cannot find module {module_name!r}", field="objective")
 
 
+def accepts_reports(target: Any) -> bool:
+    """Whether a target (a class, its instance or a function) takes ``on_task_end``, i.e. can
+    report after each task and be stopped early."""
+    call = target.__call__ if isinstance(target, type) or not inspect.isroutine(target) \
+        else target
+    try:
+        params = inspect.signature(call).parameters
+    except (TypeError, ValueError):
+        return False
+    return "on_task_end" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
 def build_target(path: str, kwargs: Mapping[str, Any]) -> Any:
     """Build a target: a class (or factory) called with kwargs, or a plain function as is."""
     obj = resolve_target(path)
@@ -84,16 +103,20 @@ def _non_finite(result: Result) -> list[str]:
     return bad
 
 
-def evaluate_guarded(target: Any, candidate_dict: dict[str, Any]) -> dict[str, Any]:
+def evaluate_guarded(target: Any, candidate_dict: dict[str, Any],
+                     on_task_end: Callable[[dict[str, Any]], bool] | None = None
+                     ) -> dict[str, Any]:
     """Evaluate one candidate; return ``{"result": Result dict, "transient": bool}``.
 
     Exceptions (except KeyboardInterrupt/SystemExit) and non-finite objectives become failed
     results. ``transient`` is True only for ``EvaluationError(transient=True)``.
+    ``on_task_end`` (per-task reports) is passed to the target when given.
     """
     t0 = time.perf_counter()
     transient = False
     try:
-        res = target(Candidate.from_dict(candidate_dict))
+        cand = Candidate.from_dict(candidate_dict)
+        res = target(cand) if on_task_end is None else target(cand, on_task_end=on_task_end)
         if isinstance(res, Mapping):
             res = Result.from_dict(res)
         if not isinstance(res, Result):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import collections
 import time
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from evocl.errors import UserError
 from evocl.execution.base import build_target, evaluate_guarded, with_attempts
@@ -22,10 +22,13 @@ class LocalExecutor:
     """Evaluates submitted candidates in the calling process, in submission order."""
 
     def __init__(self, target: str, target_kwargs: Mapping[str, Any] | None = None, *,
-                 eval_timeout: float | None = None, max_retries: int = 1, **_ignored: Any):
+                 eval_timeout: float | None = None, max_retries: int = 1,
+                 on_report: Callable[[Candidate, dict[str, Any]], bool] | None = None,
+                 **_ignored: Any):
         self.target_path = target
         self.eval_timeout = eval_timeout
         self.max_retries = max_retries
+        self.on_report = on_report
         try:
             self._target = build_target(target, target_kwargs or {})
         except UserError:
@@ -52,7 +55,9 @@ class LocalExecutor:
             while True:
                 attempts += 1
                 t0 = time.monotonic()
-                out = evaluate_guarded(self._target, cand.to_dict())
+                hook = None if self.on_report is None else (
+                    lambda report, c=cand: bool(self.on_report(c, report)))  # type: ignore[misc]
+                out = evaluate_guarded(self._target, cand.to_dict(), on_task_end=hook)
                 res = Result.from_dict(out["result"])
                 took = time.monotonic() - t0
                 if self.eval_timeout is not None and took > self.eval_timeout:

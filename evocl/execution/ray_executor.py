@@ -10,10 +10,17 @@ Failures become failed Results and the search goes on:
     past ``eval_timeout``        actor killed (ray.kill) and replaced; failed "timeout after Ns"
     worker died (kill, OOM)      actor replaced; retried up to ``max_retries`` times, then failed
 ``result.metrics["attempts"]`` counts the attempts.
+
+Per-task reports (``on_report``, early stopping): a worker's evaluation calls back after each
+task; the callback sends the report to ``_Broker``, a small asyncio actor, and waits for the
+answer while the model stays in the worker. The driver long-polls the broker inside
+``results()``, asks ``on_report`` (the runner journals the report and the decision) and sends
+the answer back. A report of a candidate that is no longer running here is answered "stop".
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import logging
 import math
@@ -21,7 +28,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import ray
 import ray.exceptions as rex
@@ -56,11 +63,46 @@ class _Worker:
     def ready(self) -> int:
         return os.getpid()
 
-    def evaluate(self, candidate: dict[str, Any]) -> dict[str, Any]:
+    def evaluate(self, candidate: dict[str, Any], broker: Any = None) -> dict[str, Any]:
         if self._target is None:
             return {"result": Result.failed(self._error or "no target").to_dict(),
                     "transient": False}
-        return evaluate_guarded(self._target, candidate)
+        hook = None
+        if broker is not None:
+            cid = int(candidate["id"])
+
+            def hook(report: dict[str, Any]) -> bool:
+                return bool(ray.get(broker.report.remote(cid, report)))
+        return evaluate_guarded(self._target, candidate, on_task_end=hook)
+
+
+class _Broker:
+    """Relays per-task reports from the workers to the driver and the decisions back."""
+
+    def __init__(self) -> None:
+        self._pending: list[tuple[int, dict[str, Any]]] = []
+        self._waiting: dict[tuple[int, int], asyncio.Future] = {}
+        self._event = asyncio.Event()
+
+    async def report(self, cid: int, report: dict[str, Any]) -> bool:
+        """Called by a worker: wait for the driver's decision on this report."""
+        future = asyncio.get_running_loop().create_future()
+        self._waiting[(cid, int(report["tasks_seen"]))] = future
+        self._pending.append((cid, report))
+        self._event.set()
+        return bool(await future)
+
+    async def take(self) -> list[tuple[int, dict[str, Any]]]:
+        """Called by the driver: the reports waiting for a decision (waits for one)."""
+        await self._event.wait()
+        self._event.clear()
+        out, self._pending = self._pending, []
+        return out
+
+    async def decide(self, cid: int, tasks_seen: int, ok: bool) -> None:
+        future = self._waiting.pop((cid, tasks_seen), None)
+        if future is not None and not future.done():
+            future.set_result(bool(ok))
 
 
 @dataclass
@@ -86,8 +128,10 @@ class RayExecutor:
     def __init__(self, target: str, target_kwargs: Mapping[str, Any] | None = None, *,
                  workers: int = 1, cpus_per_eval: float = 1.0, gpus_per_eval: float = 0.0,
                  ray_address: str | None = None, eval_timeout: float | None = None,
-                 max_retries: int = 1, dashboard: bool = False):
+                 max_retries: int = 1, dashboard: bool = False,
+                 on_report: Callable[[Candidate, dict[str, Any]], bool] | None = None):
         check_target_path(target)
+        self.on_report = on_report
         self.target = target
         self.target_kwargs = dict(target_kwargs or {})
         self.workers = workers
@@ -128,6 +172,11 @@ class RayExecutor:
             runtime_env={"env_vars": {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
                                       "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": pypath,
                                       "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}})
+        self._broker: Any = None
+        self._take_ref: Any = None
+        if on_report is not None:
+            self._broker = ray.remote(_Broker).options(num_cpus=0, max_concurrency=1000).remote()
+            self._take_ref = self._broker.take.remote()
         self._slots: list[_Slot] = [self._new_slot() for _ in range(workers)]
         self._busy: dict[int, Any] = {}          # slot index -> ref
         self._jobs: dict[Any, _Job] = {}         # ref -> job
@@ -177,7 +226,7 @@ class RayExecutor:
             if idx in self._busy:
                 continue
             cand, attempts = self._queue.popleft()
-            ref = self._slots[idx].actor.evaluate.remote(cand.to_dict())
+            ref = self._slots[idx].actor.evaluate.remote(cand.to_dict(), self._broker)
             self._busy[idx] = ref
             self._jobs[ref] = _Job(cand, idx, time.monotonic(), attempts)
 
@@ -238,8 +287,12 @@ class RayExecutor:
             if self.eval_timeout is not None:
                 nxt = min(deadlines) - now if deadlines else 0.5  # poll actors still building
                 wait = max(0.0, nxt) if wait is None else min(wait, max(0.0, nxt))
-            done, _ = ray.wait(list(self._jobs), num_returns=1, timeout=wait)
+            waiting = list(self._jobs) + ([self._take_ref] if self._take_ref is not None else [])
+            done, _ = ray.wait(waiting, num_returns=1, timeout=wait)
             for ref in done:
+                if ref == self._take_ref:
+                    self._relay()
+                    continue
                 item = self._finish(ref)
                 if item is not None:
                     self._ready_out.append(item)
@@ -248,7 +301,24 @@ class RayExecutor:
             if not self._ready_out and end is not None and time.monotonic() >= end:
                 return
 
+    def _relay(self) -> None:
+        """Answer the reports the broker holds: ``on_report`` for a running candidate, stop
+        for one that is not running here any more (it timed out or its worker died)."""
+        reports = ray.get(self._take_ref)
+        self._take_ref = self._broker.take.remote()
+        running = {job.candidate.id: job.candidate for job in self._jobs.values()}
+        for cid, report in reports:
+            cand = running.get(int(cid))
+            ok = cand is not None and bool(self.on_report(cand, report))  # type: ignore[misc]
+            self._broker.decide.remote(int(cid), int(report["tasks_seen"]), ok)
+
     def shutdown(self) -> None:
+        if self._broker is not None:
+            try:
+                ray.kill(self._broker, no_restart=True)
+            except Exception:  # noqa: BLE001
+                pass
+            self._broker = self._take_ref = None
         for s in self._slots:
             try:
                 ray.kill(s.actor, no_restart=True)

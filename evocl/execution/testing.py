@@ -2,8 +2,10 @@
 
 Importable by path from any worker (``"evocl.execution.testing:Toy"``). ``Toy`` scores a
 numeric configuration with a cheap two-objective function; the candidate's config can ask
-it to misbehave: ``{"fail": "raise" | "nan" | "hang" | "exit" | "exit_once"}``, or to take
-longer: ``{"_sleep": seconds}`` (keys starting with "_" are not scored).
+it to misbehave: ``{"fail": "raise" | "nan" | "hang" | "exit" | "exit_once" |
+"transient_once"}`` (``*_once`` need ``marker_dir``: the first attempt of a candidate fails,
+the next one succeeds), or to take longer: ``{"_sleep": seconds}`` (keys starting with "_" are
+not scored).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from evocl.errors import EvaluationError
 from evocl.records import Candidate, Result
 
 
@@ -35,11 +38,13 @@ class Toy:
             time.sleep(3600)
         if mode == "exit":
             os._exit(3)
-        if mode == "exit_once" and self.marker_dir:
-            marker = Path(self.marker_dir) / f"exited-{candidate.id}"
+        if mode in ("exit_once", "transient_once") and self.marker_dir:
+            marker = Path(self.marker_dir) / f"{mode}-{candidate.id}"
             if not marker.exists():
                 marker.write_text(str(os.getpid()))
-                os._exit(3)
+                if mode == "exit_once":
+                    os._exit(3)
+                raise EvaluationError("transient trouble", transient=True)
         if self.delay or cfg.get("_sleep"):
             time.sleep(float(cfg.get("_sleep", self.delay)))
         xs = [float(v) for k, v in sorted(cfg.items())
@@ -63,15 +68,33 @@ class Recorded:
     no told evaluation runs twice).
     """
 
-    def __init__(self, log: str, **problem_kwargs: Any):
+    def __init__(self, log: str, pause_at: Any = (), pause_s: float = 60.0,
+                 **problem_kwargs: Any):
         from evocl.evolution.problems import Problem
         self.log = log
+        self.pause_at = {(int(c), int(t)) for c, t in pause_at}
+        self.pause_s = float(pause_s)
         self.problem = Problem(**problem_kwargs)
 
-    def __call__(self, candidate: Candidate) -> Result:
+    def __call__(self, candidate: Candidate, on_task_end: Any = None) -> Result:
         fd = os.open(self.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             os.write(fd, f"{candidate.id}\n".encode())
         finally:
             os.close(fd)
-        return self.problem(candidate)
+        hook = on_task_end
+        if on_task_end is not None and self.pause_at:
+            def hook(report: dict[str, Any]) -> bool:
+                """``pause_at`` [[id, tasks_seen], ...]: once the decision on that report is
+                made (and journaled), sleep ``pause_s`` the first time, so a test can kill the
+                run exactly between two tasks of a running candidate."""
+                key = (candidate.id, int(report["tasks_seen"]))
+                marker = Path(f"{self.log}.paused-{key[0]}-{key[1]}")
+                pause = key in self.pause_at and not marker.exists()
+                if pause:  # marked first: a kill right after the decision cannot undo it
+                    marker.write_text(str(os.getpid()))
+                ok = on_task_end(report)
+                if pause:
+                    time.sleep(self.pause_s)
+                return ok
+        return self.problem(candidate, on_task_end=hook)

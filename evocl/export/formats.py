@@ -78,11 +78,11 @@ def write_json(view, cand: Candidate, res: Result, out: Path) -> list[Path]:
 def lora_config_for(config: dict[str, Any], backbone: str) -> Any:
     """The ``peft.LoraConfig`` the evaluator builds for ``config`` on ``backbone`` (the same
     function, so an export can never drift from what was searched)."""
-    from evocl.cl import load_backbone, resolve
-    from evocl.cl.model import detect_layout, lora_config
+    from evocl.cl.backbone import load_backbone
+    from evocl.cl.model import backbone_lora_config
+    from evocl.cl.params import resolve
 
-    layout, pattern, n_layers = detect_layout(load_backbone(backbone).model)
-    return lora_config(resolve(config), layout, pattern, n_layers)
+    return backbone_lora_config(load_backbone(backbone), resolve(config))
 
 
 def write_peft(view, cand: Candidate, res: Result, out: Path) -> list[Path]:
@@ -98,30 +98,26 @@ def write_peft(view, cand: Candidate, res: Result, out: Path) -> list[Path]:
 
 
 def continual_settings(config: dict[str, Any]) -> dict[str, Any]:
-    """The continual-learning part of a configuration, grouped by strategy (off ones omitted)."""
-    from evocl.cl import resolve
+    """The continual-learning part of a configuration, grouped by strategy (off ones omitted);
+    each strategy describes itself (`Strategy.describe`)."""
+    from evocl.cl.params import resolve
+    from evocl.cl.strategies import strategy_classes
 
-    c = resolve(config).to_dict()
-    out: dict[str, Any] = {"steps_per_task": c["steps_per_task"], "batch_size": c["batch_size"]}
-    if c["ewc"]:
-        out["ewc"] = {"lambda": c["ewc_lambda"], "gamma": c["ewc_gamma"], "mode": "online",
-                      "fisher": "empirical diagonal Fisher: mean over training samples of squared "
-                                "per-sample gradients (independent of batch size)",
-                      "penalty": "lambda/2 * sum(F * (theta - theta_old)^2)"}
-    if c["replay"]:
-        out["replay"] = {"buffer_per_class": c["replay_buffer_per_class"], "ratio": c["replay_ratio"],
-                         "policy": c["replay_policy"]}
-    if c["distill"]:
-        out["distillation"] = {"temperature": c["distill_temperature"], "alpha": c["distill_alpha"],
-                               "teacher": "the model after the previous task"}
-    if c["adversarial"]:
-        out["adversarial"] = {"method": "FGM on input embeddings", "epsilon": c["adv_epsilon"]}
+    p = resolve(config)
+    out: dict[str, Any] = {"steps_per_task": p.steps_per_task, "batch_size": p.batch_size}
+    for cls in strategy_classes():
+        if cls.active(p):
+            out[_SETTING_NAMES.get(cls.name, cls.name)] = cls.describe(p)
     return out
+
+
+#: section names of continual_learning.json that predate the strategy registry
+_SETTING_NAMES = {"distill": "distillation"}
 
 
 def write_hf(view, cand: Candidate, res: Result, out: Path) -> list[Path]:
     """``training_args.json`` that ``TrainingArguments(**json)`` accepts, and the CL settings."""
-    from evocl.cl import resolve
+    from evocl.cl.params import resolve
 
     c = resolve(cand.config).to_dict()
     args = {
@@ -147,55 +143,32 @@ def write_hf(view, cand: Candidate, res: Result, out: Path) -> list[Path]:
 
 
 def avalanche_spec(config: dict[str, Any], n_classes: int) -> dict[str, Any]:
-    """Avalanche strategy and plugin keyword arguments matching an evocl configuration."""
-    from evocl.cl import resolve
+    """Avalanche strategy and plugin keyword arguments matching an evocl configuration; each
+    strategy gives its own plugin and notes (`Strategy.avalanche`)."""
+    from evocl.cl.params import resolve
+    from evocl.cl.strategies import strategy_classes
 
-    c = resolve(config).to_dict()
-    batch = int(c["batch_size"])
+    p = resolve(config)
     plugins: list[dict[str, Any]] = []
     notes: list[str] = []
-    train_mb = batch
-    if c["ewc"]:
-        # evocl: lambda/2 * sum(F (theta - theta*)^2) with F the mean of squared PER-SAMPLE
-        # gradients. Avalanche's EWCPlugin: lambda * sum(I (theta - theta*)^2) with I the mean over
-        # mini-batches of squared MINI-BATCH gradients, about F / batch_size. Same penalty when
-        # lambda_avalanche = lambda_evocl * batch_size / 2.
-        plugins.append({"class": "avalanche.training.plugins.EWCPlugin",
-                        "kwargs": {"ewc_lambda": c["ewc_lambda"] * batch / 2.0, "mode": "online",
-                                   "decay_factor": c["ewc_gamma"]}})
-        notes.append(
-            "Fisher normalization differs: evocl averages squared per-sample gradients (independent of "
-            "batch size) and penalizes lambda/2 * sum F (theta - theta*)^2; Avalanche averages squared "
-            "mini-batch gradients (about F / batch_size) and penalizes lambda * sum I (theta - theta*)^2. "
-            f"ewc_lambda here is evocl's {c['ewc_lambda']:g} * batch_size {batch} / 2; it matches "
-            "only when Avalanche's train_mb_size equals that batch size.")
-    if c["replay"]:
-        mem = int(c["replay_buffer_per_class"]) * n_classes
-        mem_batch = max(1, int(round(c["replay_ratio"] * batch)))
-        train_mb = max(1, batch - mem_batch)
-        policy = ("avalanche.training.storage_policy.ClassBalancedBuffer"
-                  if c["replay_policy"] == "class_balanced" else
-                  "avalanche.training.storage_policy.ReservoirSamplingBuffer")
-        plugins.append({"class": "avalanche.training.plugins.ReplayPlugin",
-                        "kwargs": {"mem_size": mem, "batch_size": train_mb, "batch_size_mem": mem_batch},
-                        "storage_policy": {"class": policy, "kwargs": {"max_size": mem}}})
-        notes.append(f"replay: {train_mb} new + {mem_batch} buffer samples per step "
-                     f"(ratio {c['replay_ratio']:.3g} of {batch}); mem_size = "
-                     f"{c['replay_buffer_per_class']} per class x {n_classes} classes")
-    if c["distill"]:
-        t = float(c["distill_temperature"])
-        plugins.append({"class": "avalanche.training.plugins.LwFPlugin",
-                        "kwargs": {"alpha": c["distill_alpha"] * t * t, "temperature": t}})
-        notes.append("LwF: Avalanche adds alpha * KL at temperature T without the T^2 factor evocl "
-                     "applies, so alpha here is evocl's alpha * T^2.")
-    if c["adversarial"]:
-        notes.append("adversarial (FGM) training has no Avalanche plugin; it is left out.")
+    train_mb = int(p.batch_size)
+    for cls in strategy_classes():
+        if not cls.active(p):
+            continue
+        spec = cls.avalanche(p, n_classes)
+        if spec is None:
+            continue
+        plugins += spec.plugins
+        notes += spec.notes
+        if spec.train_mb is not None:
+            train_mb = spec.train_mb
     return {
         "strategy": {"class": "avalanche.training.Naive",
                      "kwargs": {"train_mb_size": train_mb, "train_epochs": 1, "eval_mb_size": 64}},
-        "optimizer": {"class": "torch.optim.AdamW", "kwargs": {"lr": c["lr"], "weight_decay": c["weight_decay"]}},
+        "optimizer": {"class": "torch.optim.AdamW",
+                      "kwargs": {"lr": p.lr, "weight_decay": p.weight_decay}},
         "plugins": plugins,
-        "steps_per_experience": c["steps_per_task"],
+        "steps_per_experience": p.steps_per_task,
         "notes": notes + ["Avalanche trains by epochs: evocl's steps_per_task is the number of "
                           "optimizer steps per experience; cap it with an iteration limit or size "
                           "train_epochs to match."],

@@ -30,7 +30,8 @@ def storage_for(out: Path | str) -> tuple[object, str]:
 
 
 def export_optuna(view, out: Path) -> Path:
-    """Write every told evaluation of the run as a trial of a study named after the run."""
+    """Write every told evaluation of the run as a trial of a study named after the run
+    (a pruned one as PRUNED, with its per-task intermediate values)."""
     import optuna
 
     from evocl.storage import OptunaMirror
@@ -47,5 +48,5 @@ def export_optuna(view, out: Path) -> Path:
     mirror = OptunaMirror(view.path, name, view.space, storage=storage)
     if not mirror.ok:
         raise UserError(f"cannot write an Optuna study to {where}", field="--out")
-    mirror.sync(view.evaluations)
+    mirror.sync(view.evaluations, view.reports)
     return out

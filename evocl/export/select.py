@@ -72,6 +72,10 @@ def select(selector: str, evaluations: Sequence[Evaluation], front: Sequence[Eva
             raise UserError(f"id must be an integer, got {arg!r}", field="--select") from None
         for c, r in evaluations:
             if c.id == cid:
+                if r.status == "pruned":
+                    raise UserError(f"candidate {cid} was pruned after "
+                                    f"{r.metrics.get('tasks_trained', '?')} tasks (stopped early, "
+                                    "never fully evaluated); nothing to export", field="--select")
                 if min_vector(objective_signs(objectives), r) is None:
                     why = r.error if not r.ok else "an objective is missing or not finite"
                     raise UserError(f"candidate {cid} failed ({why}); nothing to export",

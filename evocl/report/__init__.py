@@ -67,15 +67,22 @@ def _fmt(v: object) -> str:
 
 def _html(view, evaluations: Sequence[Evaluation], front: Sequence[Evaluation],
           chosen: Evaluation | None, objectives: Sequence, images: Sequence[tuple[str, str]]) -> str:
+    from evocl.evolution.early_stop import seconds_saved
+
     cfg = view.config
-    n_failed = sum(1 for _, r in evaluations if not r.ok)
     e = html.escape
+    n_failed = sum(1 for _, r in evaluations if r.status == "failed")
+    n_pruned = sum(1 for _, r in evaluations if r.status == "pruned")
+    pruned = (f", {n_pruned} pruned early by <b>{e(cfg.early_stop)}</b> (about "
+              f"{seconds_saved(r for _, r in evaluations):.0f} s of evaluation saved)"
+              if n_pruned else "")
     rows = []
     for c, r in front:
         mark = " (knee)" if chosen is not None and c.id == chosen[0].id else ""
         objs = "".join(f"<td>{_fmt(r.objectives.get(o.name))}</td>" for o in objectives)
         rows.append(f"<tr><td>{c.id}{mark}</td>{objs}<td><code>{e(json.dumps(c.config))}</code></td></tr>")
-    failures = [f"<tr><td>{c.id}</td><td>{e(str(r.error))}</td></tr>" for c, r in evaluations if not r.ok]
+    failures = [f"<tr><td>{c.id}</td><td>{e(str(r.error))}</td></tr>" for c, r in evaluations
+                if r.status == "failed"]
     obj_heads = "".join(f"<th>{e(o.name)} ({o.direction})</th>" for o in objectives)
     figs = "".join(f"<figure><img src='{e(name)}' alt='{e(title)}'><figcaption>{e(title)}</figcaption></figure>"
                    for title, name in images)
@@ -87,7 +94,7 @@ code{{font-size:12px}}</style></head><body>
 <h1>evocl run: {e(str(cfg.run_dir))}</h1>
 <p>algorithm <b>{e(cfg.algorithm)}</b>, population {cfg.population}, seed {cfg.seed};
 stream <b>{e(cfg.stream)}</b>, backbone <b>{e(cfg.backbone)}</b>, space <code>{e(cfg.space)}</code></p>
-<p>{len(evaluations)} evaluations ({n_failed} failed), {len(view.pending)} in flight or pending,
+<p>{len(evaluations)} evaluations ({n_failed} failed{pruned}), {len(view.pending)} in flight or pending,
 {len(front)} on the Pareto front.</p>
 {figs}
 <h2>Pareto front</h2>

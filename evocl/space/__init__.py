@@ -26,11 +26,12 @@ from pathlib import Path
 
 import yaml
 
-from evocl.errors import SpaceError
+from evocl.errors import SpaceError, UserError
 from evocl.space.params import Constraint, Objective, Param
 from evocl.space.space import INACTIVE_GENE, SearchSpace
 from evocl.space.validate import build
 from evocl.space.yaml_io import parse_yaml, yaml_error_line
+from evocl.yamlsafe import read_text
 
 __all__ = ["load", "loads", "check_file", "check_text", "resolve_space", "SearchSpace", "Param",
            "Objective", "Constraint", "SpaceError", "INACTIVE_GENE"]
@@ -51,9 +52,11 @@ def resolve_space(name_or_path: str | os.PathLike) -> Path:
 
 def _problems(text: str, source: str) -> tuple[dict | None, list[SpaceError]]:
     try:
-        data, dups = parse_yaml(text)
+        data, dups = parse_yaml(text, source)
     except yaml.YAMLError as e:
         return None, [SpaceError(yaml_error_line(e), source=source)]
+    except UserError as e:  # over a limit of evocl.yamlsafe
+        return None, [SpaceError(e.rule, source=source, field=e.field)]
     problems = [SpaceError(rule, source=source, field=path) for path, rule in dups]
     parts, more = build(data, source)
     return (parts if not problems and not more else None), problems + more
@@ -77,15 +80,10 @@ def loads(text: str, source: str = "<string>") -> SearchSpace:
 
 
 def _read(path: str | os.PathLike[str]) -> str:
-    p = Path(path)
     try:
-        return p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpaceError("file not found", source=str(path)) from None
-    except IsADirectoryError:
-        raise SpaceError("is a directory, expected a YAML file", source=str(path)) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise SpaceError(f"cannot read: {e}", source=str(path)) from None
+        return read_text(path, "YAML search space")
+    except UserError as e:
+        raise SpaceError(e.rule, source=str(path)) from None
 
 
 def load(path: str | os.PathLike[str]) -> SearchSpace:

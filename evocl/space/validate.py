@@ -21,6 +21,8 @@ PARAM_KEYS = {
     "bool": ("type", "default", "when", "description"),
 }
 OBJECTIVE_KEYS = ("direction", "ref")
+#: Largest |bound| of an int parameter: numpy samples ints as int64 (high + 1 must fit).
+INT_LIMIT = 2**62
 CONSTRAINT_KEYS = ("max", "min")
 
 
@@ -68,6 +70,10 @@ class _Checker:
             return None
         if not math.isfinite(v):
             self.err(f"{path}.{key}", f"must be finite, got {v!r}")
+            return None
+        if integer and not -INT_LIMIT <= v <= INT_LIMIT:
+            self.err(f"{path}.{key}", f"must be between -2**62 and 2**62 (sampled as a 64-bit "
+                                      f"int), got {v:.3g}")
             return None
         return v  # ints stay ints in messages (low: 0 reads "0"); Param gets floats below
 

@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from evocl.yamlsafe import MAX_BYTES, YamlLimitError, compose, yaml_error_line  # noqa: F401
+
 # YAML 1.2 style floats: 1e-5, -2E+3, .5, 1.5e3 (YAML 1.1 needs a dot and a signed exponent).
 _FLOAT_RE = re.compile(
     r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
@@ -65,46 +67,48 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = Fal
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
-def _duplicates(node: yaml.Node, path: str, out: list[tuple[str, str]]) -> None:
-    """Walk the composed node tree; record (field path, rule) for every repeated mapping key."""
-    if isinstance(node, yaml.MappingNode):
-        seen: set[str] = set()
-        for key_node, value_node in node.value:
-            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node.tag)
-            sub = f"{path}.{key}" if path else str(key)
-            if key in seen:
-                out.append((sub, f"duplicate key {key!r} at line {key_node.start_mark.line + 1} "
-                                 "(each key may appear once in a mapping)"))
-            seen.add(key)
-            _duplicates(value_node, sub, out)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _duplicates(item, f"{path}[{i}]", out)
+def _duplicates(root: yaml.Node, out: list[tuple[str, str]]) -> None:
+    """Record (field path, rule) for every repeated mapping key; each node is visited once
+    (a node reached again through an alias was checked already)."""
+    seen_nodes: set[int] = set()
+    stack: list[tuple[yaml.Node, str]] = [(root, "")]
+    while stack:
+        node, path = stack.pop()
+        if id(node) in seen_nodes:
+            continue
+        seen_nodes.add(id(node))
+        children: list[tuple[yaml.Node, str]] = []
+        if isinstance(node, yaml.MappingNode):
+            seen: set[str] = set()
+            for key_node, value_node in node.value:
+                key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node.tag)
+                sub = f"{path}.{key}" if path else str(key)
+                if key in seen:
+                    out.append((sub, f"duplicate key {key!r} at line {key_node.start_mark.line + 1} "
+                                     "(each key may appear once in a mapping)"))
+                seen.add(key)
+                children.append((value_node, sub))
+        elif isinstance(node, yaml.SequenceNode):
+            children = [(item, f"{path}[{i}]") for i, item in enumerate(node.value)]
+        stack.extend(reversed(children))
 
 
-def parse_yaml(text: str) -> tuple[Any, list[tuple[str, str]]]:
-    """Parse YAML text; return (data, problems). Raises yaml.YAMLError on malformed input.
+def parse_yaml(text: str, source: str = "<string>") -> tuple[Any, list[tuple[str, str]]]:
+    """Parse YAML text within evocl's limits (see evocl.yamlsafe); return (data, problems).
 
-    ``problems`` lists (field path, rule) for every mapping key written twice.
+    Raises yaml.YAMLError on malformed input, YamlLimitError over a limit. ``problems`` lists
+    (field path, rule) for every mapping key written twice.
     """
-    loader = _Loader(text)
+    if len(text) > MAX_BYTES:
+        raise YamlLimitError(f"{len(text):,} characters is over the {MAX_BYTES:,} limit of a "
+                             "YAML file; refused", source=source)
+    loader, node = compose(text, _Loader, source)
     try:
-        node = loader.get_single_node()
         problems: list[tuple[str, str]] = []
         if node is None:
             return None, problems
-        _duplicates(node, "", problems)
+        _duplicates(node, problems)
         data = loader.construct_document(node)
     finally:
         loader.dispose()
     return data, problems
-
-
-def yaml_error_line(exc: yaml.YAMLError) -> str:
-    """One line describing a YAML syntax error, with its line and column."""
-    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-    context = getattr(exc, "context", None)
-    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-    what = f"{context}, {problem}" if context else str(problem)
-    return f"{where}malformed YAML: {what}"

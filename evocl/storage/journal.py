@@ -4,22 +4,45 @@ Events (the source of truth of a run):
     {"event": "ask", "n": k, "candidates": [Candidate.to_dict(), ...]}   one engine.ask(k) call
     {"event": "tell", "id": N, "result": Result.to_dict()}               one engine.tell
     {"event": "config", "changes": {...}}                                a resume changed a setting
+    {"event": "report", "id": N, "report": {...}, "continue": bool}      a per-task report of a
+        running candidate and the early-stop decision on it (``evocl.evolution.early_stop``),
+        written before the worker continues or stops
 
-A crash can leave a torn last line (no newline, or not JSON). Readers drop it with a warning;
-the writer also truncates the file to the last good line before appending, so the next event
-never lands glued to a torn one.
+A journal is read as hostile bytes: a line that is not UTF-8, holds NUL bytes, is not JSON, or
+is a known event with fields of the wrong shape is a BAD line; an event of a kind this evocl
+does not know is kept as it is (a later evocl may write it). Readers skip bad lines with a
+warning and keep every valid event after them. The writer (``Journal``, under the run lock)
+never deletes anything: a torn last line (a crash in the middle of a write) is moved aside at
+once; bad lines in the middle are moved aside by :meth:`Journal.commit_repair` only after the
+runner has replayed the remaining events successfully, so an inconsistent journal is left
+untouched. "Moved aside" means appended to ``journal.quarantine`` (one JSON record per bad
+line: its byte offset, line number, reason and exact bytes in base64) before the journal is
+rewritten without them.
+
+Each line has a SLOT (its ordinal among the lines, bad ones included). A snapshot names the
+last event it covers by the digest of its line (:func:`line_digest`), so it stays valid after
+bad lines before it are moved aside.
 """
 
 from __future__ import annotations
 
+import base64
+import bisect
+import datetime as _dt
+import hashlib
 import json
 import math
 import os
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
+
+from evocl.errors import RunDirError, UserError
+from evocl.storage.atomic import atomic_write_bytes, fsync_dir
 
 JOURNAL_NAME = "journal.jsonl"
+QUARANTINE_NAME = "journal.quarantine"
 
 
 def json_safe(obj: Any) -> Any:
@@ -33,83 +56,323 @@ def json_safe(obj: Any) -> Any:
     return obj
 
 
-def good_prefix(data: bytes) -> tuple[list[dict[str, Any]], int, str | None]:
-    """Parse journal bytes; return (events, length of the good prefix, problem or None).
+# ------------------------------------------------------------------------- event checks
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
-    Only the last line may be bad (a torn write); a bad line followed by good ones is
-    corruption, reported as a problem with everything after it ignored.
-    """
-    events: list[dict[str, Any]] = []
-    pos = 0
+
+def _check_ask(e: dict[str, Any]) -> str | None:
+    from evocl.records import Candidate
+
+    if not _is_int(e.get("n")) or e["n"] < 0:
+        return f"'n' must be an int >= 0, got {e.get('n')!r:.40}"
+    cands = e.get("candidates")
+    if not isinstance(cands, list) or len(cands) > e["n"]:
+        return "'candidates' must be a list of at most n candidates"
+    for d in cands:
+        if not isinstance(d, dict):
+            return "a candidate is not a JSON object"
+        try:
+            Candidate.from_dict(d)
+        except (UserError, KeyError, TypeError, ValueError, OverflowError) as exc:
+            return f"bad candidate ({type(exc).__name__}: {exc})"
+    return None
+
+
+def _check_tell(e: dict[str, Any]) -> str | None:
+    from evocl.records import Result
+
+    if not _is_int(e.get("id")):
+        return f"'id' must be an int, got {e.get('id')!r:.40}"
+    if not isinstance(e.get("result"), dict):
+        return "'result' must be a JSON object"
+    try:
+        Result.from_dict(e["result"])
+    except (UserError, KeyError, TypeError, ValueError, OverflowError) as exc:
+        return f"bad result ({type(exc).__name__}: {exc})"
+    if "elapsed" in e and not (isinstance(e["elapsed"], (int, float))
+                               and not isinstance(e["elapsed"], bool)):
+        return "'elapsed' must be a number"
+    return None
+
+
+def _check_config(e: dict[str, Any]) -> str | None:
+    return None if isinstance(e.get("changes"), dict) else "'changes' must be a JSON object"
+
+
+def _check_report(e: dict[str, Any]) -> str | None:
+    if not _is_int(e.get("id")):
+        return f"'id' must be an int, got {e.get('id')!r:.40}"
+    report = e.get("report")
+    if not isinstance(report, dict):
+        return "'report' must be a JSON object"
+    for key in ("tasks_seen", "n_tasks"):
+        if not _is_int(report.get(key)) or report[key] < 1:
+            return f"'report.{key}' must be an int >= 1, got {report.get(key)!r:.40}"
+    if not isinstance(e.get("continue"), bool):
+        return f"'continue' must be true or false, got {e.get('continue')!r:.40}"
+    return None
+
+
+#: Shape checks of the events evocl writes; a new kind of event adds its check here.
+EVENT_CHECKS: dict[str, Callable[[dict[str, Any]], str | None]] = {
+    "ask": _check_ask, "tell": _check_tell, "config": _check_config, "report": _check_report}
+
+
+def parse_line(line: bytes) -> tuple[dict[str, Any] | None, str | None]:
+    """(event, None) for a good line, (None, reason) for a bad one. Never raises."""
+    if not line.strip():
+        return None, "empty line"
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return None, f"not UTF-8 (byte 0x{line[exc.start]:02x} at column {exc.start + 1})"
+    if "\x00" in text:
+        return None, "holds NUL bytes"
+    try:
+        obj = json.loads(text)
+    except RecursionError:
+        return None, "JSON nested too deeply"
+    except ValueError as exc:  # JSONDecodeError, or an int with too many digits
+        return None, f"not JSON ({getattr(exc, 'msg', exc)})"
+    if not isinstance(obj, dict) or not isinstance(obj.get("event"), str):
+        return None, "not a journal event (a JSON object with an 'event' name)"
+    check = EVENT_CHECKS.get(obj["event"])
+    try:
+        problem = check(obj) if check is not None else None
+    except RecursionError:
+        problem = "nested too deeply"
+    if problem:
+        return None, f"malformed {obj['event']} event: {problem}"
+    return obj, None
+
+
+@dataclass(frozen=True)
+class BadLine:
+    """A line of the journal that is not a usable event."""
+
+    offset: int      # byte offset of its first byte
+    line: int        # 1-based line number
+    data: bytes      # its exact bytes (newline included when it had one)
+    reason: str
+
+    def describe(self) -> str:
+        return f"line {self.line} (byte {self.offset}): {self.reason}"
+
+
+@dataclass
+class JournalScan:
+    """What a journal's bytes hold: good events (with their slot and byte span) and bad lines."""
+
+    events: list[dict[str, Any]] = field(default_factory=list)
+    slots: list[int] = field(default_factory=list)
+    spans: list[tuple[int, int]] = field(default_factory=list)
+    bad: list[BadLine] = field(default_factory=list)
+    n_slots: int = 0
+    size: int = 0
+
+    @property
+    def tail_only(self) -> bool:
+        """Every bad line comes after every good event (a torn tail, safe to cut at once)."""
+        return bool(self.bad) and (not self.spans or self.bad[0].offset >= self.spans[-1][1])
+
+    @property
+    def torn_tail(self) -> bool:
+        """The only bad line is the last one (a crash in the middle of a write)."""
+        return self.tail_only and len(self.bad) == 1
+
+    def summary(self) -> str:
+        first = self.bad[0]
+        more = f" and {len(self.bad) - 1} more" if len(self.bad) > 1 else ""
+        kind = "torn last line" if self.torn_tail else "bad line"
+        return f"{kind} at {first.describe()}{more}"
+
+
+def scan_journal(data: bytes) -> JournalScan:
+    """Classify every line of a journal (a missing final newline makes the last line bad)."""
+    out = JournalScan(size=len(data))
+    pos, lineno = 0, 0
     while pos < len(data):
         end = data.find(b"\n", pos)
+        stop = len(data) if end < 0 else end + 1
+        lineno += 1
+        line = data[pos:stop]
         if end < 0:
-            return events, pos, f"torn last line ({len(data) - pos} bytes without newline)"
-        line = data[pos:end]
-        if line.strip():
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError:
-                obj = None
-            if not isinstance(obj, dict) or "event" not in obj:
-                last = data.find(b"\n", end + 1) < 0 and not data[end + 1:].strip()
-                kind = "torn last line" if last else f"corrupt line at byte {pos}"
-                return events, pos, f"{kind} (not a JSON event)"
-            events.append(obj)
-        pos = end + 1
-    return events, pos, None
+            event, reason = None, f"torn last line ({len(line)} bytes without newline)"
+        else:
+            event, reason = parse_line(line[:-1])
+        if event is not None:
+            out.events.append(event)
+            out.slots.append(out.n_slots)
+            out.spans.append((pos, stop))
+        else:
+            out.bad.append(BadLine(pos, lineno, line, str(reason)))
+        out.n_slots += 1
+        pos = stop
+    return out
 
 
 def read_events(path: str | os.PathLike[str], *, live: bool = False) -> list[dict[str, Any]]:
-    """All good events of a journal (read-only; a torn last line is dropped with a warning).
+    """Every good event of a journal, read-only; bad lines are skipped with a warning.
 
     ``live``: the run is being written right now, so an unfinished last line is expected and
-    dropped silently.
+    skipped silently.
     """
     path = Path(path)
-    if not path.exists():
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
         return []
-    events, _, problem = good_prefix(path.read_bytes())
-    if problem and not (live and problem.startswith("torn last line")):
-        warnings.warn(f"{path}: {problem}; ignored", stacklevel=2)
-    return events
+    except OSError as exc:
+        raise RunDirError(f"cannot read ({exc.strerror or exc})", source=str(path)) from None
+    scan = scan_journal(data)
+    if scan.bad and not (live and scan.torn_tail):
+        warnings.warn(f"{path}: {scan.summary()}; skipped (every valid event is kept; "
+                      f"`evocl resume` moves bad lines to {QUARANTINE_NAME})", stacklevel=2)
+    return scan.events
+
+
+def _quarantine_record(bad: BadLine, journal: Path) -> dict[str, Any]:
+    return {"journal": journal.name, "offset": bad.offset, "line": bad.line,
+            "length": len(bad.data), "reason": bad.reason,
+            "quarantined_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "bytes_b64": base64.b64encode(bad.data).decode("ascii"),
+            "text": bad.data[:200].decode("utf-8", "replace")}
+
+
+def write_error(path: Path, exc: OSError, what: str = "write") -> RunDirError:
+    """One line for a failed write: which file, why, and that nothing saved was lost."""
+    why = exc.strerror or type(exc).__name__
+    return RunDirError(f"cannot {what} ({why}); nothing already saved was lost; fix the cause "
+                       f"(space, permissions) and run `evocl resume {path.parent}`",
+                       source=str(path))
+
+
+def line_digest(line: bytes) -> str:
+    """Identity of one journal line (its bytes without the newline): snapshots name the last
+    event they cover by it, so they stay valid when bad lines before it are moved aside."""
+    return hashlib.sha256(line.rstrip(b"\n")).hexdigest()[:16]
 
 
 class Journal:
-    """Writer of a run's journal (only the process holding the run lock writes)."""
+    """Writer of a run's journal (only the process holding the run lock writes).
+
+    Bad lines found on opening stay in the file (``pending``) until :meth:`commit_repair`
+    moves them to journal.quarantine; nothing is appended before that.
+    """
 
     def __init__(self, path: str | os.PathLike[str]):
         self.path = Path(path)
+        self.quarantine_path = self.path.with_name(QUARANTINE_NAME)
         self.events: list[dict[str, Any]] = []
-        self._repair_and_load()
-        self._f = open(self.path, "ab")
+        self.digests: list[str] = []        # line_digest of each event's line
+        self.slots: list[int] = []          # slot (line ordinal, bad lines included) of each event
+        self.n_slots = 0
+        self.pending: JournalScan | None = None
+        self._data = b""
+        self._f: Any = None
+        try:
+            self._load()
+            self._f = open(self.path, "ab", buffering=0)
+        except OSError as exc:
+            raise write_error(self.path, exc, "open the journal for writing") from None
 
-    def _repair_and_load(self) -> None:
+    def _load(self) -> None:
         if not self.path.exists():
             self.path.touch()
             return
         data = self.path.read_bytes()
-        self.events, good, problem = good_prefix(data)
-        if problem:
-            warnings.warn(f"{self.path}: {problem}; dropped (file truncated to the last good "
-                          f"line, {good} bytes)", stacklevel=3)
-            with open(self.path, "r+b") as f:
-                f.truncate(good)
-                f.flush()
-                os.fsync(f.fileno())
+        scan = scan_journal(data)
+        self.events, self.slots, self.n_slots = scan.events, scan.slots, scan.n_slots
+        self.digests = [line_digest(data[s:e]) for s, e in scan.spans]
+        if scan.bad:
+            self.pending, self._data = scan, data
 
+    # -- slots -----------------------------------------------------------------------------
+    def index_for_slot(self, n_slots: int) -> int:
+        """How many of ``events`` lie in the first ``n_slots`` slots."""
+        return bisect.bisect_left(self.slots, n_slots)
+
+    def is_bad_slot(self, slot: int) -> bool:
+        """Whether ``slot`` holds a bad line awaiting the quarantine."""
+        i = self.index_for_slot(slot)
+        return 0 <= slot < self.n_slots and (i >= len(self.slots) or self.slots[i] != slot)
+
+    def find(self, digest: str) -> int | None:
+        """Index of the last event whose line has this digest."""
+        for i in range(len(self.digests) - 1, -1, -1):
+            if self.digests[i] == digest:
+                return i
+        return None
+
+    # -- repair ----------------------------------------------------------------------------
+    def _quarantine(self, bad: list[BadLine]) -> None:
+        """Append the bad lines to journal.quarantine (fsync'd); skips records already there."""
+        seen: set[tuple[int, str]] = set()
+        if self.quarantine_path.exists():
+            for line in self.quarantine_path.read_bytes().splitlines():
+                try:
+                    rec = json.loads(line)
+                    seen.add((int(rec["offset"]), str(rec["bytes_b64"])))
+                except (ValueError, KeyError, TypeError):
+                    continue
+        records = [r for r in (_quarantine_record(b, self.path) for b in bad)
+                   if (r["offset"], r["bytes_b64"]) not in seen]
+        if not records:
+            return
+        text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)
+        with open(self.quarantine_path, "ab") as f:
+            f.write(text.encode("utf-8"))
+            f.flush()
+            os.fsync(f.fileno())
+        fsync_dir(self.path.parent)
+
+    def commit_repair(self) -> list[BadLine]:
+        """Move the pending bad lines to journal.quarantine, then drop them from the journal
+        (cut the file when they are all at its end, else rewrite it atomically). Call once the
+        events without them have replayed consistently. Returns the lines moved."""
+        scan = self.pending
+        if scan is None:
+            return []
+        try:
+            self._quarantine(scan.bad)
+            self._f.close()
+            if scan.tail_only:
+                with open(self.path, "r+b") as f:
+                    f.truncate(scan.bad[0].offset)
+                    f.flush()
+                    os.fsync(f.fileno())
+            else:
+                atomic_write_bytes(self.path, b"".join(self._data[s:e] for s, e in scan.spans))
+            self._f = open(self.path, "ab", buffering=0)
+        except OSError as exc:
+            raise write_error(self.path, exc, "move bad lines to the quarantine") from None
+        self.slots, self.n_slots = list(range(len(self.events))), len(self.events)
+        self.pending, self._data = None, b""
+        return scan.bad
+
+    # -- writing ---------------------------------------------------------------------------
     def append(self, event: dict[str, Any]) -> None:
-        """Write one event durably (returns only after fsync)."""
+        """Write one event durably (returns only after fsync); RunDirError when it cannot."""
+        if self.pending is not None:
+            raise RuntimeError("journal has bad lines awaiting commit_repair(); not appending")
         try:
             line = json.dumps(event, separators=(",", ":"), allow_nan=False)
         except ValueError:  # NaN/inf somewhere in the metrics: keep them readable as strings
             line = json.dumps(json_safe(event), separators=(",", ":"), allow_nan=False)
-        line += "\n"
-        self._f.write(line.encode("utf-8"))
-        self._f.flush()
-        os.fsync(self._f.fileno())
+        data = (line + "\n").encode("utf-8")
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[self._f.write(view):]
+            os.fsync(self._f.fileno())
+        except OSError as exc:
+            raise write_error(self.path, exc) from None
         self.events.append(event)
+        self.digests.append(line_digest(data))
+        self.slots.append(self.n_slots)
+        self.n_slots += 1
 
     def close(self) -> None:
-        if not self._f.closed:
+        if self._f is not None and not self._f.closed:
             self._f.close()

@@ -6,7 +6,11 @@ on. By default the mirror is ``run_dir/optuna.journal`` (Optuna's JournalFileBac
 
 One study named after the run, directions from the space's objectives; one trial per told
 result: parameters with their distributions (inactive ones absent), objective values, state
-COMPLETE or FAIL, metrics and the candidate's id / hash / generation as user attributes.
+COMPLETE, PRUNED (stopped early, see ``evocl.evolution.early_stop``) or FAIL, metrics and the
+candidate's id / hash / generation as user attributes. With early stopping, each per-task
+report is an intermediate value at step ``tasks_seen`` (as ``trial.report`` would give): the
+space's first objective over the tasks seen (Optuna's intermediate values are single numbers);
+every objective per report is in the user attribute ``task_reports``.
 
 Optuna's journal file reader fails on a torn last line once another line is appended after
 it (a crash in the middle of a write); :func:`repair_optuna_journal` truncates such a line
@@ -22,8 +26,9 @@ import math
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping, Sequence
 
+from evocl.errors import UserError
 from evocl.records import Candidate, Result
 
 OPTUNA_JOURNAL = "optuna.journal"
@@ -48,7 +53,7 @@ def repair_optuna_journal(path: str | os.PathLike[str]) -> bool:
         try:
             json.loads(data[start:good])
             break
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # not JSON, not UTF-8
             good = start
     if good == len(data):
         return False
@@ -58,6 +63,26 @@ def repair_optuna_journal(path: str | os.PathLike[str]) -> bool:
         os.fsync(f.fileno())
     warnings.warn(f"{path}: torn last line dropped ({len(data) - good} bytes)", stacklevel=2)
     return True
+
+
+def check_storage_url(url: str | None) -> None:
+    """Refuse a ``--storage`` that Optuna cannot open (unknown scheme, missing driver), up
+    front: UserError naming ``--storage``. Nothing is connected to."""
+    if url is None:
+        return
+    hint = "expected an SQLAlchemy URL such as sqlite:///runs.db or postgresql://user@host/db"
+    if "://" not in url:
+        raise UserError(f"{hint}, got {url!r:.100}", field="--storage")
+    try:
+        from sqlalchemy.engine import make_url
+
+        dialect = make_url(url).get_dialect()
+        load_driver = getattr(dialect, "import_dbapi", None) or getattr(dialect, "dbapi")
+        load_driver()
+    except Exception as e:  # noqa: BLE001 - sqlalchemy raises several types here
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise UserError(f"cannot use {url.split('://')[0]!r:.40} ({why:.120}); {hint}",
+                        field="--storage") from None
 
 
 class _FlockLock:
@@ -120,7 +145,8 @@ class OptunaMirror:
         try:
             import optuna
             optuna.logging.set_verbosity(optuna.logging.WARNING)
-            if storage is None:
+            local = storage is None
+            if local:
                 from optuna.storages import JournalStorage
                 from optuna.storages.journal import JournalFileBackend
                 path = str(Path(run_dir) / OPTUNA_JOURNAL)
@@ -130,15 +156,24 @@ class OptunaMirror:
             self._dists = {p.name: _distribution(p) for p in space.parameters}
             directions = [o.direction for o in space.objectives]
             here = str(Path(run_dir).resolve())
+            if local:  # the run's own file: its one study, even after the run was moved
+                names = optuna.study.get_all_study_names(storage)
+                if len(names) == 1:
+                    study_name = names[0]
             self.study = optuna.create_study(storage=storage, study_name=study_name,
                                              load_if_exists=True, directions=directions)
             owner = self.study.user_attrs.get("evocl_run_dir")
-            if owner not in (None, here):  # a shared storage already has a run of that name
+            if not local and owner not in (None, here):  # a shared storage has a run of that name
                 study_name = f"{study_name}-{hashlib.sha256(here.encode()).hexdigest()[:8]}"
                 self.study = optuna.create_study(storage=storage, study_name=study_name,
                                                  load_if_exists=True, directions=directions)
-            if self.study.user_attrs.get("evocl_run_dir") is None:
+            if self.study.user_attrs.get("evocl_run_dir") is None or local and \
+                    self.study.user_attrs.get("evocl_run_dir") != here:
                 self.study.set_user_attr("evocl_run_dir", here)
+            if list(self.study.metric_names or []) != self._names:
+                with warnings.catch_warnings():  # set_metric_names is "experimental"
+                    warnings.simplefilter("ignore")
+                    self.study.set_metric_names(self._names)
             self.study_name = study_name
             for t in self.study.get_trials(deepcopy=False):
                 cid = t.user_attrs.get("candidate_id")
@@ -148,40 +183,54 @@ class OptunaMirror:
         except Exception as e:  # noqa: BLE001 - a view must never stop the search
             warnings.warn(f"optuna mirror disabled: {type(e).__name__}: {e}", stacklevel=2)
 
-    def add(self, candidate: Candidate, result: Result) -> None:
-        """Record one told result (skipped when the study already holds this candidate)."""
+    def add(self, candidate: Candidate, result: Result,
+            reports: Sequence[Mapping[str, Any]] | None = None) -> None:
+        """Record one told result (skipped when the study already holds this candidate);
+        ``reports``: its per-task reports, in order."""
         if not self.ok or candidate.id in self._seen:
             return
         try:
-            self.study.add_trial(self._trial(candidate, result))
+            self.study.add_trial(self._trial(candidate, result, reports or ()))
             self._seen.add(candidate.id)
         except Exception as e:  # noqa: BLE001
             self.ok = False
             warnings.warn(f"optuna mirror disabled: {type(e).__name__}: {e}", stacklevel=2)
 
-    def sync(self, pairs: Iterable[tuple[Candidate, Result]]) -> None:
+    def sync(self, pairs: Iterable[tuple[Candidate, Result]],
+             reports: Mapping[int, Sequence[Mapping[str, Any]]] | None = None) -> None:
         """Add every told result the study is missing (after a resume or a mirror outage)."""
         for cand, res in pairs:
-            self.add(cand, res)
+            self.add(cand, res, (reports or {}).get(cand.id))
 
-    def _trial(self, candidate: Candidate, result: Result) -> Any:
+    def _trial(self, candidate: Candidate, result: Result,
+               reports: Sequence[Mapping[str, Any]] = ()) -> Any:
         import optuna
         from optuna.trial import TrialState
         values = [result.objectives.get(n) for n in self._names]
         complete = result.ok and all(v is not None and math.isfinite(v) for v in values)
+        steps = {}
+        for rep in reports:
+            v = rep.get(self._names[0])
+            if isinstance(v, (int, float)) and math.isfinite(v) and "tasks_seen" in rep:
+                steps[int(rep["tasks_seen"])] = float(v)
         attrs = {"candidate_id": candidate.id, "config_hash": candidate.config_hash,
                  "generation": candidate.generation, "origin": candidate.origin,
                  "parents": list(candidate.parents), "seed": candidate.seed,
                  "config": _attr(candidate.config), "wall_time": result.wall_time}
         if result.error:
             attrs["error"] = result.error
+        if reports:
+            keep = ("tasks_seen", "elapsed", *self._names)
+            attrs["task_reports"] = [_attr({k: r[k] for k in keep if k in r}) for r in reports]
         for k, v in result.metrics.items():
             attrs.setdefault(f"metric:{k}" if k in attrs else k, _attr(v))
         for k, v in result.objectives.items():
             attrs.setdefault(f"objective:{k}", _attr(v))
         params = {k: v for k, v in candidate.config.items() if k in self._dists}
+        state = TrialState.COMPLETE if complete else (
+            TrialState.PRUNED if result.status == "pruned" else TrialState.FAIL)
         kw: dict[str, Any] = dict(
-            state=TrialState.COMPLETE if complete else TrialState.FAIL,
+            state=state, intermediate_values=steps,
             values=[float(v) for v in values] if complete else None,  # type: ignore[arg-type]
             user_attrs=attrs)
         try:

@@ -22,10 +22,10 @@ from typing import Any
 
 import yaml
 
-from evocl.errors import RunDirError
+from evocl.errors import RunDirError, UserError
 from evocl.records import Candidate, Result, RunConfig
 from evocl.storage.atomic import atomic_write_json, atomic_write_text, fsync_dir
-from evocl.storage.journal import JOURNAL_NAME, Journal
+from evocl.storage.journal import JOURNAL_NAME, QUARANTINE_NAME, BadLine, Journal, write_error
 from evocl.storage.lock import RunLock
 
 FORMAT_VERSION = 1
@@ -58,21 +58,39 @@ def space_summary(space: Any) -> dict[str, Any]:
 
 
 def load_run_file(path: Path) -> dict[str, Any]:
-    """Read and check run.yaml; RunDirError (one line) when this is not a usable evocl run."""
+    """Read and check run.yaml; RunDirError (one line) when this is not a usable evocl run.
+
+    run.yaml is data from wherever the run directory came from: read with the size and alias
+    limits of every YAML evocl reads, and its ``config`` checked field by field.
+    """
+    from evocl.yamlsafe import read_yaml
+
     run_file = path / RUN_FILE
     if not path.is_dir():
         raise RunDirError(f"{path} is not a directory")
     if not run_file.exists():
         raise RunDirError(f"{path} is not an evocl run directory (no {RUN_FILE})")
     try:
-        meta = yaml.safe_load(run_file.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise RunDirError(f"{run_file}: not valid YAML ({type(e).__name__})") from None
+        meta = read_yaml(run_file)
+    except UserError as e:
+        raise RunDirError(e.rule, source=e.source, field=e.field) from None
     if not isinstance(meta, dict) or meta.get("kind") != "evocl-run":
         raise RunDirError(f"{run_file}: not an evocl run file")
     if meta.get("format_version") != FORMAT_VERSION:
-        raise RunDirError(f"{run_file}: format_version {meta.get('format_version')!r} is not "
+        raise RunDirError(f"{run_file}: format_version {meta.get('format_version')!r:.40} is not "
                           f"supported (this evocl reads {FORMAT_VERSION})")
+    for key, kind in (("config", dict), ("space", dict), ("objectives", list),
+                      ("constraints", list), ("fingerprints", dict), ("changes", list)):
+        if key in meta and not isinstance(meta[key], kind) and not (
+                key not in ("config", "space") and meta[key] is None):
+            raise RunDirError(f"must be a {'mapping' if kind is dict else 'list'}, got "
+                              f"{type(meta[key]).__name__}", source=str(run_file), field=key)
+    if not isinstance(meta.get("config"), dict):
+        raise RunDirError("missing mapping", source=str(run_file), field="config")
+    try:
+        RunConfig.from_dict(meta["config"])
+    except UserError as e:
+        raise RunDirError(e.rule, source=str(run_file), field=f"config.{e.field}") from None
     return meta
 
 
@@ -84,6 +102,29 @@ class RunDir:
         self.meta = meta
         self._lock = lock
         self.journal = Journal(path / JOURNAL_NAME)
+        scan = self.journal.pending
+        if scan is not None and scan.tail_only:  # a torn tail: nothing after it, cut it now
+            warnings.warn(f"{self.journal.path}: {scan.summary()}; moved to {QUARANTINE_NAME} "
+                          f"(file cut to the last good line, {scan.bad[0].offset} bytes)",
+                          stacklevel=3)
+            self.journal.commit_repair()
+
+    @property
+    def pending_repair(self) -> str | None:
+        """What is wrong in the middle of the journal (bad lines with valid events after them),
+        or None. Replay the events first, then :meth:`commit_repair`."""
+        scan = self.journal.pending
+        return None if scan is None else scan.summary()
+
+    def commit_repair(self) -> list[BadLine]:
+        """Move the journal's bad lines to journal.quarantine (every valid event is kept)."""
+        bad = self.journal.commit_repair()
+        if bad:
+            warnings.warn(f"{self.journal.path}: {len(bad)} bad line(s) moved to "
+                          f"{QUARANTINE_NAME} ({bad[0].describe()}"
+                          f"{' ...' if len(bad) > 1 else ''}); all {len(self.events)} valid "
+                          "events kept", stacklevel=2)
+        return bad
 
     # -- opening -------------------------------------------------------------------------
     @classmethod
@@ -127,9 +168,15 @@ class RunDir:
         """Open an existing run to continue it (takes the lock; repairs a torn journal tail)."""
         path = Path(path)
         meta = load_run_file(path)
-        lock = RunLock(path).acquire()
         try:
-            (path / SNAPSHOT_DIR).mkdir(exist_ok=True)
+            lock = RunLock(path).acquire()
+        except OSError as exc:
+            raise write_error(path / "lock", exc, "take the run's lock") from None
+        try:
+            try:
+                (path / SNAPSHOT_DIR).mkdir(exist_ok=True)
+            except OSError as exc:
+                raise write_error(path / SNAPSHOT_DIR, exc, "create") from None
             return cls(path, meta, lock)
         except BaseException:
             lock.release()
@@ -194,13 +241,19 @@ class RunDir:
         self.meta.setdefault("changes", []).append(
             {"at": _now(), "n_told": self.n_told(),
              **{k: {"old": o, "new": n} for k, (o, n) in changes.items()}})
-        atomic_write_text(self.path / RUN_FILE, yaml.safe_dump(self.meta, sort_keys=False))
+        self._write_meta()
         self.journal.append({"event": "config",
                              "changes": {k: [o, n] for k, (o, n) in changes.items()}})
 
     def set_fingerprint(self, name: str, value: Any) -> None:
         self.meta.setdefault("fingerprints", {})[name] = value
-        atomic_write_text(self.path / RUN_FILE, yaml.safe_dump(self.meta, sort_keys=False))
+        self._write_meta()
+
+    def _write_meta(self) -> None:
+        try:
+            atomic_write_text(self.path / RUN_FILE, yaml.safe_dump(self.meta, sort_keys=False))
+        except OSError as exc:
+            raise write_error(self.path / RUN_FILE, exc) from None
 
     def n_told(self) -> int:
         return sum(1 for e in self.journal.events if e.get("event") == "tell")
@@ -218,39 +271,72 @@ class RunDir:
             event["elapsed"] = round(float(elapsed), 3)
         self.journal.append(event)
 
+    def append_report(self, candidate_id: int, report: dict[str, Any], decision: bool) -> None:
+        """A running candidate's per-task report and the early-stop decision on it (journaled
+        before the worker is told, so a resume replays the decision instead of re-making it)."""
+        self.journal.append({"event": "report", "id": int(candidate_id), "report": report,
+                             "continue": bool(decision)})
+
     # -- snapshots -----------------------------------------------------------------------
-    def save_snapshot(self, n_told: int, state: dict[str, Any]) -> Path:
-        """Save engine state as it is after the journal's current events; keep the last 3."""
+    def save_snapshot(self, n_told: int, state: dict[str, Any]) -> Path | None:
+        """Save engine state as it is after the journal's current events; keep the last 3.
+
+        A snapshot only makes resume faster: one that cannot be written is a warning.
+        """
         snap_dir = self.path / SNAPSHOT_DIR
         target = snap_dir / f"engine-{n_told}.json"
-        atomic_write_json(target, {"format_version": FORMAT_VERSION, "n_told": n_told,
-                                   "journal_events": len(self.journal.events),
-                                   "engine": state}, allow_nan=True)
+        j = self.journal
+        try:
+            atomic_write_json(target, {"format_version": FORMAT_VERSION, "n_told": n_told,
+                                       "journal_events": j.n_slots,
+                                       "last_event": j.digests[-1] if j.digests else None,
+                                       "engine": state}, allow_nan=True)
+        except OSError as exc:
+            warnings.warn(f"{target}: snapshot not written ({exc.strerror or exc}); resume "
+                          "replays the journal instead", stacklevel=2)
+            return None
         for old in snapshot_files(self.path)[:-KEEP_SNAPSHOTS]:
             try:
                 old.unlink()
-            except FileNotFoundError:
+            except OSError:
                 pass
         return target
 
-    def load_snapshot(self) -> tuple[dict[str, Any] | None, int]:
-        """(engine state, number of journal events it covers) of the newest good snapshot.
+    def _snapshot_start(self, data: dict[str, Any]) -> int:
+        """Index in ``events`` where replay after this snapshot starts (ValueError if none)."""
+        j = self.journal
+        n = int(data["journal_events"])
+        if not 0 <= n <= j.n_slots:
+            raise ValueError(f"covers {n} events, journal has {j.n_slots}")
+        if n == 0:
+            return 0
+        last = data.get("last_event")
+        if last is None:  # written before snapshots named their last event
+            if j.pending is not None:
+                raise ValueError("cannot be placed in a journal with bad lines")
+            return n
+        found = j.find(str(last))
+        if found is not None:
+            return found + 1
+        if j.is_bad_slot(n - 1):  # its last event is the bad line: the state holds it
+            return j.index_for_slot(n)
+        raise ValueError("its last event is not in the journal")
 
-        A snapshot that does not parse, or claims more events than the journal holds, is
-        skipped with a warning; (None, 0) means replay the whole journal.
+    def load_snapshot(self) -> tuple[dict[str, Any] | None, int]:
+        """(engine state, index of the first journal event after it) of the newest usable
+        snapshot.
+
+        A snapshot that does not parse, or whose last event is not in the journal, is skipped
+        with a warning; (None, 0) means replay the whole journal.
         """
         for snap in reversed(snapshot_files(self.path)):
             try:
                 data = json.loads(snap.read_text(encoding="utf-8"))
-                n_events = int(data["journal_events"])
                 state = data["engine"]
                 if not isinstance(state, dict) or data.get("format_version") != FORMAT_VERSION:
                     raise ValueError("unexpected content")
-                if n_events > len(self.journal.events):
-                    raise ValueError(f"covers {n_events} events, journal has "
-                                     f"{len(self.journal.events)}")
-                return state, n_events
-            except (OSError, ValueError, KeyError, TypeError) as e:
+                return state, self._snapshot_start(data)
+            except (OSError, ValueError, KeyError, TypeError, RecursionError) as e:
                 warnings.warn(f"{snap}: unusable snapshot ({e}); trying an older one",
                               stacklevel=2)
         return None, 0

@@ -28,11 +28,10 @@ import socket
 from pathlib import Path
 from typing import Any, Iterator
 
-import yaml
-
-from evocl.errors import StreamError
+from evocl.errors import StreamError, UserError
 from evocl.streams.build import Record, SplitRule, build_stream
 from evocl.streams.types import SCENARIOS, Stream
+from evocl.yamlsafe import read_yaml
 
 SPEC_KEYS = ("name", "scenario", "description", "source", "tasks", "max_per_class", "splits",
              "seed")
@@ -41,6 +40,8 @@ SOURCE_KEYS = ("format", "path", "name", "config", "split", "text_column", "labe
 SPLITS_KEYS = ("val", "test")
 FORMATS = ("jsonl", "csv", "hf_disk", "hf")
 OFFLINE_VARS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
+#: The longest record (JSONL line, CSV field) a stream file may hold: one text to classify.
+MAX_RECORD_BYTES = 1024 * 1024
 
 
 def _unknown(keys: Any, allowed: tuple[str, ...], src: str, where: str) -> None:
@@ -58,12 +59,9 @@ def read_spec(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise StreamError("spec file not found", source=src, field="path")
     try:
-        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark is not None else "yaml"
-        raise StreamError(f"invalid YAML ({getattr(exc, 'problem', None) or exc})".replace("\n", " "),
-                          source=src, field=where) from None
+        spec = read_yaml(path, what="stream spec (YAML)")
+    except UserError as exc:
+        raise StreamError(exc.rule, source=src, field=exc.field) from None
     if not isinstance(spec, dict):
         raise StreamError("a stream spec must be a mapping", source=src, field="<root>")
     _unknown(spec, SPEC_KEYS, src, "")
@@ -173,32 +171,62 @@ def _record(row: dict[str, Any], cols: dict[str, str], where: str, field_of: str
 
 
 def _read_jsonl(path: Path, cols: dict[str, str]) -> Iterator[Record]:
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
+    with open(path, "rb") as f:
+        lineno = 0
+        while True:
+            raw = f.readline(MAX_RECORD_BYTES + 1)
+            if not raw:
+                break
+            lineno += 1
+            where = f"{path}:{lineno}"
+            if len(raw) > MAX_RECORD_BYTES and not raw.endswith(b"\n"):
+                raise StreamError(f"record longer than the {MAX_RECORD_BYTES:,}-byte limit; "
+                                  "refused", source=where, field="record")
+            line = _utf8(raw, where)
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise StreamError(f"invalid JSON ({exc.msg})", source=f"{path}:{lineno}",
+                raise StreamError(f"invalid JSON ({exc.msg})", source=where,
+                                  field="record") from None
+            except (ValueError, RecursionError) as exc:
+                raise StreamError(f"invalid JSON ({type(exc).__name__})", source=where,
                                   field="record") from None
             if not isinstance(row, dict):
-                raise StreamError("expected a JSON object per line", source=f"{path}:{lineno}",
-                                  field="record")
-            yield _record(row, cols, f"{path}:{lineno}", "field")
+                raise StreamError("expected a JSON object per line", source=where, field="record")
+            yield _record(row, cols, where, "field")
+
+
+def _utf8(raw: bytes, where: str) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise StreamError(f"not UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1}); "
+                          "save the file as UTF-8", source=where, field="record") from None
 
 
 def _read_csv(path: Path, cols: dict[str, str]) -> Iterator[Record]:
-    csv.field_size_limit(1 << 26)
+    csv.field_size_limit(MAX_RECORD_BYTES)
     with open(path, encoding="utf-8", newline="") as f:
         reader = csv.DictReader(f)
-        header = reader.fieldnames or []
-        for key in ("text", "label"):
-            if cols[key] not in header:
-                raise StreamError(f"column {cols[key]!r} missing; header has {header}",
-                                  source=str(path), field=f"{key}_column")
-        for lineno, row in enumerate(reader, 2):
-            yield _record(row, cols, f"{path}:{lineno}", "column")
+        lineno = 1
+        try:
+            header = reader.fieldnames or []
+            for key in ("text", "label"):
+                if cols[key] not in header:
+                    raise StreamError(f"column {cols[key]!r} missing; header has {header}",
+                                      source=str(path), field=f"{key}_column")
+            for lineno, row in enumerate(reader, 2):
+                yield _record(row, cols, f"{path}:{lineno}", "column")
+        except UnicodeDecodeError as exc:
+            raise StreamError(f"not UTF-8 (byte 0x{exc.object[exc.start]:02x} near record "
+                              f"{lineno + 1}); save the file as UTF-8", source=str(path),
+                              field="record") from None
+        except csv.Error as exc:
+            raise StreamError(f"malformed CSV ({exc}; a field may hold at most "
+                              f"{MAX_RECORD_BYTES:,} bytes)", source=f"{path}:{lineno + 1}",
+                              field="record") from None
 
 
 def _import_datasets(src: str) -> Any:

@@ -13,6 +13,7 @@ configuration again with fitness_tasks=None for full-stream numbers.
 from __future__ import annotations
 
 import contextlib
+import math
 import resource
 import time
 from collections import OrderedDict
@@ -23,14 +24,15 @@ import torch
 from evocl.cl import metrics
 from evocl.cl.backbone import Backbone
 from evocl.cl.data import StreamTensors, stream_tensors
+from evocl.cl.learners import LEARNERS
 from evocl.cl.model import build_model
+from evocl.cl.names import LM_OBJECTIVES, OBJECTIVES, Options
 from evocl.cl.params import resolve
-from evocl.cl.train import Options, fisher_samples_for, run_stream
+from evocl.cl.strategies.ewc import fisher_samples_for
+from evocl.cl.train import run_stream
 from evocl.errors import UserError
 from evocl.records import Result
 
-OBJECTIVES = ("acc", "forgetting", "bwt", "fwt", "plasticity", "trainable_params",
-              "wall_time", "peak_memory_mb")
 _TENSORS: "OrderedDict[tuple, StreamTensors]" = OrderedDict()
 
 
@@ -69,61 +71,75 @@ def prepare(stream: Any, backbone: Backbone, max_length: int = 64,
 
 def evaluate(config: Mapping[str, Any], stream: Any, backbone: Backbone, seed: int,
              device: str = "auto", fitness_tasks: int | None = None, *,
-             max_length: int = 64, max_eval_per_task: int | None = 64,
-             max_test_per_task: int | None = None, eval_batch_size: int = 128,
-             fisher_samples: int | None = None, lr_decay: str = "linear",
+             options: Options | None = None,
              on_trained: Callable[[Any], None] | None = None,
-             on_task_end: Callable[[dict[str, Any]], bool] | None = None) -> Result:
+             on_task_end: Callable[[dict[str, Any]], bool] | None = None,
+             **option_values: Any) -> Result:
     """Fine-tune ``backbone`` with LoRA on ``stream`` under ``config``; score it.
 
-    ``on_trained(model)``, when given, is called with the trained CLModel (``.encoder`` the
-    PEFT model, ``.head`` the linear head) after the last task, e.g. to save the adapters.
+    Evaluator options (`evocl.cl.names.Options`: max_length, max_eval_per_task, ...) come as
+    ``options`` or as keywords. ``on_trained(model)``, when given, is called with the trained
+    model after the last task, e.g. to save the adapters (a classifier: ``.encoder`` the PEFT
+    model, ``.head`` the linear head).
     ``on_task_end(report) -> bool``, when given, is called after each task but the last with
-    the fidelity report of `task_report` (the tasks seen so far); returning False stops the
+    the fidelity report of `task_report` (the tasks seen so far) plus every other objective
+    so far (``trainable_params``, ``wall_time`` = ``elapsed``, ``peak_memory_mb``), so a
+    scheduler can rank candidates on any space's objectives; returning False stops the
     candidate there: the Result then has status "pruned" and the partial metrics (over the
     tasks trained), ``metrics["tasks_trained"]`` saying how many.
     ``stream``: a streams.Stream, or StreamTensors from `prepare` (then max_length and the
-    caps it was prepared with apply, not the arguments here). Raises UserError for a bad config
+    caps it was prepared with apply, not the options here). Raises UserError for a bad config
     and EvaluationError for a non-finite loss; CLEvaluator turns both into failed Results.
     """
     start = time.perf_counter()
+    opts = options if options is not None else Options()
+    if option_values:
+        opts = Options.from_mapping({**opts.to_dict(), **option_values})
     params = resolve(config)
-    data = prepare(stream, backbone, max_length, max_eval_per_task, max_test_per_task)
+    data = prepare(stream, backbone, opts.max_length, opts.max_eval_per_task,
+                   opts.max_test_per_task)
     n_tasks = data.n_tasks if fitness_tasks is None else int(fitness_tasks)
     if not 1 <= n_tasks <= data.n_tasks:
         raise UserError(f"must be between 1 and {data.n_tasks}, got {fitness_tasks}",
                         field="fitness_tasks")
-    if lr_decay not in ("linear", "constant"):
-        raise UserError(f"must be linear or constant, got {lr_decay!r}", field="lr_decay")
     dev = resolve_device(device)
-    amp = None
+    amp = autocast_dtype(opts.precision, dev)
     if dev.type == "cuda":
-        amp = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         torch.cuda.reset_peak_memory_stats(dev)
     _reset_peak_rss()
-    opts = Options(eval_batch_size=eval_batch_size, fisher_samples=fisher_samples,
-                   lr_decay=lr_decay)
+    kind = getattr(backbone, "kind", "encoder")
     with _seeded(seed, dev):
-        model = build_model(backbone, params, data.n_classes, seed).to(dev)
-        n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        # a causal LM's frozen weights in bf16 on a GPU (its adapters stay fp32)
+        frozen_dtype = torch.bfloat16 if kind == "causal_lm" and amp == torch.bfloat16 else None
+        model = build_model(backbone, params, data.n_classes, seed, frozen_dtype).to(dev)
+        learner = LEARNERS.load(kind)(model, data, n_tasks, dev, amp, opts,
+                                               has_dropout=params.lora_dropout > 0.0)
+        n_trainable = sum(p.numel() for p in learner.trainable_list)
         hook = None
         if on_task_end is not None:
             def hook(t: int, R: list[list[float]], b: list[float]) -> bool:
-                return bool(on_task_end(task_report(t, n_tasks, R, b,
-                                                    time.perf_counter() - start)))
-        out = run_stream(model, data, params, seed, n_tasks, dev, amp, opts, on_task_end=hook)
+                report = task_report(t, n_tasks, R, b, time.perf_counter() - start)
+                report.update(trainable_params=float(n_trainable),
+                              wall_time=report["elapsed"], peak_memory_mb=_peak_memory_mb(dev))
+                return bool(on_task_end(report))
+        out = run_stream(learner, params, seed, opts, on_task_end=hook)
         if on_trained is not None and out.stopped_after is None:
             on_trained(model)
-    del model
+    del model, learner
     trained = n_tasks if out.stopped_after is None else out.stopped_after
     summary = metrics.summarize([row[:trained] for row in out.R], out.baseline[:trained])
     wall = time.perf_counter() - start
     objectives = {**summary, "trainable_params": float(n_trainable), "wall_time": wall,
                   "peak_memory_mb": _peak_memory_mb(dev)}
+    names = OBJECTIVES
+    if "val_nll" in out.extra:  # a generative stream: perplexity after the last task trained
+        final_nll = out.extra["val_nll"][trained][:trained]  # row 0 is the untrained model
+        objectives["perplexity"] = sum(math.exp(min(v, 50.0)) for v in final_nll) / trained
+        names = OBJECTIVES + LM_OBJECTIVES
     test = ({"per_task": out.test_acc, "mean": sum(out.test_acc) / len(out.test_acc)}
             if out.test_acc else None)
     return Result(
-        objectives={k: float(objectives[k]) for k in OBJECTIVES},
+        objectives={k: float(objectives[k]) for k in names},
         status="ok" if out.stopped_after is None else "pruned",
         metrics={
             "accuracy_matrix": out.R, "baseline_acc": out.baseline,
@@ -133,14 +149,31 @@ def evaluate(config: Mapping[str, Any], stream: Any, backbone: Backbone, seed: i
             "backbone": backbone.name, "device": str(dev), "seed": int(seed),
             "config_resolved": params.to_dict(), "final_task_loss": out.final_losses,
             "drift_from_task0": out.drift_from_task0,
-            "timings": {k: [round(x, 4) for x in v] if isinstance(v, list) else round(v, 4)
-                        for k, v in out.timings.items()},
-            "options": {"max_length": data.max_length,
+            **({"matrices": out.extra} if out.extra else {}),
+            **({"strategy_counters": out.counters} if out.counters else {}),
+            "timings": _rounded(out.timings),
+            "options": {**opts.to_dict(), "max_length": data.max_length,
                         "max_eval_per_task": data.max_eval_per_task,
-                        "fisher_samples": fisher_samples_for(params, fisher_samples),
-                        "lr_decay": lr_decay},
+                        "fisher_samples": fisher_samples_for(params, opts.fisher_samples)},
         },
         wall_time=wall)
+
+
+def _rounded(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return round(value, 4) if isinstance(value, float) else value
+
+
+def autocast_dtype(precision: str, dev: torch.device) -> torch.dtype | None:
+    """The autocast dtype of the forward passes (None: fp32)."""
+    if precision == "auto":
+        if dev.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
 def task_report(t: int, n_tasks: int, R: list[list[float]], baseline: list[float],
