@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import heapq
 import json
-import math
 import os
 import platform
 import sys
@@ -55,7 +54,7 @@ REF = (0.0, 1.0)   # (acc, forgetting): reference point of the hypervolume
 
 
 def _task_report() -> Any:
-    from evocl.cl.evaluate import task_report
+    from evocl.cl.evaluation import task_report
     return task_report
 
 
@@ -78,8 +77,12 @@ class SimulatedEvaluation:
 
     def report(self, t: int) -> dict[str, Any]:
         rows = [list(r[:self.n_tasks]) for r in self.out["R"][:t + 1]]
-        return _task_report()(t, self.n_tasks, rows, self.out["baseline"][:self.n_tasks],
-                              self.elapsed(t))
+        report = _task_report()(t, self.n_tasks, rows, self.out["baseline"][:self.n_tasks],
+                                self.elapsed(t))
+        # as evocl.cl.evaluation.evaluate adds them (peak memory is not modelled)
+        report.update(trainable_params=float(self.out["trainable_params"]),
+                      wall_time=report["elapsed"])
+        return report
 
     def result(self, trained: int) -> Result:
         """The Result after ``trained`` tasks (== n_tasks: ok; fewer: pruned)."""

@@ -30,7 +30,6 @@ standard deviations to R, drawn from the candidate's training seed.
 from __future__ import annotations
 
 import json
-import math
 import os
 from typing import Any, Mapping, Sequence
 

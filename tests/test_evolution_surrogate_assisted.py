@@ -13,7 +13,7 @@ from evocl.errors import UserError
 from evocl.evolution import create, from_state
 from evocl.evolution.parts import SBXPolynomial
 from evocl.evolution.problems import evaluate, problem_space
-from evocl.evolution.surrogate_assisted import GenomeCodec, _pm, _sbx_child
+from evocl.evolution.genome import GenomeCodec, _pm, _sbx_child
 from evocl.records import Candidate, Result
 from evocl.space import SearchSpace, load
 from evocl.space import operators
@@ -132,8 +132,8 @@ def test_beats_random_search_on_zdt1_at_a_small_budget() -> None:
     assert wins >= 4
 
 
-@pytest.mark.parametrize("model", ["parzen", "trees"])
-def test_resume_in_the_model_phase_with_constraints_continues_exactly(model: str) -> None:
+@pytest.mark.parametrize("acquisition", ["lcb", "ei"])
+def test_resume_in_the_model_phase_with_constraints_continues_exactly(acquisition: str) -> None:
     space = load(CL_SPACE)
 
     def fake(c: Candidate) -> Result:   # a cheap stand-in with the CL space's objectives
@@ -145,13 +145,13 @@ def test_resume_in_the_model_phase_with_constraints_continues_exactly(model: str
         return Result(objectives={"acc": acc, "forgetting": 1.0 - acc,
                                   "trainable_params": params})
     engine = create("sa-nsga2", space, population_size=6, seed=9,
-                    initial=[space.default_config()], refit=0.3, model=model)
+                    initial=[space.default_config()], refit=0.3, acquisition=acquisition)
     for _ in range(5):
         cands = engine.ask(4)
         for c in reversed(cands):
             engine.tell(c, fake(c))
     pending = engine.ask(3)
-    assert (engine._model if model == "trees" else engine._parzen) is not None
+    assert engine._model is not None and engine._parzen is not None
     state = json.loads(json.dumps(engine.state(), allow_nan=False))
     clone = from_state(space, state)
     for e in (engine, clone):
@@ -172,7 +172,8 @@ def test_resume_in_the_model_phase_with_constraints_continues_exactly(model: str
 
 @pytest.mark.parametrize("opts, field", [
     ({"pool_size": 0}, "pool_size"), ({"n_initial": 0}, "n_initial"),
-    ({"local_share": 0.7, "random_share": 0.5}, "random_share"), ({"refit": 2}, "refit"),
+    ({"parzen_share": 0.7, "random_share": 0.5}, "random_share"), ({"refit": 2}, "refit"),
+    ({"acquisition": "pi"}, "acquisition"), ({"kappa": -1}, "kappa"), ({"n_ei": 0}, "n_ei"),
     ({"n_trees": 1.5}, "n_trees"), ({"eta_c": -1}, "eta_c"),
 ])
 def test_bad_options_name_the_field(opts, field) -> None:

@@ -65,7 +65,7 @@ def test_flat_forest_predicts_like_sklearn(space, rows) -> None:
 def test_simulated_evaluation_reports_like_the_evaluator(space, sur) -> None:
     config = space.canonical({**space.default_config(), "replay": True})
     ev = bs.SimulatedEvaluation(sur, Candidate(id=3, config=config, config_hash="h", seed=11))
-    R, b = ev.out["R"], ev.out["baseline"]
+    R = ev.out["R"]
     last = 0.0
     for t in range(4):
         rep = ev.report(t)
