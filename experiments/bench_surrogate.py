@@ -301,7 +301,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--algorithm-option", action="append", default=[],
                     help="ALGORITHM:KEY=VALUE (JSON value)")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--table", nargs="+", metavar="JSON",
+                    help="print the Markdown table of these result files (merged), then exit")
     args = ap.parse_args(argv)
+    if args.table:
+        runs = []
+        for path in args.table:
+            with open(path) as f:
+                runs += json.load(f)["runs"]
+        print_table(table(runs))
+        return
     space = load(sg.SPACE)
     if args.fit_quality:
         res = {"meta": _meta(args),

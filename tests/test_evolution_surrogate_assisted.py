@@ -170,6 +170,37 @@ def test_resume_in_the_model_phase_with_constraints_continues_exactly(acquisitio
     assert json.dumps(engine.state(), sort_keys=True) == json.dumps(clone.state(), sort_keys=True)
 
 
+def test_fronts_match_the_pareto_module_with_ties_and_constraints() -> None:
+    from evocl.evolution import pareto
+    from evocl.evolution.density import _fronts
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        n, m = int(rng.integers(1, 40)), int(rng.integers(1, 4))
+        fmin = {i: tuple(np.round(rng.random(m), 1)) for i in range(n)}   # ties on purpose
+        cv = {i: 0.0 if rng.random() < 0.7 else float(np.round(rng.random(), 1))
+              for i in range(n)}
+        rc = pareto.rank_and_crowding(list(range(n)), fmin, cv)
+        want: dict[int, list[int]] = {}
+        for i in range(n):
+            want.setdefault(rc[i][0], []).append(i)
+        assert _fronts(list(range(n)), fmin, cv, n) == [want[r] for r in sorted(want)]
+
+
+def test_good_split_takes_fronts_then_the_largest_contributors() -> None:
+    from evocl.evolution.density import good_split
+
+    # front 1: ids 0-3 on a line; 4 dominated; with k = 2 the two that keep most volume stay
+    fmin = {0: (0.0, 1.0), 1: (0.45, 0.55), 2: (0.55, 0.45), 3: (1.0, 0.0), 4: (0.9, 0.9)}
+    cv = dict.fromkeys(fmin, 0.0)
+    assert good_split(list(fmin), fmin, cv, 5) == [0, 1, 2, 3, 4]
+    assert sorted(good_split(list(fmin), fmin, cv, 4)) == [0, 1, 2, 3]
+    two = good_split(list(fmin), fmin, cv, 2)
+    assert len(two) == 2 and 4 not in two
+    cv[0] = 1.0                                   # infeasible: after every feasible one
+    assert 0 not in good_split(list(fmin), fmin, cv, 4)
+
+
 @pytest.mark.parametrize("opts, field", [
     ({"pool_size": 0}, "pool_size"), ({"n_initial": 0}, "n_initial"),
     ({"parzen_share": 0.7, "random_share": 0.5}, "random_share"), ({"refit": 2}, "refit"),

@@ -14,7 +14,6 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from evocl.evolution import pareto
 from evocl.evolution.genome import GenomeCodec
 
 _GRID = np.linspace(0.0, 1.0, 201)   # where the ratio of a numeric gene is tabulated
@@ -110,32 +109,67 @@ class ParzenRatio:
 def good_split(ids: Sequence[int], fmin: Mapping[int, tuple[float, ...]],
                cv: Mapping[int, float], k: int) -> list[int]:
     """The k best of ``ids`` as MOTPE splits them: whole non-dominated fronts (Deb's
-    constrained domination) while they fit, then from the next front the subset of largest
-    hypervolume, chosen greedily, with each objective scaled to [0, 1] over ``ids`` and the
-    reference point at 1.1 (Optuna's ``_split_complete_trials_multi_objective``)."""
+    constrained domination) while they fit, then from the next front a subset of large
+    hypervolume: its least contributor dropped until k fit (SMS-EMOA's greedy reduction;
+    Optuna's ``_split_complete_trials_multi_objective`` adds greedily instead), with each
+    objective scaled to [0, 1] over ``ids`` and the reference point at 1.1."""
     ids = list(ids)
     if len(ids) <= k:
         return ids
-    rc = pareto.rank_and_crowding(ids, dict(fmin), dict(cv))
-    fronts: dict[int, list[int]] = {}
-    for i in ids:
-        fronts.setdefault(rc[i][0], []).append(i)
+    fronts = _fronts(ids, fmin, cv, k)
     F = np.array([fmin[i] for i in ids], dtype=float)
     lo, hi = F.min(axis=0), F.max(axis=0)
     span = np.where(hi > lo, hi - lo, 1.0)
     ref = np.full(len(lo), 1.1)
     out: list[int] = []
-    for r in sorted(fronts):
-        front = sorted(fronts[r])
+    for front in fronts:
         if len(out) + len(front) <= k:
             out += front
             continue
-        chosen: list[np.ndarray] = []
-        left = {i: (np.array(fmin[i]) - lo) / span for i in front}
-        while len(out) < k:
-            best = max(left, key=lambda i: (pareto.hypervolume(np.array(chosen + [left[i]]),
-                                                               ref), -i))
-            chosen.append(left.pop(best))
-            out.append(best)
+        keep = list(front)                      # drop the least contributor until k fit
+        while len(out) + len(keep) > k:
+            pts = np.array([(np.array(fmin[i]) - lo) / span for i in keep])
+            contrib = _contributions(pts, ref)
+            worst = min(range(len(keep)), key=lambda j: (contrib[j], -keep[j]))
+            keep.pop(worst)
+        out += keep
         break
     return out
+
+
+def _fronts(ids: list[int], fmin: Mapping[int, tuple[float, ...]], cv: Mapping[int, float],
+            k: int) -> list[list[int]]:
+    """The first non-dominated fronts of ``ids`` (Deb's constrained domination, as
+    ``pareto.dominates``), peeled until they hold k ids; each front in id order. Vectorized:
+    the ranking runs on every result told, so it must stay cheap at hundreds of them."""
+    F = np.array([fmin[i] for i in ids], dtype=float)
+    V = np.array([cv[i] for i in ids], dtype=float)
+    le = np.all(F[:, None, :] <= F[None, :, :], axis=2)
+    lt = np.any(F[:, None, :] < F[None, :, :], axis=2)
+    same_cv = V[:, None] == V[None, :]
+    by_cv = (V[:, None] == 0.0) | ((V[None, :] != 0.0) & (V[:, None] < V[None, :]))
+    dom = np.where(same_cv, le & lt, by_cv & ~same_cv)       # dom[a, b]: a dominates b
+    left = np.ones(len(ids), dtype=bool)
+    fronts: list[list[int]] = []
+    taken = 0
+    while taken < k and left.any():
+        beaten = (dom[left][:, left]).any(axis=0)
+        idx = np.flatnonzero(left)[~beaten]
+        fronts.append(sorted(ids[i] for i in idx))
+        left[idx] = False
+        taken += len(idx)
+    return fronts
+
+
+def _contributions(points: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """Each point's exclusive hypervolume contribution (0 for points dominated or outside)."""
+    import moocore
+
+    if points.shape[1] == 1:
+        order = np.argsort(points[:, 0], kind="stable")
+        out = np.zeros(len(points))
+        best = order[0]
+        nxt = points[order[1], 0] if len(points) > 1 else ref[0]
+        out[best] = max(nxt - points[best, 0], 0.0)
+        return out
+    return np.asarray(moocore.hv_contributions(points, ref=ref), dtype=float)

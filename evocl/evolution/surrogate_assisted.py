@@ -71,7 +71,7 @@ class SurrogateNSGA2(AsyncNSGA2):
         "pool_size": 256,       # proposals scored by the model per candidate
         "parzen_share": 0.25,   # share of the pool: draws from the good results' density
         "random_share": 0.25,   # share of the pool: uniform samples (the rest: children)
-        "guide_rate": 0.3,      # per-gene probability of a model-guided mutation of a child
+        "guide_rate": 0.5,      # per-gene probability of a model-guided mutation of a child
         "n_ei": 24,             # draws from the good density per guided gene (TPE's default)
         "gamma": 0.1,           # share of the successful results that are good
         "acquisition": "lcb",   # "lcb" (mean - kappa * sd over the trees) or "ei"
