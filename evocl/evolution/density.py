@@ -130,8 +130,10 @@ def good_split(ids: Sequence[int], fmin: Mapping[int, tuple[float, ...]],
         while len(out) + len(keep) > k:
             pts = np.array([(np.array(fmin[i]) - lo) / span for i in keep])
             contrib = _contributions(pts, ref)
-            worst = min(range(len(keep)), key=lambda j: (contrib[j], -keep[j]))
-            keep.pop(worst)
+            order = sorted(range(len(keep)), key=lambda j: (contrib[j], -keep[j]))
+            drop = max(1, len(out) + len(keep) - k - 16)   # a large front: many at once
+            gone = set(order[:drop])
+            keep = [i for j, i in enumerate(keep) if j not in gone]
         out += keep
         break
     return out
