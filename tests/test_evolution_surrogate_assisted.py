@@ -170,6 +170,28 @@ def test_resume_in_the_model_phase_with_constraints_continues_exactly(acquisitio
     assert json.dumps(engine.state(), sort_keys=True) == json.dumps(clone.state(), sort_keys=True)
 
 
+def test_pruned_results_are_bad_and_worst_for_the_models() -> None:
+    space = problem_space("zdt1", 4)
+    engine = create("sa-nsga2", space, population_size=4, seed=2, n_initial=6)
+    pruned = set()
+    for step in range(8):
+        for c in engine.ask(3):
+            res = _zdt(c)
+            if c.id % 3 == 1:   # a pruned result keeps partial objectives (better than real)
+                res = Result(objectives={k: v - 5 for k, v in res.objectives.items()},
+                             status="pruned", metrics={"tasks_trained": 2, "tasks_planned": 5})
+                pruned.add(c.id)
+            engine.tell(c, res)
+    assert engine._model is not None and pruned
+    assert not engine._good_ids & pruned
+    rows = {i: k for k, i in enumerate(engine._model_ids)}
+    X = engine.codec.features(np.array([engine._genome(i) for i in engine._model_ids]))
+    y = np.stack([t.predict(X) for t in engine._model.estimators_]).mean(axis=0)
+    for i in pruned & set(rows):                  # fitted at the worst value of each objective
+        assert np.allclose(y[rows[i]][:2], 1.0)
+    assert {c.origin for c in engine.ask(2)} == {"offspring"}
+
+
 def test_fronts_match_the_pareto_module_with_ties_and_constraints() -> None:
     from evocl.evolution import pareto
     from evocl.evolution.density import _fronts

@@ -125,7 +125,8 @@ class SurrogateNSGA2(AsyncNSGA2):
             return proto
         cid = len(self._candidates)
         rng = self._rng(_POOL, cid)
-        if self.n_told < int(self.options["n_initial"]) or len(self._fmin) < 2:
+        n_ok = len(self._fmin) - len(self._pruned)
+        if self.n_told < int(self.options["n_initial"]) or n_ok < 2:
             return self._fresh(self._design_proto, rng)
         self._refit_if_due()
         self._density()
@@ -145,6 +146,10 @@ class SurrogateNSGA2(AsyncNSGA2):
             self._design = _sobol(self.codec.d, max(64, 2 * (k + 1)),
                                   derive_seed(self.seed, "sobol"))
         return self._proto(self.space.decode(self._design[k]), origin="design")
+
+    def _successful(self, cid: int) -> bool:
+        """Told, ok and with finite objectives (a pruned result is in ``_fmin`` too)."""
+        return cid in self._fmin and cid not in self._pruned
 
     def _genome(self, cid: int) -> np.ndarray:
         """A candidate's genome: its configuration's genes, inactive ones drawn from
@@ -191,7 +196,7 @@ class SurrogateNSGA2(AsyncNSGA2):
         ids = [i for i in sorted(self._results)[-int(self.options["max_train"]):]
                if i in self._fmin or self._results[i].status == "pruned"]
         if self._good_n != self.n_told:
-            ok = [i for i in ids if i in self._fmin]
+            ok = [i for i in ids if self._successful(i)]
             k = max(1, math.ceil(self.options["gamma"] * len(ok)))
             self._good_ids = set(good_split(ok, self._fmin, self._cv, k))
             self._good_n = self.n_told
@@ -217,14 +222,14 @@ class SurrogateNSGA2(AsyncNSGA2):
         evaluation)."""
         from sklearn.ensemble import ExtraTreesRegressor
 
-        ok = [i for i in ids if i in self._fmin]
+        ok = [i for i in ids if self._successful(i)]
         F = np.array([self._fmin[i] for i in ok], dtype=float)
         lo, hi = F.min(axis=0), F.max(axis=0)
         span = np.where(hi > lo, hi - lo, 1.0)
         cons = bool(self.space.constraints)
         rows = []
         for i in ids:
-            if i in self._fmin:
+            if self._successful(i):
                 y = list((np.array(self._fmin[i]) - lo) / span)
                 v = math.log1p(self._cv[i])
             else:
