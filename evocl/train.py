@@ -5,9 +5,14 @@ writes, trains with the same evaluator as the search (full validation and test s
 caps), and writes into OUT:
 
     adapter/adapter_model.safetensors, adapter/adapter_config.json   the LoRA adapters (PEFT)
-    head.safetensors                                                  the linear head
+    head.safetensors                                                  the linear head (encoders)
     labels.json                                                       class names of the head
     metrics.json                                                      objectives, accuracy matrix, test accuracy
+    samples.json                                                      causal LMs: answers to held-out
+                                                                      prompts before training, after
+                                                                      their own task, at the end
+
+A causal LM's adapter loads with ``PeftModel.from_pretrained(base_model, OUT/adapter)``.
 """
 
 from __future__ import annotations
@@ -86,7 +91,18 @@ def train_exported(config: str | os.PathLike, out: str | os.PathLike, *, stream:
     bk = load_backbone(backbone_name)
     st = load_stream(stream_name, seed=int(options.get("stream_seed", 0)))
 
+    causal = getattr(bk, "kind", "encoder") == "causal_lm"
+    recorder = None
+    if causal:
+        from evocl.cl.evaluation import resolve_device
+        from evocl.cl.samples import SampleRecorder
+
+        recorder = SampleRecorder(st, bk.tokenizer, st.n_tasks, resolve_device(device))
+
     def save(model: Any) -> None:
+        if causal:
+            model.lm.save_pretrained(str(out_dir / "adapter"))
+            return
         model.encoder.save_pretrained(str(out_dir / "adapter"))
         head = {k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()}
         save_file(head, str(out_dir / "head.safetensors"))
@@ -97,11 +113,14 @@ def train_exported(config: str | os.PathLike, out: str | os.PathLike, *, stream:
         try:
             result = evaluate(doc["config"], st, bk, train_seed, device=device,
                               max_length=int(options.get("max_length", 64)), max_eval_per_task=None,
-                              max_test_per_task=None, on_trained=save)
+                              max_test_per_task=None, on_trained=save, on_task_model=recorder)
         except EvaluationError as exc:
             raise UserError(f"training failed: {exc.reason}", source=src) from None
-        atomic_write_json(out_dir / "labels.json", {"class_names": list(st.class_names),
-                                                    "scenario": st.scenario})
+        if causal:
+            atomic_write_json(out_dir / "samples.json", recorder.to_json())  # type: ignore[union-attr]
+        else:
+            atomic_write_json(out_dir / "labels.json", {"class_names": list(st.class_names),
+                                                        "scenario": st.scenario})
         record = {"config": doc["config"], "stream": stream_name,
                   "stream_fingerprint": st.fingerprint, "backbone": backbone_name,
                   "seed": train_seed, **result.to_dict()}
@@ -111,7 +130,8 @@ def train_exported(config: str | os.PathLike, out: str | os.PathLike, *, stream:
         raise
     o = result.objectives
     return {"acc": o["acc"], "forgetting": o["forgetting"], "bwt": o["bwt"],
-            "test_acc_mean": result.metrics["test_acc"]["mean"]}
+            "test_acc_mean": result.metrics["test_acc"]["mean"],
+            **({"perplexity": o["perplexity"]} if "perplexity" in o else {})}
 
 
 def _remove_output(out_dir: Path, created: bool) -> None:

@@ -86,3 +86,29 @@ def test_lora_targets_of_causal_layouts(lm) -> None:
     adapted = {n.split(".lora_A")[0].split(".")[-2] + "." + n.split(".lora_A")[0].split(".")[-1]
                for n, _ in model.named_parameters() if ".lora_A." in n}
     assert adapted == {"attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"}
+
+
+@pytest.mark.slow
+def test_smollm2_trains_a_few_steps_and_its_adapter_generates(tmp_path) -> None:
+    """The real SmolLM2-135M-Instruct on the real `chat` stream: two LoRA steps, the adapter
+    saved as `evocl train` saves it, reloaded with PeftModel.from_pretrained, and generating."""
+    from peft import PeftModel
+
+    from evocl.cl import load_backbone
+    from evocl.streams import encode_prompt, load_stream
+
+    bk = load_backbone("smollm2")
+    stream = load_stream("chat", seed=0)
+    r = evaluate({"lr": 1e-3, "steps_per_task": 2, "batch_size": 2}, stream, bk, 0,
+                 device="cpu", fitness_tasks=1, max_length=32, max_eval_per_task=4,
+                 max_test_per_task=4,
+                 on_trained=lambda m: m.lm.save_pretrained(str(tmp_path / "adapter")))
+    assert r.ok, r.error
+    assert 0.0 < r.objectives["acc"] < 1.0 and r.objectives["perplexity"] > 1.0
+    model = PeftModel.from_pretrained(bk.model, str(tmp_path / "adapter"))
+    ids = torch.tensor([encode_prompt(bk.tokenizer, "What is the capital of France?")])
+    with torch.no_grad():
+        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
+                             max_new_tokens=8, do_sample=False,
+                             pad_token_id=bk.tokenizer.pad_token_id)
+    assert bk.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip()

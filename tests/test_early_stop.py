@@ -259,3 +259,15 @@ def test_optuna_multi_objective_tells_pruned_trials_as_pruned():
                           metrics={"tasks_trained": 2, "tasks_planned": 4}))
     assert engine.study.trials[0].state.name == "PRUNED"
     assert engine.pareto_front() == [] and engine.n_failed == 0
+
+
+def test_rl_scores_a_pruned_result_as_a_failure():
+    from evocl.evolution import create
+    from evocl.records import Result
+    engine = create("rl", ZDT, population_size=4, seed=0)
+    a, b = engine.ask(2)
+    engine.tell(a, Result(objectives={"f1": 0.0, "f2": 0.0}, status="pruned",
+                          metrics={"tasks_trained": 2, "tasks_planned": 5}))
+    assert engine._reward(a.id) == -2.0 and engine._lo is None   # partial values not used
+    engine.tell(b, Result(objectives={"f1": 1.0, "f2": 2.0}))
+    assert -1.0 <= engine._reward(b.id) <= 0.0

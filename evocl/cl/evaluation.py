@@ -74,6 +74,7 @@ def evaluate(config: Mapping[str, Any], stream: Any, backbone: Backbone, seed: i
              options: Options | None = None,
              on_trained: Callable[[Any], None] | None = None,
              on_task_end: Callable[[dict[str, Any]], bool] | None = None,
+             on_task_model: Callable[[int, Any], None] | None = None,
              **option_values: Any) -> Result:
     """Fine-tune ``backbone`` with LoRA on ``stream`` under ``config``; score it.
 
@@ -86,7 +87,8 @@ def evaluate(config: Mapping[str, Any], stream: Any, backbone: Backbone, seed: i
     so far (``trainable_params``, ``wall_time`` = ``elapsed``, ``peak_memory_mb``), so a
     scheduler can rank candidates on any space's objectives; returning False stops the
     candidate there: the Result then has status "pruned" and the partial metrics (over the
-    tasks trained), ``metrics["tasks_trained"]`` saying how many.
+    tasks trained), ``metrics["tasks_trained"]`` saying how many. ``on_task_model(t, model)``
+    sees the model before training (t = -1) and after each task (e.g. to generate samples).
     ``stream``: a streams.Stream, or StreamTensors from `prepare` (then max_length and the
     caps it was prepared with apply, not the options here). Raises UserError for a bad config
     and EvaluationError for a non-finite loss; CLEvaluator turns both into failed Results.
@@ -122,7 +124,7 @@ def evaluate(config: Mapping[str, Any], stream: Any, backbone: Backbone, seed: i
                 report.update(trainable_params=float(n_trainable),
                               wall_time=report["elapsed"], peak_memory_mb=_peak_memory_mb(dev))
                 return bool(on_task_end(report))
-        out = run_stream(learner, params, seed, opts, on_task_end=hook)
+        out = run_stream(learner, params, seed, opts, on_task_end=hook, observe=on_task_model)
         if on_trained is not None and out.stopped_after is None:
             on_trained(model)
     del model, learner

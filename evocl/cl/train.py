@@ -129,13 +129,14 @@ class _NonFinite:
 
 def run_stream(learner: Any, p: Any, seed: int, opts: Any,
                on_task_end: Callable[[int, list[list[float]], list[float]], bool] | None = None,
-               ) -> RunOutput:
+               observe: Callable[[int, Any], None] | None = None) -> RunOutput:
     """Train tasks 0..learner.n_tasks-1 in order; R[i][j] over all j < n_tasks. Uses the torch
     global RNG (dropout): call inside a forked, seeded RNG scope.
 
     ``on_task_end(t, R, baseline)`` is called after task t's evaluation round (t < n_tasks-1);
     when it returns False the run stops there (``RunOutput.stopped_after`` = t + 1 tasks) and
-    no test round is run."""
+    no test round is run. ``observe(t, model)`` sees the model before training (t = -1) and
+    after each task's training (it must not change it, e.g. greedy generation of samples)."""
     n_tasks, data = learner.n_tasks, learner.data
     rng_batch, strategies = build_strategies(learner, p, seed)
     mixers = [s for s in strategies if type(s).n_mix is not Strategy.n_mix]
@@ -157,6 +158,8 @@ def run_stream(learner: Any, p: Any, seed: int, opts: Any,
             extra.setdefault(f"{split}_{k}", []).append(v)
         return row
 
+    if observe is not None:
+        observe(-1, learner.model)
     t0 = time.perf_counter()
     baseline = score("val", -1)
     timings["eval"] += time.perf_counter() - t0
@@ -237,6 +240,8 @@ def run_stream(learner: Any, p: Any, seed: int, opts: Any,
             timings["strategies"][s.name] += time.perf_counter() - t1
         if t == 0:
             after_first = [x.detach().clone() for x in plist]
+        if observe is not None:
+            observe(t, learner.model)
 
         t0 = time.perf_counter()
         R.append(score("val", t))

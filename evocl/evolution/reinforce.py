@@ -27,7 +27,7 @@ Reward r (larger is better): with ``reward: scalarised`` (default) minus the mea
 objectives in minimization form, each normalized by the range seen so far (so it lies in
 [-1, 0]); with ``reward: first`` the same for the first objective only. An infeasible result
 scores -1 - cv / (1 + cv) (below every feasible one; a smaller violation scores higher), a
-failed one -2. Configurations not drawn from the policy (initial ones, random fallbacks for
+failed or pruned one (early stopping) -2. Configurations not drawn from the policy (initial ones, random fallbacks for
 duplicates) move the baseline only. The state is plain JSON: policy, baseline and the draws
 of the candidates in flight, so an engine rebuilt from ``state()`` continues exactly.
 """
@@ -156,8 +156,8 @@ class Reinforce(Engine):
 
     def _reward(self, cid: int) -> float:
         fmin = self._fmin.get(cid)
-        if fmin is None:
-            return _FAILED
+        if fmin is None or cid in self._pruned:   # pruned (early stopping): as a failure, below
+            return _FAILED                       # every full evaluation; partial values unused
         if self._lo is None or self._hi is None:
             self._lo, self._hi = list(fmin), list(fmin)
         else:

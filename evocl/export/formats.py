@@ -88,12 +88,18 @@ def lora_config_for(config: dict[str, Any], backbone: str) -> Any:
 def write_peft(view, cand: Candidate, res: Result, out: Path) -> list[Path]:
     """``adapter_config.json`` through PEFT itself, from the same mapping the evaluator uses."""
     lora = lora_config_for(cand.config, view.config.backbone)
-    lora.task_type = "FEATURE_EXTRACTION"
     out.mkdir(parents=True, exist_ok=True)
+    if lora.task_type is None:  # an encoder: adapters + evocl's own head
+        lora.task_type = "FEATURE_EXTRACTION"
+        note = {"evocl": evocl_document(view, cand, res),
+                "head": "evocl trains a linear head over mean-pooled hidden states beside the "
+                        "adapters; it is not part of adapter_config.json (`evocl train` saves it "
+                        "as head.safetensors)"}
+    else:  # a causal LM: get_peft_model(AutoModelForCausalLM..., LoraConfig.from_pretrained(OUT))
+        note = {"evocl": evocl_document(view, cand, res),
+                "apply": "peft.get_peft_model(base_causal_lm, peft.LoraConfig.from_pretrained(OUT)); "
+                         "the LM head stays frozen, no extra head"}
     lora.save_pretrained(str(out))
-    note = {"evocl": evocl_document(view, cand, res),
-            "head": "evocl trains a linear head over mean-pooled hidden states beside the adapters; "
-                    "it is not part of adapter_config.json (`evocl train` saves it as head.safetensors)"}
     return [out / "adapter_config.json", _json(out / "evocl_provenance.json", note)]
 
 
@@ -178,8 +184,13 @@ def avalanche_spec(config: dict[str, Any], n_classes: int) -> dict[str, Any]:
 def write_avalanche(view, cand: Candidate, res: Result, out: Path) -> list[Path]:
     from evocl.streams import load_stream
 
-    n_classes = len(load_stream(view.config.stream, seed=0).class_names)
-    spec = avalanche_spec(cand.config, n_classes)
+    st = load_stream(view.config.stream, seed=0)
+    # replay memories hold rows per class, per task on a generative stream
+    spec = avalanche_spec(cand.config, len(st.class_names) or st.n_tasks)
+    if not st.class_names:
+        spec["notes"].insert(0, "generative stream: Avalanche has no causal-LM training loop; the "
+                                "plugins and sizes (memories per task, not per class) are given "
+                                "for reference")
     spec["evocl"] = evocl_document(view, cand, res)
     return [_json(out / "avalanche_strategy.json", spec)]
 

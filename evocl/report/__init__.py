@@ -10,7 +10,7 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from evocl.errors import RunDirError
 from evocl.evolution import pareto
@@ -21,42 +21,95 @@ from evocl.storage.atomic import atomic_write_text
 Evaluation = tuple[Candidate, Result]
 
 
+def baseline_of(evaluations: Sequence[Evaluation], space: Any) -> Evaluation | None:
+    """The run's baseline: its first successful evaluation of an ``initial`` candidate (the
+    space's defaults; for the CL spaces every strategy off, i.e. sequential fine-tuning)."""
+    for cand, res, _, _ in sorted(pareto.scored(evaluations, space), key=lambda e: e[0].id):
+        if cand.origin == "initial":
+            return cand, res
+    return None
+
+
+def baseline_label(objective: str) -> str:
+    """What the baseline is called in plots and tables."""
+    return "sequential fine-tuning" if objective == "cl" else "baseline (space defaults)"
+
+
+def front_ranks(evaluations: Sequence[Evaluation], space: Any,
+                near_limit: int = 40) -> tuple[list[Evaluation], list[Evaluation]]:
+    """(front, near-front): the successful evaluations of non-domination rank 1 and rank 2
+    (Deb's constrained domination, as the engines sort), each in candidate-id order; the
+    near-front cut to its ``near_limit`` best by crowding."""
+    scored = pareto.scored(evaluations, space)
+    fmin = {i: tuple(f) for i, (_, _, f, _) in enumerate(scored)}
+    cv = {i: float(v) for i, (_, _, _, v) in enumerate(scored)}
+    ranks = pareto.rank_and_crowding(list(fmin), fmin, cv)
+    front = [i for i in fmin if ranks[i][0] == 0 and cv[i] == 0.0]
+    near = sorted((i for i in fmin if ranks[i][0] == 1 and cv[i] == 0.0),
+                  key=lambda i: -ranks[i][1])[:near_limit]
+    pick = lambda ids: sorted((scored[i][:2] for i in ids), key=lambda e: e[0].id)  # noqa: E731
+    return pick(front), pick(near)
+
+
 def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
     """Write the plots and ``index.html`` into ``out`` (default RUN_DIR/report); return the page."""
     import matplotlib
 
     matplotlib.use("Agg")
     from evocl.report import plots
+    from evocl.report.importance import parameter_importance
     from evocl.storage import read_run
 
     view = read_run(run_dir)
-    out_dir = Path(out) if out is not None else Path(run_dir) / "report"
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise RunDirError(f"cannot create the report folder: {exc.strerror}", source=str(out_dir)) from None
-    objectives = list(view.space.objectives)
+    out_dir = _out_dir(Path(out) if out is not None else Path(run_dir) / "report")
+    space = view.space
+    objectives = list(space.objectives)
     evaluations = list(view.evaluations)
-    ok = [(c, r) for c, r, _, _ in pareto.scored(evaluations, view.space)]   # the one rule
+    ok = [(c, r) for c, r, _, _ in pareto.scored(evaluations, space)]   # the one rule
     front = sorted(view.pareto_front(), key=lambda e: e[0].id)
     chosen = knee(front, objectives) if front else None
+    base = baseline_of(evaluations, space)
+    label = baseline_label(view.config.objective)
+    mark = {"baseline": base, "baseline_label": label}
 
     images: list[tuple[str, str]] = []
+    imp, imp_note = ({}, None)
     if ok:
         images.append(("Hypervolume and best objectives over evaluations",
                        plots.progress(evaluations, objectives, out_dir / "progress.png",
-                                      view.space.constraints)))
+                                      space.constraints, **mark)))
         images.append(("Pareto front" if len(objectives) <= 2 else "Pareto front (2-D projections)",
-                       plots.pareto(ok, front, objectives, out_dir / "pareto.png")))
+                       plots.pareto(ok, front, objectives, out_dir / "pareto.png", **mark)))
+        rank1, rank2 = front_ranks(evaluations, space)
+        if rank1:
+            images.append(("Parallel coordinates of the Pareto front and the near-front "
+                           "(objectives, then parameters; each axis scaled to [0, 1])",
+                           plots.parallel_coordinates(rank1, rank2, space,
+                                                      out_dir / "parallel.png", **mark)))
+        imp, imp_note = parameter_importance(evaluations, space)
+        if imp:
+            images.append(("What matters: fANOVA importance of each parameter for each objective",
+                           plots.importance(imp, objectives, out_dir / "importance.png")))
         images.append(("Each parameter against each objective",
-                       plots.parameters(ok, view.space, objectives, out_dir / "parameters.png")))
+                       plots.parameters(ok, space, objectives, out_dir / "parameters.png", **mark)))
     if chosen is not None and chosen[1].metrics.get("accuracy_matrix"):
-        images.append((f"Accuracy matrix of the knee configuration (candidate {chosen[0].id})",
-                       plots.accuracy_matrix(chosen, out_dir / "accuracy_matrix.png")))
+        images.append((f"Accuracy matrix of the knee configuration (candidate {chosen[0].id})"
+                       + (f" beside {label}" if base is not None else ""),
+                       plots.accuracy_matrix(chosen, out_dir / "accuracy_matrix.png", **mark)))
 
     page = out_dir / "index.html"
-    atomic_write_text(page, _html(view, evaluations, front, chosen, objectives, images))
+    atomic_write_text(page, _html(view, evaluations, front, chosen, objectives, images, base,
+                                  label, imp, imp_note))
     return page
+
+
+def _out_dir(path: Path) -> Path:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunDirError(f"cannot create the report folder: {exc.strerror}",
+                          source=str(path)) from None
+    return path
 
 
 def _fmt(v: object) -> str:
@@ -65,8 +118,34 @@ def _fmt(v: object) -> str:
     return str(v)
 
 
+STYLE = """body{font-family:sans-serif;max-width:1100px;margin:2em auto}
+table{border-collapse:collapse;margin-bottom:1em}td,th{border:1px solid #ccc;padding:3px 6px;
+font-size:13px;text-align:left}img{max-width:100%}code{font-size:12px}
+tr.baseline td{background:#f3f3f3}.note{color:#555}"""
+
+
+def figures(images: Sequence[tuple[str, str]]) -> str:
+    e = html.escape
+    return "".join(f"<figure><img src='{e(name)}' alt='{e(title)}'><figcaption>{e(title)}"
+                   "</figcaption></figure>\n" for title, name in images)
+
+
+def importance_table(imp: dict[str, dict[str, float]], objectives: Sequence) -> str:
+    """Parameters (rows, by their largest importance) x objectives, as percentages."""
+    e = html.escape
+    names = [o.name for o in objectives if o.name in imp]
+    params = sorted({p for n in names for p in imp[n]},
+                    key=lambda p: -max(imp[n].get(p, 0.0) for n in names))
+    heads = "".join(f"<th>{e(n)}</th>" for n in names)
+    rows = "".join(f"<tr><td>{e(p)}</td>" + "".join(
+        f"<td>{100 * imp[n].get(p, 0.0):.1f}%</td>" for n in names) + "</tr>" for p in params)
+    return f"<table><tr><th>parameter</th>{heads}</tr>{rows}</table>"
+
+
 def _html(view, evaluations: Sequence[Evaluation], front: Sequence[Evaluation],
-          chosen: Evaluation | None, objectives: Sequence, images: Sequence[tuple[str, str]]) -> str:
+          chosen: Evaluation | None, objectives: Sequence, images: Sequence[tuple[str, str]],
+          base: Evaluation | None, label: str, imp: dict[str, dict[str, float]],
+          imp_note: str | None) -> str:
     from evocl.evolution.early_stop import seconds_saved
 
     cfg = view.config
@@ -76,27 +155,40 @@ def _html(view, evaluations: Sequence[Evaluation], front: Sequence[Evaluation],
     pruned = (f", {n_pruned} pruned early by <b>{e(cfg.early_stop)}</b> (about "
               f"{seconds_saved(r for _, r in evaluations):.0f} s of evaluation saved)"
               if n_pruned else "")
-    rows = []
-    for c, r in front:
-        mark = " (knee)" if chosen is not None and c.id == chosen[0].id else ""
+    obj_heads = "".join(f"<th>{e(o.name)} ({o.direction})</th>" for o in objectives)
+
+    def row(c: Candidate, r: Result, mark: str = "", cls: str = "") -> str:
         objs = "".join(f"<td>{_fmt(r.objectives.get(o.name))}</td>" for o in objectives)
-        rows.append(f"<tr><td>{c.id}{mark}</td>{objs}<td><code>{e(json.dumps(c.config))}</code></td></tr>")
+        return (f"<tr class='{cls}'><td>{c.id}{e(mark)}</td>{objs}"
+                f"<td><code>{e(json.dumps(c.config))}</code></td></tr>")
+
+    rows = [row(c, r, " (knee)" if chosen is not None and c.id == chosen[0].id else "")
+            for c, r in front]
+    if base is not None:
+        rows.insert(0, row(*base, f" ({label})", "baseline"))
     failures = [f"<tr><td>{c.id}</td><td>{e(str(r.error))}</td></tr>" for c, r in evaluations
                 if r.status == "failed"]
-    obj_heads = "".join(f"<th>{e(o.name)} ({o.direction})</th>" for o in objectives)
-    figs = "".join(f"<figure><img src='{e(name)}' alt='{e(title)}'><figcaption>{e(title)}</figcaption></figure>"
-                   for title, name in images)
+    base_txt = (f"<p>The black star and dashed lines in every plot are <b>{e(label)}</b> "
+                f"(candidate {base[0].id}, the space's defaults), so each point reads against "
+                "it.</p>" if base is not None else
+                f"<p class='note'>No {e(label)} in this run (searched with --no-baseline, or it "
+                "failed): nothing is marked as the baseline.</p>")
+    imp_html = (importance_table(imp, objectives) + "<p class='note'>fANOVA (Hutter et al. "
+                "2014, via optuna.importance) on the successful evaluations: each parameter's "
+                "share of an objective's variance. A parameter inactive in a configuration "
+                "counts at its default there.</p>") if imp else f"<p class='note'>{e(imp_note or '')}</p>"
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>evocl run {e(Path(cfg.run_dir).name)}</title>
-<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:3px 6px;font-size:13px;text-align:left}}img{{max-width:100%}}
-code{{font-size:12px}}</style></head><body>
+<style>{STYLE}</style></head><body>
 <h1>evocl run: {e(str(cfg.run_dir))}</h1>
 <p>algorithm <b>{e(cfg.algorithm)}</b>, population {cfg.population}, seed {cfg.seed};
 stream <b>{e(cfg.stream)}</b>, backbone <b>{e(cfg.backbone)}</b>, space <code>{e(cfg.space)}</code></p>
 <p>{len(evaluations)} evaluations ({n_failed} failed{pruned}), {len(view.pending)} in flight or pending,
 {len(front)} on the Pareto front.</p>
-{figs}
+{base_txt}
+{figures(images)}
+<h2>What matters</h2>
+{imp_html}
 <h2>Pareto front</h2>
 <table><tr><th>id</th>{obj_heads}<th>configuration</th></tr>{''.join(rows)}</table>
 <h2>Failed evaluations</h2>

@@ -24,6 +24,7 @@ class RunView:
         self.events = read_events(self.path / JOURNAL_NAME, live=self.live_pid is not None)
         self.candidates_by_id: dict[int, Candidate] = {}
         self._told: list[tuple[Candidate, Result]] = []
+        self._elapsed: list[float | None] = []
         self._reports: dict[int, dict[int, dict[str, Any]]] = {}
         told_ids: set[int] = set()
         for e in self.events:
@@ -38,6 +39,7 @@ class RunView:
                     and e["id"] not in told_ids:  # a tell of nothing asked, or a second one
                 told_ids.add(e["id"])
                 self._told.append((self.candidates_by_id[e["id"]], Result.from_dict(e["result"])))
+                self._elapsed.append(float(e["elapsed"]) if "elapsed" in e else None)
         self._pending = [c for i, c in sorted(self.candidates_by_id.items()) if i not in told_ids]
 
     @property
@@ -61,6 +63,12 @@ class RunView:
     @property
     def evaluations(self) -> list[tuple[Candidate, Result]]:
         return list(self._told)
+
+    @property
+    def elapsed(self) -> list[float | None]:
+        """Search wall time (seconds, all sessions) at each evaluation's tell, as
+        ``evaluations``; None where the journal did not record it."""
+        return list(self._elapsed)
 
     @property
     def reports(self) -> dict[int, list[dict[str, Any]]]:

@@ -4,15 +4,20 @@
     stream = load_stream("default", seed=0)          # or a built-in name, or a spec.yaml path
     tok = tokenize_stream(stream, tokenizer, max_length=128)
 
-Class ids are global (``stream.class_names`` names them) in every scenario; see types.py.
+Class ids are global (``stream.class_names`` names them) in every classification scenario;
+see types.py. A ``generative`` stream (prompt/response pairs or texts, for causal LMs) has no
+classes; its tokens carry a ``target_mask`` (lm_tokens.py).
 """
 
 from __future__ import annotations
 
 from evocl.errors import StreamError
 from evocl.streams.build import Record, SplitRule, build_stream
+from evocl.streams.generative import GenRecord, build_generative_stream
+from evocl.streams.lm_tokens import encode_prompt
 from evocl.streams.registry import builtins, list_streams, load_stream
 from evocl.streams.tokenize import (
+    TokenizedGenerativeSplit,
     TokenizedSplit,
     TokenizedStream,
     TokenizedTask,
@@ -21,11 +26,12 @@ from evocl.streams.tokenize import (
     clear_memory_cache,
     tokenize_stream,
 )
-from evocl.streams.types import SCENARIOS, SPLITS, Split, Stream, Task
+from evocl.streams.types import GENERATIVE, SCENARIOS, SPLITS, GenerativeSplit, Split, Stream, Task
 
 __all__ = [
-    "Record", "SCENARIOS", "SPLITS", "Split", "SplitRule", "Stream", "StreamError",
-    "Task", "TokenizedSplit", "TokenizedStream", "TokenizedTask", "TokenizerMismatchError",
-    "build_stream", "builtins", "check_tokenizer", "clear_memory_cache", "list_streams", "load_stream",
-    "tokenize_stream",
+    "GENERATIVE", "GenRecord", "GenerativeSplit", "Record", "SCENARIOS", "SPLITS", "Split",
+    "SplitRule", "Stream", "StreamError", "Task", "TokenizedGenerativeSplit", "TokenizedSplit",
+    "TokenizedStream", "TokenizedTask", "TokenizerMismatchError", "build_generative_stream",
+    "build_stream", "builtins", "check_tokenizer", "clear_memory_cache", "encode_prompt",
+    "list_streams", "load_stream", "tokenize_stream",
 ]

@@ -15,7 +15,7 @@ and goes through ``build_stream``, so all streams obey the same rules:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -39,11 +39,13 @@ class Record:
 
 @dataclass(frozen=True)
 class SplitRule:
-    """How each class is cut: fractions, a cap before cutting, caps per split after."""
+    """How each class (each task of a generative stream) is cut: fractions, a cap before
+    cutting, caps per split after."""
 
     val: float = 0.15
     test: float = 0.15
     max_per_class: int | None = None
+    max_per_task: int | None = None
     max_train: int | None = None
     max_val: int | None = None
     max_test: int | None = None
@@ -207,40 +209,51 @@ def _make_task(index: int, tname: str, classes: dict[str, list[Record]], ids: di
 
 def _split_class(recs: list[Record], cname: str, tname: str, seed: int, rule: SplitRule,
                  source: str, field: str) -> dict[str, list[str]]:
+    parts = split_records(recs, f"class {cname!r}", derive_seed(seed, "split", tname, cname),
+                          rule, rule.max_per_class, source, field)
+    return {which: [r.text for r in rs] for which, rs in parts.items()}
+
+
+def split_records(recs: Sequence[Any], what: str, rng_seed: int, rule: SplitRule,
+                  cap: int | None, source: str, field: str) -> dict[str, list[Any]]:
+    """Cut ``recs`` (each with a ``split`` attribute, None or a split name) into train / val /
+    test: permuted by ``rng_seed``, capped to ``cap``, then test / val / train by the rule's
+    fractions, then the per-split caps. Records that carry a split keep it (all or none).
+    ``what`` names the group in errors ("class 'a'", "task 'b'")."""
     explicit = [r.split is not None for r in recs]
     if any(explicit):
         if not all(explicit):
-            raise StreamError(f"class {cname!r}: some records have a split and some do not",
+            raise StreamError(f"{what}: some records have a split and some do not",
                               source=source, field="split")
-        out: dict[str, list[str]] = {s: [] for s in SPLITS}
+        out: dict[str, list[Any]] = {s: [] for s in SPLITS}
         for r in recs:
             which = SPLIT_ALIASES.get(str(r.split).lower())
             if which is None:
                 raise StreamError(f"unknown split {r.split!r}; expected train, val or test",
                                   source=source, field="split")
-            out[which].append(r.text)
+            out[which].append(r)
         caps = {"train": rule.max_train, "val": rule.max_val, "test": rule.max_test}
-        rng = np.random.default_rng(derive_seed(seed, "split", tname, cname))
-        for which, texts in out.items():
-            cap = caps[which] if caps[which] is not None else rule.max_per_class
-            if cap is not None and len(texts) > cap:
-                keep = np.sort(rng.permutation(len(texts))[:cap])
-                out[which] = [texts[i] for i in keep]
+        rng = np.random.default_rng(rng_seed)
+        for which, items in out.items():
+            limit = caps[which] if caps[which] is not None else cap
+            if limit is not None and len(items) > limit:
+                keep = np.sort(rng.permutation(len(items))[:limit])
+                out[which] = [items[i] for i in keep]
         return out
-    rng = np.random.default_rng(derive_seed(seed, "split", tname, cname))
-    texts = [recs[i].text for i in rng.permutation(len(recs))]
-    if rule.max_per_class is not None:
-        texts = texts[: rule.max_per_class]
-    n = len(texts)
+    rng = np.random.default_rng(rng_seed)
+    items = [recs[i] for i in rng.permutation(len(recs))]
+    if cap is not None:
+        items = items[:cap]
+    n = len(items)
     if n < 3:
-        raise StreamError(f"class {cname!r} has {n} example(s); needs >= 3 for train/val/test",
+        raise StreamError(f"{what} has {n} example(s); needs >= 3 for train/val/test",
                           source=source, field=field)
     n_test = max(1, int(round(n * rule.test)))
     n_val = max(1, int(round(n * rule.val)))
     if n - n_test - n_val < 1:
-        raise StreamError(f"class {cname!r}: splits val={rule.val} test={rule.test} leave no "
+        raise StreamError(f"{what}: splits val={rule.val} test={rule.test} leave no "
                           f"training example of {n}", source=source, field="splits")
-    test, val, train = texts[:n_test], texts[n_test:n_test + n_val], texts[n_test + n_val:]
+    test, val, train = items[:n_test], items[n_test:n_test + n_val], items[n_test + n_val:]
     return {"train": train[: rule.max_train] if rule.max_train is not None else train,
             "val": val[: rule.max_val] if rule.max_val is not None else val,
             "test": test[: rule.max_test] if rule.max_test is not None else test}

@@ -155,18 +155,17 @@ DEFAULT_TASKS = (("bbc:business", "bbc:tech"), ("bbc:sports", "bbc:entertainment
 DEFAULT_TASK_NAMES = ("business-tech", "sports-entertainment", "politics-plot",
                       "fresh-rotten", "democrat-republican")
 
-BUILTINS = [
-    Builtin("default", "5 class-incremental tasks of 2 disjoint classes: BBC News topic pairs, "
-            "Rotten Tomatoes, 2012 convention speeches", "class-incremental",
-            default_records, DEFAULT_TASKS, DEFAULT_TASK_NAMES),
-    Builtin("default-ti", "the default stream's tasks, task-incremental (task id known at test)",
-            "task-incremental", default_records, DEFAULT_TASKS, DEFAULT_TASK_NAMES),
-    Builtin("bbc-5", "BBC News only, class-incremental: (business, tech), "
-            "(sports, entertainment, politics)", "class-incremental",
-            lambda: list(bbc_records()),
-            (("bbc:business", "bbc:tech"), ("bbc:sports", "bbc:entertainment", "bbc:politics")),
-            ("business-tech", "sports-entertainment-politics")),
-    Builtin("rt-domain", "Rotten Tomatoes fresh vs rotten, domain-incremental over 3 groups of "
-            "movie titles", "domain-incremental", rt_domain_records,
-            tuple(name for name, _ in RT_DOMAINS)),
-]
+DEFAULT = Builtin("default", "5 class-incremental tasks of 2 disjoint classes: BBC News topic "
+                  "pairs, Rotten Tomatoes, 2012 convention speeches", "class-incremental",
+                  default_records, DEFAULT_TASKS, DEFAULT_TASK_NAMES)
+DEFAULT_TI = Builtin("default-ti", "the default stream's tasks, task-incremental (task id known "
+                     "at test)", "task-incremental", default_records, DEFAULT_TASKS,
+                     DEFAULT_TASK_NAMES)
+BBC_5 = Builtin("bbc-5", "BBC News only, class-incremental: (business, tech), "
+                "(sports, entertainment, politics)", "class-incremental",
+                lambda: list(bbc_records()),
+                (("bbc:business", "bbc:tech"), ("bbc:sports", "bbc:entertainment", "bbc:politics")),
+                ("business-tech", "sports-entertainment-politics"))
+RT_DOMAIN = Builtin("rt-domain", "Rotten Tomatoes fresh vs rotten, domain-incremental over 3 "
+                    "groups of movie titles", "domain-incremental", rt_domain_records,
+                    tuple(name for name, _ in RT_DOMAINS))

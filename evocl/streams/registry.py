@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from evocl.errors import StreamError
-from evocl.streams.build import Record, SplitRule, build_stream
-from evocl.streams.types import SPLITS, Stream
+from evocl.streams.build import SplitRule, build_stream
+from evocl.streams.types import GENERATIVE, SPLITS, Stream
 
 DEFAULT_MAX_TRAIN = 120
 DEFAULT_MAX_EVAL = 40
@@ -19,41 +19,27 @@ DEFAULT_MAX_EVAL = 40
 
 @dataclass(frozen=True)
 class Builtin:
-    """A named stream: where its records come from and how they form tasks."""
+    """A named stream: where its records come from and how they form tasks (label lists; task
+    names for domain-incremental and generative streams). Caps are per class (per task for a
+    generative stream); the STREAMS registry names each Builtin."""
 
     name: str
     description: str
     scenario: str
-    records: Callable[[], list[Record]]
+    records: Callable[[], list[Any]]   # Records, or GenRecords for a generative stream
     tasks: tuple[Any, ...] | None
     task_names: tuple[str, ...] | None = None
-    max_train: int = DEFAULT_MAX_TRAIN
-    max_eval: int = DEFAULT_MAX_EVAL
-
-
-def _synthetic_records() -> list[Record]:
-    from evocl.streams.synthetic import synthetic_records
-
-    return synthetic_records(40)
-
-
-def _builtins() -> dict[str, Builtin]:
-    from evocl.streams import corpora
-    from evocl.streams.synthetic import SYNTHETIC_TASKS
-
-    items = [
-        Builtin("synthetic", "tiny in-code keyword stream (5 tasks x 2 classes) for fast tests",
-                "class-incremental", _synthetic_records, SYNTHETIC_TASKS,
-                max_train=24, max_eval=8),
-        *corpora.BUILTINS,
-    ]
-    return {b.name: b for b in items}
+    max_train: int | None = DEFAULT_MAX_TRAIN
+    max_eval: int | None = DEFAULT_MAX_EVAL
 
 
 @functools.cache
 def builtins() -> dict[str, Builtin]:
-    """The built-in streams by name (their data is read only when one is loaded)."""
-    return _builtins()
+    """The built-in streams by name, from the STREAMS registry (``evocl.registry``); their data
+    is read only when one is loaded."""
+    from evocl.registry import STREAMS
+
+    return {name: STREAMS.load(name) for name in STREAMS}
 
 
 def load_stream(name: str | os.PathLike[str], seed: int = 0, *,
@@ -82,13 +68,19 @@ def _load_builtin(b: Builtin, seed: int, max_train: int | None, max_eval: int | 
     rule = SplitRule(max_train=b.max_train if max_train is None else max_train,
                      max_val=b.max_eval if max_eval is None else max_eval,
                      max_test=b.max_eval if max_eval is None else max_eval)
+    if b.scenario == GENERATIVE:
+        from evocl.streams.generative import build_generative_stream
+
+        return build_generative_stream(b.name, b.records(), seed=seed, tasks=b.tasks, rule=rule,
+                                       source=f"builtin:{b.name}", description=b.description)
     return build_stream(b.name, b.scenario, b.records(), seed=seed, tasks=b.tasks,
                         task_names=b.task_names, rule=rule, source=f"builtin:{b.name}",
                         description=b.description)
 
 
 def list_streams(seed: int = 0) -> list[dict[str, Any]]:
-    """name, description, scenario, tasks (class names per task), sizes (train/val/test).
+    """name, description, scenario, tasks (class names per task; for a generative stream,
+    task names), sizes (train/val/test), task_sizes (train/val/test of each task).
 
     A built-in whose data package is missing is listed with ``error`` (the install hint) and
     empty tasks/sizes instead of raising.
@@ -100,8 +92,10 @@ def list_streams(seed: int = 0) -> list[dict[str, Any]]:
         try:
             s = load_stream(b.name, seed)
         except StreamError as exc:
-            entry.update(tasks=[], sizes={k: 0 for k in SPLITS}, error=str(exc))
+            entry.update(tasks=[], sizes={k: 0 for k in SPLITS}, task_sizes=[], error=str(exc))
         else:
-            entry.update(tasks=s.task_class_names(), sizes=s.sizes())
+            tasks = [t.name for t in s.tasks] if s.generative else s.task_class_names()
+            entry.update(tasks=tasks, sizes=s.sizes(),
+                         task_sizes=[{w: len(t.split(w)) for w in SPLITS} for t in s.tasks])
         out.append(entry)
     return out

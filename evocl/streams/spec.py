@@ -11,6 +11,14 @@
     splits: {val: 0.15, test: 0.15}      # optional fractions per class
     seed: 0                              # optional offset added to the caller's seed
 
+A generative stream (for a causal LM; see ``generative.py`` and ``lm_tokens.py``)::
+
+    scenario: generative
+    source: {format: jsonl, path: chat.jsonl}  # {"prompt", "response", "task"} or {"text", "task"}
+    tasks: [greetings, coding]           # optional: task names in order (else first appearance)
+    max_per_task: 500                    # optional cap per task before splitting (by seed)
+    splits: {val: 0.1, test: 0.1}        # optional fractions per task
+
 ``source``: ``format`` jsonl | csv | hf_disk | hf; ``path`` (files) or ``name`` (hf); the
 column names ``text_column`` / ``label_column`` / ``task_column`` / ``split_column`` (defaults
 text / label / task / split; task and split are optional in the data); ``config`` and
@@ -21,6 +29,7 @@ A record with a ``split`` value (train / val / validation / test) keeps it.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import difflib
 import json
 import os
@@ -30,13 +39,15 @@ from typing import Any, Iterator
 
 from evocl.errors import StreamError, UserError
 from evocl.streams.build import Record, SplitRule, build_stream
-from evocl.streams.types import SCENARIOS, Stream
+from evocl.streams.generative import GenRecord
+from evocl.streams.types import GENERATIVE, SCENARIOS, Stream
 from evocl.yamlsafe import read_yaml
 
-SPEC_KEYS = ("name", "scenario", "description", "source", "tasks", "max_per_class", "splits",
-             "seed")
+SPEC_KEYS = ("name", "scenario", "description", "source", "tasks", "max_per_class",
+             "max_per_task", "splits", "seed")
 SOURCE_KEYS = ("format", "path", "name", "config", "split", "text_column", "label_column",
-               "task_column", "split_column")
+               "task_column", "split_column", "prompt_column", "response_column")
+COLUMNS = ("text", "label", "task", "split", "prompt", "response")
 SPLITS_KEYS = ("val", "test")
 FORMATS = ("jsonl", "csv", "hf_disk", "hf")
 OFFLINE_VARS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
@@ -78,12 +89,20 @@ def load_spec_stream(path: Path, seed: int, max_train: int | None = None,
     spec = read_spec(path)
     src = str(path)
     scenario = spec.get("scenario", "class-incremental")
-    if scenario not in SCENARIOS:
-        near = difflib.get_close_matches(str(scenario), SCENARIOS, n=1)
+    known = (*SCENARIOS, GENERATIVE)
+    if scenario not in known:
+        near = difflib.get_close_matches(str(scenario), known, n=1)
         hint = f"; did you mean {near[0]!r}?" if near else ""
-        raise StreamError(f"unknown scenario {scenario!r}; expected one of {list(SCENARIOS)}{hint}",
+        raise StreamError(f"unknown scenario {scenario!r}; expected one of {list(known)}{hint}",
                           source=src, field="scenario")
-    cap = _opt_int(spec.get("max_per_class"), src, "max_per_class")
+    generative = scenario == GENERATIVE
+    wrong_cap = "max_per_class" if generative else "max_per_task"
+    if wrong_cap in spec:
+        right = "max_per_task" if generative else "max_per_class"
+        raise StreamError(f"not a setting of a {scenario} stream; use {right}", source=src,
+                          field=wrong_cap)
+    cap = _opt_int(spec.get("max_per_task" if generative else "max_per_class"), src,
+                   "max_per_task" if generative else "max_per_class")
     splits = spec.get("splits") or {}
     if not isinstance(splits, dict):
         raise StreamError("expected a mapping {val: f, test: f}", source=src, field="splits")
@@ -103,9 +122,17 @@ def load_spec_stream(path: Path, seed: int, max_train: int | None = None,
     tasks = spec.get("tasks")
     if tasks is not None and not isinstance(tasks, list):
         raise StreamError("expected a list of tasks", source=src, field="tasks")
-    if tasks is not None and scenario != "domain-incremental":
+    if tasks is not None and scenario not in ("domain-incremental", GENERATIVE):
         tasks = [[str(x) for x in t] if isinstance(t, list) else t for t in tasks]
-    records = list(_read_source(spec["source"], path.parent, src))
+    records = list(_read_source(spec["source"], path.parent, src, generative))
+    if generative:
+        from evocl.streams.generative import build_generative_stream
+
+        rule = SplitRule(val=fracs["val"], test=fracs["test"], max_per_task=cap,
+                         max_train=max_train, max_val=max_eval, max_test=max_eval)
+        return build_generative_stream(str(spec.get("name") or path.stem), records,
+                                       seed=int(seed) + offset, tasks=tasks, rule=rule,
+                                       source=src, description=str(spec.get("description", "")))
     rule = SplitRule(val=fracs["val"], test=fracs["test"], max_per_class=cap,
                      max_train=max_train, max_val=max_eval, max_test=max_eval)
     return build_stream(str(spec.get("name") or path.stem), scenario, records,
@@ -121,7 +148,8 @@ def _opt_int(value: Any, src: str, field: str) -> int | None:
     return value
 
 
-def _read_source(source: Any, base: Path, src: str) -> Iterator[Record]:
+def _read_source(source: Any, base: Path, src: str,
+                 generative: bool = False) -> Iterator[Record | GenRecord]:
     if isinstance(source, str):
         if source.startswith("hf:"):
             source = {"format": "hf", "name": source[3:]}
@@ -138,11 +166,12 @@ def _read_source(source: Any, base: Path, src: str) -> Iterator[Record]:
         hint = f"; did you mean {near[0]!r}?" if near else ""
         raise StreamError(f"unknown format {fmt!r}; expected one of {list(FORMATS)}{hint}",
                           source=src, field="source.format")
-    cols = {k: str(source.get(f"{k}_column", k)) for k in ("text", "label", "task", "split")}
+    cols = {k: str(source.get(f"{k}_column", k)) for k in COLUMNS}
+    rows = _Rows(cols, generative)
     if fmt == "hf":
         if not source.get("name"):
             raise StreamError("required key missing", source=src, field="source.name")
-        yield from _read_hf(source, cols, src)
+        yield from _read_hf(source, rows, src)
         return
     if not source.get("path"):
         raise StreamError("required key missing", source=src, field="source.path")
@@ -151,26 +180,106 @@ def _read_source(source: Any, base: Path, src: str) -> Iterator[Record]:
     if not data.exists():
         raise StreamError("data file not found", source=src, field=f"source.path ({data})")
     if fmt == "jsonl":
-        yield from _read_jsonl(data, cols)
+        yield from _read_jsonl(data, rows)
     elif fmt == "csv":
-        yield from _read_csv(data, cols)
+        yield from _read_csv(data, rows)
     else:
-        yield from _read_hf_disk(data, cols, source.get("split"))
+        yield from _read_hf_disk(data, rows, source.get("split"))
 
 
-def _record(row: dict[str, Any], cols: dict[str, str], where: str, field_of: str) -> Record:
-    for key in ("text", "label"):
-        value = row.get(cols[key])
-        if value is None or (isinstance(value, str) and not value.strip() and key == "label"):
-            raise StreamError(f"{field_of} {cols[key]!r} missing", source=where, field=cols[key])
-    task = row.get(cols["task"])
-    split = row.get(cols["split"])
-    return Record(str(row[cols["text"]]), str(row[cols["label"]]).strip(),
-                  None if task in (None, "") else str(task),
-                  None if split in (None, "") else str(split))
+class _Rows:
+    """Turns a source's rows (dicts) into records: classification ``Record``s (text, label) or,
+    for a generative stream, ``GenRecord``s (prompt + response, or text); names the columns a
+    table must have; refuses one kind of record in the other kind of stream."""
+
+    def __init__(self, cols: dict[str, str], generative: bool):
+        self.cols = cols
+        self.generative = generative
+
+    def check_columns(self, header: list[str], where: str, what: str) -> None:
+        c = self.cols
+        if self.generative:
+            if c["prompt"] in header or c["text"] in header:
+                if c["prompt"] in header and c["response"] not in header:
+                    raise StreamError(f"{what} {c['response']!r} missing; header has {header}",
+                                      source=where, field="response_column")
+                if c["prompt"] not in header and c["label"] in header:
+                    raise StreamError(CLASSIFICATION_IN_GENERATIVE, source=where,
+                                      field=f"{c['label']}_column")
+                return
+            raise StreamError(f"{what}s {c['prompt']!r} and {c['response']!r}, or {c['text']!r}, "
+                              f"missing; header has {header}", source=where,
+                              field="prompt_column")
+        for key in ("text", "label"):
+            if c[key] not in header:
+                if c["prompt"] in header and c["text"] not in header:
+                    raise StreamError(GENERATIVE_IN_CLASSIFICATION, source=where,
+                                      field=f"{key}_column")
+                raise StreamError(f"{what} {c[key]!r} missing; header has {header}",
+                                  source=where, field=f"{key}_column")
+
+    def record(self, row: dict[str, Any], where: str, field_of: str) -> Record | GenRecord:
+        return (self._generative if self.generative else self._labelled)(row, where, field_of)
+
+    def _labelled(self, row: dict[str, Any], where: str, field_of: str) -> Record:
+        cols = self.cols
+        for key in ("text", "label"):
+            value = row.get(cols[key])
+            if value is None or (isinstance(value, str) and not value.strip() and key == "label"):
+                if key == "text" and row.get(cols["prompt"]) is not None:
+                    raise StreamError(GENERATIVE_IN_CLASSIFICATION, source=where, field="record")
+                raise StreamError(f"{field_of} {cols[key]!r} missing", source=where,
+                                  field=cols[key])
+        task = row.get(cols["task"])
+        split = row.get(cols["split"])
+        return Record(str(row[cols["text"]]), str(row[cols["label"]]).strip(),
+                      None if task in (None, "") else str(task),
+                      None if split in (None, "") else str(split))
+
+    def _generative(self, row: dict[str, Any], where: str, field_of: str) -> GenRecord:
+        cols = self.cols
+
+        def text_of(key: str) -> str | None:
+            value = row.get(cols[key])
+            if value is None:
+                return None
+            if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+                raise StreamError(f"{field_of} {cols[key]!r}: expected a string, got "
+                                  f"{type(value).__name__}", source=where, field=cols[key])
+            value = str(value).strip()
+            if not value:
+                raise StreamError(f"{field_of} {cols[key]!r} is empty", source=where,
+                                  field=cols[key])
+            return value
+
+        prompt, text = text_of("prompt"), None
+        if prompt is None:
+            text = text_of("text")
+            if text is None:
+                raise StreamError(f"{field_of}s {cols['prompt']!r} and {cols['response']!r}, or "
+                                  f"{cols['text']!r}, missing", source=where, field="record")
+            if row.get(cols["label"]) not in (None, ""):
+                raise StreamError(CLASSIFICATION_IN_GENERATIVE, source=where, field="record")
+        elif row.get(cols["response"]) is None:
+            raise StreamError(f"{field_of} {cols['response']!r} missing", source=where,
+                              field=cols["response"])
+        response = text_of("response") if prompt is not None else None
+        task = row.get(cols["task"])
+        if task is None or not str(task).strip():
+            raise StreamError(f"{field_of} {cols['task']!r} missing", source=where,
+                              field=cols["task"])
+        split = row.get(cols["split"])
+        return GenRecord(prompt if prompt is not None else str(text), response, str(task).strip(),
+                         None if split in (None, "") else str(split))
 
 
-def _read_jsonl(path: Path, cols: dict[str, str]) -> Iterator[Record]:
+CLASSIFICATION_IN_GENERATIVE = ("a classification record (text and label) in a generative "
+                                "stream: expected prompt and response, or text without a label")
+GENERATIVE_IN_CLASSIFICATION = ("a generative record (prompt and response) in a classification "
+                                "stream: set `scenario: generative` for prompt/response data")
+
+
+def _read_jsonl(path: Path, rows: _Rows) -> Iterator[Record | GenRecord]:
     with open(path, "rb") as f:
         lineno = 0
         while True:
@@ -195,7 +304,7 @@ def _read_jsonl(path: Path, cols: dict[str, str]) -> Iterator[Record]:
                                   field="record") from None
             if not isinstance(row, dict):
                 raise StreamError("expected a JSON object per line", source=where, field="record")
-            yield _record(row, cols, where, "field")
+            yield rows.record(row, where, "field")
 
 
 def _utf8(raw: bytes, where: str) -> str:
@@ -206,19 +315,15 @@ def _utf8(raw: bytes, where: str) -> str:
                           "save the file as UTF-8", source=where, field="record") from None
 
 
-def _read_csv(path: Path, cols: dict[str, str]) -> Iterator[Record]:
+def _read_csv(path: Path, rows: _Rows) -> Iterator[Record | GenRecord]:
     csv.field_size_limit(MAX_RECORD_BYTES)
     with open(path, encoding="utf-8", newline="") as f:
         reader = csv.DictReader(f)
         lineno = 1
         try:
-            header = reader.fieldnames or []
-            for key in ("text", "label"):
-                if cols[key] not in header:
-                    raise StreamError(f"column {cols[key]!r} missing; header has {header}",
-                                      source=str(path), field=f"{key}_column")
+            rows.check_columns(list(reader.fieldnames or []), str(path), "column")
             for lineno, row in enumerate(reader, 2):
-                yield _record(row, cols, f"{path}:{lineno}", "column")
+                yield rows.record(row, f"{path}:{lineno}", "column")
         except UnicodeDecodeError as exc:
             raise StreamError(f"not UTF-8 (byte 0x{exc.object[exc.start]:02x} near record "
                               f"{lineno + 1}); save the file as UTF-8", source=str(path),
@@ -238,13 +343,11 @@ def _import_datasets(src: str) -> Any:
     return datasets
 
 
-def _rows_of(ds: Any, cols: dict[str, str], where: str) -> Iterator[dict[str, Any]]:
+def _rows_of(ds: Any, rows: _Rows, where: str) -> Iterator[dict[str, Any]]:
     """Rows of a datasets.Dataset with ClassLabel ints mapped to their names."""
     features = getattr(ds, "features", {}) or {}
-    for key in ("text", "label"):
-        if cols[key] not in features:
-            raise StreamError(f"column {cols[key]!r} missing; dataset has {list(features)}",
-                              source=where, field=f"{key}_column")
+    rows.check_columns(list(features), where, "column")
+    cols = rows.cols
     names = {c: getattr(features.get(c), "names", None) for c in (cols["label"], cols["task"])}
     for row in ds:
         for c, n in names.items():
@@ -253,7 +356,8 @@ def _rows_of(ds: Any, cols: dict[str, str], where: str) -> Iterator[dict[str, An
         yield row
 
 
-def _dataset_records(obj: Any, cols: dict[str, str], where: str, split: Any) -> Iterator[Record]:
+def _dataset_records(obj: Any, rows: _Rows, where: str, split: Any
+                     ) -> Iterator[Record | GenRecord]:
     if isinstance(obj, dict):  # a DatasetDict (a dict subclass) of named splits
         names = [split] if split else list(obj.keys())
         for n in names:
@@ -262,22 +366,22 @@ def _dataset_records(obj: Any, cols: dict[str, str], where: str, split: Any) -> 
                                   source=where, field="source.split")
         explicit = len(names) > 1
         for n in names:
-            for row in _rows_of(obj[n], cols, where):
-                rec = _record(row, cols, f"{where}[{n}]", "column")
-                yield Record(rec.text, rec.label, rec.task, n if explicit else rec.split)
+            for row in _rows_of(obj[n], rows, where):
+                rec = rows.record(row, f"{where}[{n}]", "column")
+                yield dataclasses.replace(rec, split=n if explicit else rec.split)
         return
-    for row in _rows_of(obj, cols, where):
-        yield _record(row, cols, where, "column")
+    for row in _rows_of(obj, rows, where):
+        yield rows.record(row, where, "column")
 
 
-def _read_hf_disk(path: Path, cols: dict[str, str], split: Any) -> Iterator[Record]:
+def _read_hf_disk(path: Path, rows: _Rows, split: Any) -> Iterator[Record | GenRecord]:
     datasets = _import_datasets(str(path))
     try:
         obj = datasets.load_from_disk(str(path))
     except (FileNotFoundError, ValueError) as exc:
         raise StreamError(f"not a dataset saved with save_to_disk ({exc})".replace("\n", " "),
                           source=str(path), field="source.path") from None
-    yield from _dataset_records(obj, cols, str(path), split)
+    yield from _dataset_records(obj, rows, str(path), split)
 
 
 def offline_reason(probe: bool = True) -> str | None:
@@ -302,7 +406,7 @@ def _offline_error(name: str, reason: str, src: str) -> StreamError:
                        source=src, field="source.name")
 
 
-def _read_hf(source: dict[str, Any], cols: dict[str, str], src: str) -> Iterator[Record]:
+def _read_hf(source: dict[str, Any], rows: _Rows, src: str) -> Iterator[Record | GenRecord]:
     name = str(source["name"])
     reason = offline_reason(probe=False)
     if reason is not None:
@@ -316,4 +420,4 @@ def _read_hf(source: dict[str, Any], cols: dict[str, str], src: str) -> Iterator
     except Exception as exc:  # the Hub raises many types; one line for the user
         raise StreamError(f"cannot load hf:{name} ({type(exc).__name__}: {exc})".replace("\n", " "),
                           source=src, field="source.name") from None
-    yield from _dataset_records(obj, cols, f"hf:{name}", source.get("split"))
+    yield from _dataset_records(obj, rows, f"hf:{name}", source.get("split"))

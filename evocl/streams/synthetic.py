@@ -11,6 +11,7 @@ import numpy as np
 
 from evocl.records import derive_seed
 from evocl.streams.build import Record
+from evocl.streams.registry import Builtin
 
 FILLER = ("the", "a", "report", "about", "today", "new", "with", "and", "of", "in", "said",
           "people", "more", "than", "first", "year", "some", "many", "this", "that")
@@ -46,3 +47,11 @@ def synthetic_records(per_class: int = 40, *, data_seed: int = 1234) -> list[Rec
                 seen.add(text)
                 out.append(Record(text, label))
     return out
+
+
+def _records() -> list[Record]:
+    return synthetic_records(40)
+
+
+SYNTHETIC = Builtin("synthetic", "tiny in-code keyword stream (5 tasks x 2 classes) for fast tests",
+                    "class-incremental", _records, SYNTHETIC_TASKS, max_train=24, max_eval=8)

@@ -8,6 +8,12 @@ cache (``$EVOCL_CACHE`` or ``~/.cache/evocl``, folder ``tokens/``) is a plain ``
 Padding: each split is padded to its own longest sequence (at most ``max_length``), with the
 tokenizer's pad id and ``attention_mask`` 0. ``TokenizedSplit.batch(idx)`` trims a batch to
 its own longest row, so the trainer gets dynamic per-batch padding for free.
+
+A generative stream's splits are ``TokenizedGenerativeSplit``s: ``input_ids``,
+``attention_mask`` and ``target_mask`` (which tokens are targets; see ``lm_tokens``), no
+labels, and ``rows`` (each tokenized row's index in the stream's split, whose prompt and
+response strings it came from). Their cache key adds the pair format and truncation rule
+(``lm_tokens.format_rule``: the chat template's hash included).
 """
 
 from __future__ import annotations
@@ -24,10 +30,10 @@ from typing import Any
 import numpy as np
 
 from evocl.errors import BackboneError, StreamError
-from evocl.streams.types import SPLITS, Stream
+from evocl.streams.types import GENERATIVE, SPLITS, Stream
 
 MEMORY_CACHE_SIZE = 8
-_MEMORY: "OrderedDict[tuple[str, str, int], TokenizedStream]" = OrderedDict()
+_MEMORY: "OrderedDict[tuple[Any, ...], TokenizedStream]" = OrderedDict()
 FORMAT_VERSION = "evocl-tokens-v1"
 VOCAB_PAD_ALLOWANCE = 128
 
@@ -49,21 +55,49 @@ class TokenizedSplit:
 
     def batch(self, idx: np.ndarray | list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Rows ``idx`` as (input_ids, attention_mask, labels), trimmed to the batch's longest."""
-        idx = np.asarray(idx, dtype=np.int64)
-        mask = self.attention_mask[idx]
-        width = max(1, int(mask.sum(axis=1).max())) if len(idx) else 1
-        return self.input_ids[idx, :width], mask[:, :width], self.labels[idx]
+        idx, mask, width = _trimmed(idx, self.attention_mask)
+        return self.input_ids[idx, :width], mask, self.labels[idx]
+
+
+def _trimmed(idx: np.ndarray | list[int], attention_mask: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray, int]:
+    """(idx as int64, the rows' attention mask cut to their longest row, that width)."""
+    idx = np.asarray(idx, dtype=np.int64)
+    mask = attention_mask[idx]
+    width = max(1, int(mask.sum(axis=1).max())) if len(idx) else 1
+    return idx, mask[:, :width], width
+
+
+@dataclass(frozen=True, eq=False)
+class TokenizedGenerativeSplit:
+    """A generative split: ``input_ids`` / ``attention_mask`` / ``target_mask`` int64 [n, L],
+    right-padded; ``target_mask[i, p] == 1`` when token p of row i is a target predicted from
+    tokens < p (never at p = 0 nor on padding). ``rows``: int64 [n], the index of each row in
+    the stream's ``GenerativeSplit`` (its ``prompts[j]`` / ``responses[j]``)."""
+
+    input_ids: np.ndarray
+    attention_mask: np.ndarray
+    target_mask: np.ndarray
+    rows: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.rows.shape[0])
+
+    def batch(self, idx: np.ndarray | list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Rows ``idx`` as (input_ids, attention_mask, target_mask), trimmed to the longest."""
+        idx, mask, width = _trimmed(idx, self.attention_mask)
+        return self.input_ids[idx, :width], mask, self.target_mask[idx, :width]
 
 
 @dataclass(frozen=True, eq=False)
 class TokenizedTask:
     index: int
     classes: tuple[int, ...]
-    train: TokenizedSplit
-    val: TokenizedSplit
-    test: TokenizedSplit
+    train: TokenizedSplit | TokenizedGenerativeSplit
+    val: TokenizedSplit | TokenizedGenerativeSplit
+    test: TokenizedSplit | TokenizedGenerativeSplit
 
-    def split(self, which: str) -> TokenizedSplit:
+    def split(self, which: str) -> TokenizedSplit | TokenizedGenerativeSplit:
         if which not in SPLITS:
             raise ValueError(f"unknown split {which!r}; expected one of {SPLITS}")
         return getattr(self, which)
@@ -71,16 +105,19 @@ class TokenizedTask:
 
 @dataclass(frozen=True, eq=False)
 class TokenizedStream:
-    """The stream's tokens; ``stream`` is the source, ``key`` the cache key."""
+    """The stream's tokens; ``stream`` is the source, ``key`` the cache key; ``rule`` the
+    pair format and truncation rule of a generative stream ("" for classification)."""
 
     stream: Stream
     tokenizer_id: str
     max_length: int
     tasks: tuple[TokenizedTask, ...]
+    rule: str = ""
 
     @property
-    def key(self) -> tuple[str, str, int]:
-        return (self.stream.fingerprint, self.tokenizer_id, self.max_length)
+    def key(self) -> tuple[Any, ...]:
+        base = (self.stream.fingerprint, self.tokenizer_id, self.max_length)
+        return (*base, self.rule) if self.rule else base
 
 
 PROBE = "Hello, World! Naïve café: 42 tokens... CamelCase_snake-case"
@@ -153,7 +190,11 @@ def tokenize_stream(stream: Stream, tokenizer: Any, max_length: int, *,
     if int(max_length) < 2:
         raise StreamError(f"max_length must be >= 2, got {max_length}", source="tokenize",
                           field="max_length")
-    key = (stream.fingerprint, tokenizer_identity(tokenizer), int(max_length))
+    key: tuple[Any, ...] = (stream.fingerprint, tokenizer_identity(tokenizer), int(max_length))
+    if stream.scenario == GENERATIVE:
+        from evocl.streams.lm_tokens import format_rule
+
+        key = (*key, format_rule(tokenizer))
     hit = _MEMORY.get(key)
     if hit is not None and hit.stream.fingerprint == stream.fingerprint:
         _MEMORY.move_to_end(key)
@@ -170,7 +211,14 @@ def tokenize_stream(stream: Stream, tokenizer: Any, max_length: int, *,
     return tok
 
 
-def _tokenize(stream: Stream, tokenizer: Any, key: tuple[str, str, int]) -> TokenizedStream:
+def _tokenize(stream: Stream, tokenizer: Any, key: tuple[Any, ...]) -> TokenizedStream:
+    if stream.scenario == GENERATIVE:
+        from evocl.streams.lm_tokens import tokenize_generative
+
+        parts = tokenize_generative(stream, tokenizer, key[2])
+        tasks = [TokenizedTask(t.index, (), **{w: TokenizedGenerativeSplit(*p[w]) for w in SPLITS})
+                 for t, p in zip(stream.tasks, parts)]
+        return TokenizedStream(stream, key[1], key[2], tuple(tasks), rule=key[3])
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     tasks = []
     for task in stream.tasks:
@@ -190,7 +238,7 @@ def _tokenize(stream: Stream, tokenizer: Any, key: tuple[str, str, int]) -> Toke
     return TokenizedStream(stream, key[1], key[2], tuple(tasks))
 
 
-def _disk_path(key: tuple[str, str, int]) -> Path:
+def _disk_path(key: tuple[Any, ...]) -> Path:
     digest = hashlib.sha256(json.dumps([FORMAT_VERSION, *key]).encode()).hexdigest()[:24]
     return cache_dir() / "tokens" / f"{key[0]}-{digest}.npz"
 
@@ -204,7 +252,11 @@ def _write_npz(path: Path, tok: TokenizedStream) -> None:
             s = t.split(which)
             arrays[f"t{t.index}_{which}_ids"] = s.input_ids
             arrays[f"t{t.index}_{which}_mask"] = s.attention_mask
-            arrays[f"t{t.index}_{which}_labels"] = s.labels
+            if isinstance(s, TokenizedGenerativeSplit):
+                arrays[f"t{t.index}_{which}_target"] = s.target_mask
+                arrays[f"t{t.index}_{which}_rows"] = s.rows
+            else:
+                arrays[f"t{t.index}_{which}_labels"] = s.labels
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npz")
@@ -221,10 +273,11 @@ def _write_npz(path: Path, tok: TokenizedStream) -> None:
         pass
 
 
-def _read_npz(path: Path, stream: Stream, key: tuple[str, str, int]) -> TokenizedStream | None:
+def _read_npz(path: Path, stream: Stream, key: tuple[Any, ...]) -> TokenizedStream | None:
     """The cached tokens, or None when absent, unreadable or for another key."""
     if not path.is_file():
         return None
+    generative = stream.scenario == GENERATIVE
     try:
         with np.load(path, allow_pickle=False) as data:
             stored = json.loads(bytes(data["key"]).decode())
@@ -232,15 +285,25 @@ def _read_npz(path: Path, stream: Stream, key: tuple[str, str, int]) -> Tokenize
                 return None
             tasks = []
             for task in stream.tasks:
-                parts = {}
+                parts: dict[str, Any] = {}
                 for which in SPLITS:
                     p = f"t{task.index}_{which}"
-                    parts[which] = TokenizedSplit(np.array(data[p + "_ids"], dtype=np.int64),
-                                                  np.array(data[p + "_mask"], dtype=np.int64),
-                                                  np.array(data[p + "_labels"], dtype=np.int64))
-                    if len(parts[which]) != len(task.split(which)):
-                        return None
+                    ids = np.array(data[p + "_ids"], dtype=np.int64)
+                    mask = np.array(data[p + "_mask"], dtype=np.int64)
+                    if generative:
+                        part: Any = TokenizedGenerativeSplit(
+                            ids, mask, np.array(data[p + "_target"], dtype=np.int64),
+                            np.array(data[p + "_rows"], dtype=np.int64))
+                        if len(part) and int(part.rows.max()) >= len(task.split(which)):
+                            return None
+                    else:
+                        part = TokenizedSplit(ids, mask, np.array(data[p + "_labels"],
+                                                                  dtype=np.int64))
+                        if len(part) != len(task.split(which)):
+                            return None
+                    parts[which] = part
                 tasks.append(TokenizedTask(task.index, task.classes, **parts))
     except (OSError, ValueError, KeyError):
         return None
-    return TokenizedStream(stream, key[1], key[2], tuple(tasks))
+    rule = str(key[3]) if generative else ""
+    return TokenizedStream(stream, key[1], key[2], tuple(tasks), rule=rule)

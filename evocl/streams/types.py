@@ -1,8 +1,13 @@
 """The stream records: Stream (ordered tasks), Task (classes + three splits), Split (texts, labels).
 
 Frozen and plain: the cl trainer reads them, nothing mutates them. Class ids are global
-(``Stream.class_names[i]`` names id ``i``) in every scenario; task-incremental evaluators mask
-logits to ``Task.classes``, domain-incremental streams reuse the same ids in every task.
+(``Stream.class_names[i]`` names id ``i``) in every classification scenario; task-incremental
+evaluators mask logits to ``Task.classes``, domain-incremental streams reuse the same ids in
+every task.
+
+A ``generative`` stream (for causal language models) has no classes: ``class_names == ()``,
+each ``Task.classes == ()``, and its splits are ``GenerativeSplit``s of prompt/response pairs
+or plain texts.
 """
 
 from __future__ import annotations
@@ -13,8 +18,11 @@ from typing import Literal
 
 import numpy as np
 
-Scenario = Literal["class-incremental", "task-incremental", "domain-incremental"]
+Scenario = Literal["class-incremental", "task-incremental", "domain-incremental", "generative"]
+#: The classification scenarios (labelled texts, an encoder backbone).
 SCENARIOS: tuple[str, ...] = ("class-incremental", "task-incremental", "domain-incremental")
+#: The scenario of prompt/response and text streams (a causal-LM backbone).
+GENERATIVE = "generative"
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 
 
@@ -43,17 +51,44 @@ class Split:
 
 
 @dataclass(frozen=True, eq=False)
+class GenerativeSplit:
+    """Rows of one split of a generative task. Row ``i`` is a prompt/response pair (loss on the
+    response) when ``responses[i]`` is a string, or a plain text (loss on every token; the text
+    is ``prompts[i]``) when ``responses[i]`` is None."""
+
+    prompts: tuple[str, ...]
+    responses: tuple[str | None, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "prompts", tuple(self.prompts))
+        object.__setattr__(self, "responses", tuple(self.responses))
+        if len(self.prompts) != len(self.responses):
+            raise ValueError(f"GenerativeSplit: {len(self.prompts)} prompts but "
+                             f"{len(self.responses)} responses")
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+    def record(self, i: int) -> dict[str, str]:
+        """Row ``i`` as the user wrote it: ``{"prompt", "response"}`` or ``{"text"}``."""
+        if self.responses[i] is None:
+            return {"text": self.prompts[i]}
+        return {"prompt": self.prompts[i], "response": self.responses[i]}
+
+
+@dataclass(frozen=True, eq=False)
 class Task:
-    """One step of the stream: its global class ids and its train / val / test splits."""
+    """One step of the stream: its global class ids and its train / val / test splits
+    (``Split``s; ``GenerativeSplit``s and no classes in a generative stream)."""
 
     index: int
     name: str
     classes: tuple[int, ...]
-    train: Split
-    val: Split
-    test: Split
+    train: Split | GenerativeSplit
+    val: Split | GenerativeSplit
+    test: Split | GenerativeSplit
 
-    def split(self, which: str) -> Split:
+    def split(self, which: str) -> Split | GenerativeSplit:
         """The split named ``train``, ``val`` or ``test``."""
         if which not in SPLITS:
             raise ValueError(f"unknown split {which!r}; expected one of {SPLITS}")
@@ -84,6 +119,10 @@ class Stream:
     def n_tasks(self) -> int:
         return len(self.tasks)
 
+    @property
+    def generative(self) -> bool:
+        return self.scenario == GENERATIVE
+
     def task_class_names(self) -> list[list[str]]:
         """Class names per task, in task order."""
         return [[self.class_names[c] for c in t.classes] for t in self.tasks]
@@ -94,7 +133,8 @@ class Stream:
 
 
 def stream_fingerprint(stream: Stream) -> str:
-    """sha256 over name, scenario, class names, task class lists and every split's texts+labels.
+    """sha256 over name, scenario, class names, task class lists and every split's texts+labels
+    (a generative split's prompts and responses).
 
     Length-prefixed fields, so the hash is unambiguous and stable across runs and machines.
     """
@@ -114,6 +154,12 @@ def stream_fingerprint(stream: Stream) -> str:
         for which in SPLITS:
             split = task.split(which)
             put(f"{which} {len(split)}")
+            if isinstance(split, GenerativeSplit):
+                for prompt, response in zip(split.prompts, split.responses):
+                    put(f"T\t{prompt}" if response is None else f"P\t{prompt}")
+                    if response is not None:
+                        put(f"R\t{response}")
+                continue
             for text, label in zip(split.texts, split.labels.tolist()):
                 put(f"{label}\t{text}")
     return h.hexdigest()[:16]

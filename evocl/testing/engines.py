@@ -20,7 +20,8 @@ determinism from the seed (in this process and in a fresh one, and no torch or R
 continues exactly, in-flight candidates included; initial configurations first; duplicates
 avoided while the space has new configurations, no hang once it is exhausted; failed, NaN,
 infinite or missing objectives are never parents and never on the front, and never stall the
-engine; tell errors; unknown options refused; any interleaving of asks, out-of-order tells
+engine; pruned results (early stopping) are counted as pruned, never on the front nor in the
+hypervolume however good their partial objectives, and survive a state round trip; tell errors; unknown options refused; any interleaving of asks, out-of-order tells
 and failures keeps the bookkeeping invariants (hypothesis).
 """
 
@@ -39,7 +40,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from evocl.errors import UserError
-from evocl.evolution import create, from_state
+from evocl.evolution import create, from_state, pareto
 from evocl.evolution.problems import evaluate, problem_dict
 from evocl.records import Candidate, Result, derive_seed
 from evocl.space import SearchSpace
@@ -258,6 +259,31 @@ class EngineSuite:
             assert not set(c.parents) & failed
         assert not {c.id for c, _ in engine.pareto_front()} & failed
         assert math.isfinite(engine.hypervolume())
+
+    def test_pruned_results_stay_off_the_front(self, algorithm: str,
+                                               mixed: SearchSpace) -> None:
+        pruned: set[int] = set()
+
+        def half_pruned(c: Candidate) -> Result:   # partial values better than any full one
+            if c.id % 2:
+                return mixed_objective(c)
+            pruned.add(c.id)
+            return Result(objectives={"acc": 10.0, "cost": -1.0 - c.id}, status="pruned",
+                          metrics={"tasks_trained": 2, "tasks_planned": 5})
+
+        engine = create(algorithm, mixed, population_size=4, seed=3)
+        drive(engine, half_pruned, 16)
+        assert engine.n_pruned == len(pruned) and engine.n_failed == 0
+        assert not {c.id for c, _ in engine.pareto_front()} & pruned
+        full = [(c, r) for c, r in engine.evaluations() if c.id not in pruned]
+        assert [c.id for c, _ in engine.pareto_front()] == \
+            sorted(c.id for c, _ in pareto.front(full, mixed))   # as if they were not there
+        assert all(math.isfinite(v) for v in engine.reference_point())
+        assert math.isfinite(engine.hypervolume())
+        clone = from_state(mixed, json.loads(json.dumps(engine.state(), allow_nan=False)))
+        assert clone.n_pruned == engine.n_pruned
+        assert [c.to_dict() for c in drive(clone, half_pruned, 24)] == \
+            [c.to_dict() for c in drive(engine, half_pruned, 24)]
 
     def test_all_failed_still_asks(self, algorithm: str, mixed: SearchSpace) -> None:
         engine = create(algorithm, mixed, population_size=3, seed=0)

@@ -1,0 +1,77 @@
+"""The built-in ``chat`` stream: the English conversations of ``chatterbot-corpus``.
+
+Each file of ``chatterbot_corpus/data/english/*.yml`` holds conversations, lists of turns;
+every two consecutive turns make a prompt -> response pair (as ChatterBot's own trainer reads
+them: turn k+1 answers turn k). The files are read within evocl's YAML limits with YAML's
+base loader (every scalar a string: "yes" stays "yes") and grouped into four tasks of usable size (tech_support.yml
+repeats 10 pairs about 100 times each, so it joins coding rather than being a task):
+
+- ``coding``: coding, computers, tech_support
+- ``trivia``: trivia, science, history, literature, movies, sports, politics, money, food,
+  health
+- ``conversation``: conversations, greetings, humor, gossip
+- ``feelings``: emotion, psychology, ai, botprofile (feelings, and the bot on itself)
+
+Pairs per task after dropping duplicates (chatterbot-corpus 1.3.3): coding 143, trivia 460,
+conversation 180, feelings 393 (1,176 of 2,306 pairs; tech_support alone repeats 1,040).
+Splits at seed 0 (val and test 15% of a task, capped at 48; train uncapped): coding
+101/21/21, trivia 322/48/48, conversation 126/27/27, feelings 275/48/48 (a test pins them).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import yaml
+
+from evocl.errors import StreamError, UserError
+from evocl.streams.corpora import package_dir
+from evocl.streams.generative import GenRecord
+from evocl.streams.registry import Builtin
+from evocl.yamlsafe import read_yaml
+
+PACKAGE = "chatterbot_corpus"
+INSTALL = "pip install chatterbot-corpus"
+GROUPS: dict[str, tuple[str, ...]] = {
+    "coding": ("coding", "computers", "tech_support"),
+    "trivia": ("trivia", "science", "history", "literature", "movies", "sports", "politics",
+               "money", "food", "health"),
+    "conversation": ("conversations", "greetings", "humor", "gossip"),
+    "feelings": ("emotion", "psychology", "ai", "botprofile"),
+}
+
+
+@functools.cache
+def chat_records() -> tuple[GenRecord, ...]:
+    """Every (turn, next turn) pair of the grouped English files, in GROUPS order."""
+    root = package_dir(PACKAGE, INSTALL) / "data" / "english"
+    out = []
+    for task, files in GROUPS.items():
+        for stem in files:
+            for prompt, response in _pairs(root / f"{stem}.yml"):
+                out.append(GenRecord(prompt, response, task))
+    return tuple(out)
+
+
+def _pairs(path) -> list[tuple[str, str]]:
+    try:
+        data = read_yaml(path, loader_cls=yaml.BaseLoader, what="chatterbot-corpus file")
+    except UserError as exc:
+        raise StreamError(f"{exc.rule}; reinstall it with `{INSTALL}`", source=str(path),
+                          field="file") from None
+    conversations = data.get("conversations") if isinstance(data, dict) else None
+    if not isinstance(conversations, list):
+        raise StreamError(f"no conversations; reinstall it with `{INSTALL}`", source=str(path),
+                          field="conversations")
+    out = []
+    for turns in conversations:
+        if not isinstance(turns, list):  # trivia.yml holds one stray string: not a dialog
+            continue
+        turns = [t.strip() if isinstance(t, str) else "" for t in turns]
+        out.extend((a, b) for a, b in zip(turns, turns[1:]) if a and b)
+    return out
+
+
+CHAT = Builtin("chat", "generative, 4 tasks of English question -> answer pairs (chatterbot-corpus): "
+               "coding, trivia, conversation, feelings", "generative",
+               lambda: list(chat_records()), tuple(GROUPS), max_train=None, max_eval=48)

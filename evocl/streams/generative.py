@@ -1,0 +1,99 @@
+"""Generative streams (for causal language models): records -> tasks -> seeded splits.
+
+A record is a prompt/response pair (the loss is on the response tokens) or a plain text (the
+loss is on every token: domain-adaptive pre-training); both kinds may share a stream. Every
+record names its task. Rules, as for classification streams (``build.py``):
+
+- exact duplicate rows (the same prompt and response, or the same text) are dropped, the
+  first occurrence kept, so no row is shared between splits or tasks;
+- tasks come in the order of ``tasks`` (names; tasks not listed are left out) or in order of
+  first appearance;
+- each task is split on its own: its rows are permuted by a seed derived from (seed, task),
+  capped to ``max_per_task``, cut into test / val / train by the fractions, then capped per
+  split; rows that carry a ``split`` keep it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+from evocl.errors import StreamError
+from evocl.records import derive_seed
+from evocl.streams.build import SplitRule, split_records
+from evocl.streams.types import GENERATIVE, SPLITS, GenerativeSplit, Stream, Task
+
+
+@dataclass(frozen=True)
+class GenRecord:
+    """One row of a generative stream: ``response`` is None for a plain text (in ``prompt``)."""
+
+    prompt: str
+    response: str | None
+    task: str
+    split: str | None = None
+
+
+def build_generative_stream(
+    name: str,
+    records: Iterable[GenRecord],
+    *,
+    seed: int,
+    tasks: Sequence[str] | None = None,
+    rule: SplitRule = SplitRule(),
+    source: str = "<stream>",
+    description: str = "",
+) -> Stream:
+    """Group, split and check ``records``; raise StreamError (one line) on any broken rule."""
+    rows = _dedup(records)
+    if not rows:
+        raise StreamError("empty stream: no records", source=source, field="source")
+    present = list(dict.fromkeys(r.task for r in rows))
+    if tasks is None:
+        order = present
+    else:
+        if isinstance(tasks, str) or not isinstance(tasks, (list, tuple)) or not tasks:
+            raise StreamError("expected a non-empty list of task names", source=source,
+                              field="tasks")
+        order = []
+        for i, t in enumerate(tasks):
+            if isinstance(t, (list, tuple, dict)) or t is None:
+                raise StreamError(f"a generative stream's tasks are task names, got {t!r}",
+                                  source=source, field=f"tasks[{i}]")
+            if str(t) in order:
+                raise StreamError(f"task {str(t)!r} is listed twice", source=source,
+                                  field=f"tasks[{i}]")
+            if str(t) not in present:
+                raise StreamError(f"task {str(t)!r} has no records in the data", source=source,
+                                  field=f"tasks[{i}]")
+            order.append(str(t))
+    by_task: dict[str, list[GenRecord]] = {t: [] for t in order}
+    for r in rows:
+        if r.task in by_task:
+            by_task[r.task].append(r)
+    built = []
+    for index, (tname, recs) in enumerate(by_task.items()):
+        field = f"tasks[{index}]"
+        parts = split_records(recs, f"task {tname!r}", derive_seed(seed, "split", tname, ""),
+                              rule, rule.max_per_task, source, field)
+        for which in SPLITS:
+            if not parts[which]:
+                raise StreamError(f"task {tname!r} has no {which} rows", source=source,
+                                  field=field)
+        splits = {w: GenerativeSplit(tuple(r.prompt for r in parts[w]),
+                                     tuple(r.response for r in parts[w])) for w in SPLITS}
+        built.append(Task(index=index, name=tname, classes=(), **splits))
+    return Stream(name=name, scenario=GENERATIVE, class_names=(), tasks=tuple(built),
+                  description=description)
+
+
+def _dedup(records: Iterable[GenRecord]) -> list[GenRecord]:
+    seen: set[tuple[str, str | None]] = set()
+    out = []
+    for r in records:
+        key = (r.prompt, r.response)
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append(r)
+    return out
