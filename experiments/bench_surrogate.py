@@ -127,10 +127,12 @@ def run_one(algorithm: str, sur: sg.Surrogate, space: Any, seed: int, workers: i
     """One simulated search; returns its hypervolume and counts."""
     engine = create(algorithm, space, population_size=population, seed=seed,
                     initial=[space.default_config()], **dict(algorithm_options or {}))
-    scheduler = None
-    if early_stop != "none":
-        from evocl.evolution.early_stop import create as create_scheduler
-        scheduler = create_scheduler(early_stop, space, **dict(early_stop_options or {}))
+    # as evocl.runner: the scheduler beside the engine, or (asha at its default rungs) the
+    # engine's own pruner where it has one; every report reaches the engine (engine.report)
+    from evocl.evolution.early_stop import create as create_scheduler
+    scheduler = create_scheduler(early_stop, space, **dict(early_stop_options or {}))
+    if scheduler.name == "asha" and scheduler.options["rungs"] is None:
+        engine.use_pruner(int(scheduler.options["eta"]), int(scheduler.options["min_tasks"]))
     events: list[tuple[float, int, int, int]] = []   # (time, candidate id, task, seq)
     running: dict[int, SimulatedEvaluation] = {}
     told: list[tuple[float, Result]] = []
@@ -187,8 +189,11 @@ def run_one(algorithm: str, sur: sg.Surrogate, space: Any, seed: int, workers: i
             finish(cid, ev.result(n_tasks), clock)
             continue
         go = True
-        if scheduler is not None:
-            go = scheduler.decide(cid, ev.report(t))
+        if scheduler.active:
+            report = ev.report(t)
+            said = engine.report(cid, report)
+            go = said if engine.prunes else scheduler.decide(cid, report)
+            go = True if go is None else go
         if not go:
             finish(cid, ev.result(t + 1), clock)
             continue
