@@ -183,7 +183,10 @@ def search_cmd(
     executor: str = typer.Option("auto", "--executor",
                                  help=f"auto (local for 1 worker, else ray), {EXECUTORS.help()}."),
     cpus_per_eval: float = typer.Option(1.0, "--cpus-per-eval", help="CPUs (and torch threads) per evaluation."),
-    gpus_per_eval: float = typer.Option(0.0, "--gpus-per-eval", help="GPUs per evaluation; fractions pack several on one GPU."),
+    gpus_per_eval: str = typer.Option("0", "--gpus-per-eval",
+                                      help="GPUs per evaluation; fractions pack several on one "
+                                           "GPU; auto packs by the memory the first "
+                                           "evaluations used."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Join a Ray cluster (address or 'auto')."),
     ray_dashboard: bool = typer.Option(False, "--ray-dashboard", help="Start Ray's dashboard on 127.0.0.1."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
@@ -223,11 +226,22 @@ def search_cmd(
         population=population, generations=generations,
         budget=budget, max_wall_time=max_wall_time, stagnation=stagnation, seed=seed,
         workers=workers, executor=executor, cpus_per_eval=cpus_per_eval,
-        gpus_per_eval=gpus_per_eval, ray_address=ray_address, ray_dashboard=ray_dashboard,
+        gpus_per_eval=_gpus(gpus_per_eval), ray_address=ray_address, ray_dashboard=ray_dashboard,
         device=device, eval_timeout=eval_timeout, storage=storage, fitness_tasks=fitness_tasks,
         evaluator_options=_parse_options(option, "--option"), initial=initial,
     )
     _run(cfg, resume=False, quiet=quiet)
+
+
+def _gpus(value: str) -> float | str:
+    """--gpus-per-eval: auto or a number (RunConfig checks the range)."""
+    if value.strip().lower() == "auto":
+        return "auto"
+    try:
+        return float(value)
+    except ValueError:
+        raise UserError(f"must be auto or a number in [0, 1], got {value!r}",
+                        field="--gpus-per-eval") from None
 
 
 def _parse_options(items: List[str], flag: str) -> dict:

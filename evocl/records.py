@@ -186,7 +186,7 @@ class RunConfig:
     workers: int = 1
     executor: str = "auto"
     cpus_per_eval: float = 1.0
-    gpus_per_eval: float = 0.0
+    gpus_per_eval: float | str = 0.0  # or "auto": packed by measured memory
     ray_address: str | None = None
     ray_dashboard: bool = False
     device: str = "auto"
@@ -218,10 +218,11 @@ class RunConfig:
         if not (math.isfinite(self.cpus_per_eval) and self.cpus_per_eval > 0):
             raise UserError(f"must be a number > 0, got {self.cpus_per_eval!r}",
                             field="cpus_per_eval")
-        if not (math.isfinite(self.gpus_per_eval) and 0 <= self.gpus_per_eval <= 1):
-            raise UserError(f"must be a number in [0, 1] (an evaluation uses at most one GPU; "
-                            f"fractions share one), got {self.gpus_per_eval!r}",
-                            field="gpus_per_eval")
+        g = self.gpus_per_eval
+        if g != "auto" and (isinstance(g, (str, bool)) or not isinstance(g, (int, float))
+                            or not (math.isfinite(g) and 0 <= g <= 1)):
+            raise UserError(f"must be auto or a number in [0, 1] (an evaluation uses at most "
+                            f"one GPU; fractions share one), got {g!r}", field="gpus_per_eval")
         for name in ("max_wall_time", "eval_timeout"):
             v = getattr(self, name)
             if v is not None and not (math.isfinite(v) and v > 0):

@@ -24,6 +24,7 @@ import torch
 from evocl.cl import metrics
 from evocl.cl.backbone import Backbone
 from evocl.cl.data import StreamTensors, stream_tensors
+from evocl.cl.evalcache import worker_cache
 from evocl.cl.learners import LEARNERS
 from evocl.cl.model import build_model
 from evocl.cl.names import LM_OBJECTIVES, OBJECTIVES, Options
@@ -116,6 +117,7 @@ def evaluate(config: Mapping[str, Any], stream: Any, backbone: Backbone, seed: i
         model = build_model(backbone, params, data.n_classes, seed, frozen_dtype).to(dev)
         learner = LEARNERS.load(kind)(model, data, n_tasks, dev, amp, opts,
                                                has_dropout=params.lora_dropout > 0.0)
+        learner.shared = worker_cache(backbone.model, data)
         n_trainable = sum(p.numel() for p in learner.trainable_list)
         hook = None
         if on_task_end is not None:
@@ -154,6 +156,7 @@ def evaluate(config: Mapping[str, Any], stream: Any, backbone: Backbone, seed: i
             **({"matrices": out.extra} if out.extra else {}),
             **({"strategy_counters": out.counters} if out.counters else {}),
             "timings": _rounded(out.timings),
+            **({"gpu": _gpu_memory(dev)} if dev.type == "cuda" else {}),
             "options": {**opts.to_dict(), "max_length": data.max_length,
                         "max_eval_per_task": data.max_eval_per_task,
                         "fisher_samples": fisher_samples_for(params, opts.fisher_samples)},
@@ -205,6 +208,14 @@ def _reset_peak_rss() -> None:
             f.write("5")
     except OSError:
         pass
+
+
+def _gpu_memory(dev: torch.device) -> dict[str, Any]:
+    """The GPU's memory and this evaluation's peaks (MiB): what `--gpus-per-eval auto` packs
+    by (`evocl.execution.packing`)."""
+    return {"total_mb": torch.cuda.get_device_properties(dev).total_memory / 2**20,
+            "peak_reserved_mb": torch.cuda.max_memory_reserved(dev) / 2**20,
+            "peak_allocated_mb": torch.cuda.max_memory_allocated(dev) / 2**20}
 
 
 def _peak_memory_mb(dev: torch.device) -> float:

@@ -26,6 +26,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from evocl.cl.device_guard import DeviceNonFinite
 from evocl.cl.strategies import Context, Strategy, strategy_classes
 from evocl.errors import EvaluationError
 
@@ -73,11 +74,19 @@ def _lr_factor(step: int, steps: int, warmup_ratio: float, decay: str) -> float:
     return (steps - step) / max(1, steps - warm)
 
 
-def _optimizer(params: dict[str, torch.Tensor], p: Any) -> torch.optim.Optimizer:
+def _optimizer(params: dict[str, torch.Tensor], p: Any, fused: bool = False
+               ) -> torch.optim.Optimizer:
     decay = [t for t in params.values() if t.ndim >= 2]
     no_decay = [t for t in params.values() if t.ndim < 2]
     return torch.optim.AdamW([{"params": decay, "weight_decay": p.weight_decay},
-                              {"params": no_decay, "weight_decay": 0.0}], lr=p.lr)
+                              {"params": no_decay, "weight_decay": 0.0}], lr=p.lr,
+                             **({"fused": True} if fused else {}))
+
+
+def _checks_on_device(learner: Any, scaler: Any, transforms: list[Any]) -> bool:
+    """Decide non-finite steps on the device (`evocl.cl.device_guard`, a fused AdamW, no host
+    sync per step): on a GPU, unless a GradScaler or a gradient transform syncs anyway."""
+    return learner.device.type == "cuda" and scaler is None and not transforms
 
 
 def build_strategies(learner: Any, p: Any, seed: int) -> tuple[np.random.Generator,
@@ -110,6 +119,16 @@ class _NonFinite:
         self.amp = amp
         self.limit = max(2, steps_per_task // 5)
         self.skipped: list[int] = []
+
+    # the loop's hooks for `evocl.cl.device_guard.DeviceNonFinite` (decisions on the device)
+    def finish_step(self, opt: Any, value: float, step: int) -> float:
+        return value
+
+    def track(self, value: float, last: float) -> float:
+        return value if np.isfinite(value) else last
+
+    def task_end(self, t: int, last: float) -> float:
+        return last
 
     def check(self, value: float | torch.Tensor, t: int, step: int) -> float:
         value = float(value)
@@ -150,7 +169,9 @@ def run_stream(learner: Any, p: Any, seed: int, opts: Any,
                                "strategies": {s.name: 0.0 for s in strategies}}
     losses: list[float] = []
     extra: dict[str, list[list[float]]] = {}
-    guard = _NonFinite(learner.amp, p.steps_per_task)
+    on_device = _checks_on_device(learner, scaler, transforms)
+    guard = (DeviceNonFinite(learner.amp, p.steps_per_task, learner.device) if on_device
+             else _NonFinite(learner.amp, p.steps_per_task))
 
     def score(split: str, after: int) -> list[float]:
         row, more = learner.eval_round(split, after)
@@ -169,7 +190,7 @@ def run_stream(learner: Any, p: Any, seed: int, opts: Any,
         t0 = time.perf_counter()
         learner.current_task = t
         sampler = _TaskSampler(data.train.rows(t), rng_batch)
-        opt = _optimizer(named, p)
+        opt = _optimizer(named, p, fused=on_device)
         drawn: list[np.ndarray] = []
         step = 0
 
@@ -207,6 +228,7 @@ def run_stream(learner: Any, p: Any, seed: int, opts: Any,
             except _Skip:
                 opt.zero_grad(set_to_none=True)
                 return float("nan")
+            value = guard.finish_step(opt, value, step)
             if scaler:
                 scaler.step(opt)
                 scaler.update()
@@ -227,9 +249,8 @@ def run_stream(learner: Any, p: Any, seed: int, opts: Any,
             rows = np.concatenate([new_rows, *mixed]) if mixed else new_rows
             loss_val = (updater.update(updater.ctx, rows, one_step) if updater is not None
                         else one_step(rows))
-            if np.isfinite(loss_val):
-                last_finite = loss_val
-        losses.append(last_finite)
+            last_finite = guard.track(loss_val, last_finite)
+        losses.append(guard.task_end(t, last_finite))
         timings["train"] += time.perf_counter() - t0
         timings["train_per_task"].append(time.perf_counter() - t0)
 

@@ -28,22 +28,23 @@ __all__ = ["EXECUTORS", "Executor", "LocalExecutor", "accepts_reports", "build_t
 
 
 def resolve_kind(kind: str, workers: int, ray_address: str | None,
-                 gpus_per_eval: float = 0.0) -> str:
+                 gpus_per_eval: float | str = 0.0) -> str:
     """``auto`` is local for one worker, no cluster address and no GPU asked, else ray (Ray
-    assigns GPUs and refuses a request the cluster cannot meet)."""
+    assigns GPUs and refuses a request the cluster cannot meet; ``gpus_per_eval="auto"``
+    packs by measured memory, `evocl.execution.packing`)."""
     if kind == "auto":
         return "local" if workers == 1 and not ray_address and not gpus_per_eval else "ray"
     if kind not in EXECUTORS:
         raise UserError(f"must be auto or one of {', '.join(EXECUTORS)}, got {kind!r}",
                         field="executor")
     if kind == "local" and gpus_per_eval:
-        raise UserError(f"the local executor assigns no GPUs; --gpus-per-eval {gpus_per_eval:g} "
+        raise UserError(f"the local executor assigns no GPUs; --gpus-per-eval {gpus_per_eval} "
                         "needs --executor ray (or auto)", field="executor")
     return kind
 
 
 def create_executor(kind: str = "auto", *, target: str, target_kwargs: Mapping[str, Any] | None = None,
-                    workers: int = 1, cpus_per_eval: float = 1.0, gpus_per_eval: float = 0.0,
+                    workers: int = 1, cpus_per_eval: float = 1.0, gpus_per_eval: float | str = 0.0,
                     ray_address: str | None = None, eval_timeout: float | None = None,
                     max_retries: int = 1, dashboard: bool = False,
                     on_report: Callable[[Candidate, dict[str, Any]], bool] | None = None

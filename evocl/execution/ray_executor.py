@@ -1,7 +1,8 @@
 """Ray executor: long-lived actors that build the evaluation target once, then evaluate many.
 
 Each actor reserves ``num_cpus=cpus_per_eval`` and ``num_gpus=gpus_per_eval`` (fractions
-allowed: 0.25 packs four actors on one GPU) and caps torch / OpenMP threads at
+allowed: 0.25 packs four actors on one GPU; ``"auto"`` packs by the memory the first
+evaluations used, `evocl.execution.packing`) and caps torch / OpenMP threads at
 ``cpus_per_eval`` so parallel workers do not oversubscribe the cores. Only JSON-ready dicts go
 to and from actors.
 
@@ -35,6 +36,7 @@ import ray.exceptions as rex
 
 from evocl.errors import UserError
 from evocl.execution.base import build_target, check_target_path, evaluate_guarded, with_attempts
+from evocl.execution.packing import AutoPacking, fraction_per_eval, keep_slots
 from evocl.records import Candidate, Result
 
 OBJECT_STORE_BYTES = 200 * 1024 * 1024
@@ -62,6 +64,9 @@ class _Worker:
 
     def ready(self) -> int:
         return os.getpid()
+
+    def gpu_ids(self) -> list[str]:
+        return [str(g) for g in ray.get_gpu_ids()]
 
     def evaluate(self, candidate: dict[str, Any], broker: Any = None) -> dict[str, Any]:
         if self._target is None:
@@ -111,6 +116,7 @@ class _Slot:
     ready_ref: Any
     ready_at: float | None = None
     pid: int | None = None
+    retired: bool = False  # stopped by the auto packing (`evocl.execution.packing`)
 
 
 @dataclass
@@ -126,7 +132,7 @@ class RayExecutor:
     """``workers`` actors on a local Ray (started here) or an existing cluster (ray_address)."""
 
     def __init__(self, target: str, target_kwargs: Mapping[str, Any] | None = None, *,
-                 workers: int = 1, cpus_per_eval: float = 1.0, gpus_per_eval: float = 0.0,
+                 workers: int = 1, cpus_per_eval: float = 1.0, gpus_per_eval: float | str = 0.0,
                  ray_address: str | None = None, eval_timeout: float | None = None,
                  max_retries: int = 1, dashboard: bool = False,
                  on_report: Callable[[Candidate, dict[str, Any]], bool] | None = None):
@@ -136,7 +142,6 @@ class RayExecutor:
         self.target_kwargs = dict(target_kwargs or {})
         self.workers = workers
         self.cpus_per_eval = cpus_per_eval
-        self.gpus_per_eval = gpus_per_eval
         self.eval_timeout = eval_timeout
         self.max_retries = max_retries
         self.threads = max(1, int(math.floor(cpus_per_eval)))
@@ -157,6 +162,12 @@ class RayExecutor:
                                 field="ray_address") from e
             self._started_ray = True
         have = ray.cluster_resources()
+        self.packing: AutoPacking | None = None
+        if gpus_per_eval == "auto":  # pack by measured memory; no GPU in the cluster: none
+            gpus_per_eval = fraction_per_eval(workers, have.get("GPU", 0.0))
+            if gpus_per_eval:
+                self.packing = AutoPacking(workers, have.get("GPU", 0.0))
+        self.gpus_per_eval = gpus_per_eval = float(gpus_per_eval)
         for name, need in (("CPU", cpus_per_eval), ("GPU", gpus_per_eval)):
             if need > have.get(name, 0.0):
                 self.shutdown_ray()
@@ -214,13 +225,50 @@ class RayExecutor:
         self._dispatch()
 
     def free_slots(self) -> int:
-        return max(0, len(self._slots) - len(self._busy) - len(self._queue))
+        return max(0, len(self._usable()) - len(self._busy) - len(self._queue))
+
+    def _usable(self) -> list[int]:
+        """Slots that may evaluate now: every live one, or the auto packing's share."""
+        live = [i for i, s in enumerate(self._slots) if not s.retired]
+        return live if self.packing is None else live[:self.packing.limit]
+
+    def _apply_packing(self) -> None:
+        """Once the probes have reported, stop the idle actors beyond the packing's limit
+        (busy ones first kept; at most ``per_gpu`` on each GPU)."""
+        pk = self.packing
+        if pk is None or pk.seen < pk.probes:
+            return
+        live = [i for i, s in enumerate(self._slots) if not s.retired]
+        if len(live) <= pk.limit:
+            return
+        live.sort(key=lambda i: i not in self._busy)  # busy first, then slot order
+        gpus: list[Any] = [0] * len(live)
+        if pk.gpus > 1:
+            try:
+                gpus = ray.get([self._slots[i].actor.gpu_ids.remote() for i in live], timeout=60)
+            except Exception:  # noqa: BLE001 - unknown placement: one GPU each
+                gpus = [None] * len(live)
+        keep = {live[j] for j in keep_slots(gpus, pk.per_gpu or pk.cap, pk.limit)}
+        for i in live:
+            if i not in keep and i not in self._busy:
+                try:
+                    ray.kill(self._slots[i].actor, no_restart=True)
+                except Exception:  # noqa: BLE001 - already dead
+                    pass
+                self._slots[i].retired = True
+
+    def packing_report(self) -> dict[str, Any] | None:
+        """The auto packing's decisions (None without ``gpus_per_eval="auto"``)."""
+        if self.packing is None:
+            return None
+        return {**self.packing.report(), "actors_evaluating": len(self._usable()),
+                "actors_retired": sum(s.retired for s in self._slots)}
 
     def in_flight(self) -> int:
         return len(self._busy) + len(self._queue) + len(self._ready_out)
 
     def _dispatch(self) -> None:
-        for idx in range(len(self._slots)):
+        for idx in self._usable():
             if not self._queue:
                 return
             if idx in self._busy:
@@ -254,6 +302,13 @@ class RayExecutor:
             transient = True
         except rex.RayError as e:
             res, transient = Result.failed(f"ray error: {type(e).__name__}: {e}"[:500]), False
+        if self.packing is not None:
+            self.packing.observe(res.metrics)
+            if (not res.ok and "out of memory" in (res.error or "").lower()
+                    and len(self._usable()) > 1):
+                self.packing.out_of_memory(len(self._usable()))  # retried on fewer actors
+                transient = True
+            self._apply_packing()
         if transient and job.attempts <= self.max_retries:
             self._queue.appendleft((job.candidate, job.attempts + 1))
             return None

@@ -98,3 +98,25 @@ class Recorded:
                     time.sleep(self.pause_s)
                 return ok
         return self.problem(candidate, on_task_end=hook)
+
+
+class FakeGpu:
+    """Reports the GPU memory a CL evaluation would (``metrics["gpu"]``) without a GPU: total
+    ``total_mb``, peak ``config["peak_mb"]``; ``config["oom"]`` fails the first attempt with
+    "out of memory" (needs ``marker_dir``). Tests ``--gpus-per-eval auto`` on the CPU."""
+
+    def __init__(self, total_mb: float = 10_000.0, marker_dir: str | None = None, **_: Any):
+        self.total_mb = total_mb
+        self.marker_dir = marker_dir
+
+    def __call__(self, candidate: Candidate) -> Result:
+        cfg = candidate.config
+        if cfg.get("oom") and self.marker_dir:
+            marker = Path(self.marker_dir) / f"oom-{candidate.id}"
+            if not marker.exists():
+                marker.write_text(str(os.getpid()))
+                raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        time.sleep(float(cfg.get("_sleep", 0.0)))
+        return Result(objectives={"f1": float(candidate.id), "f2": 0.0},
+                      metrics={"pid": os.getpid(), "gpu": {
+                          "total_mb": self.total_mb, "peak_reserved_mb": float(cfg["peak_mb"])}})

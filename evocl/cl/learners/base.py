@@ -26,6 +26,8 @@ import torch
 
 class Learner:
     kind = "base"
+    #: the worker's cache of what every candidate computes identically (`evocl.cl.evalcache`)
+    shared: Any = None
 
     def __init__(self, model: Any, data: Any, n_tasks: int, device: torch.device,
                  amp: torch.dtype | None, options: Any, has_dropout: bool = False):

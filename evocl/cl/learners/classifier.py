@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 
 from evocl.cl.data import StreamTensors, allowed_classes, class_masks, old_classes
+from evocl.cl.evalcache import EvalRounds
 from evocl.cl.learners.base import Learner
 
 
@@ -45,6 +46,7 @@ class ClassifierLearner(Learner):
                  amp: torch.dtype | None, options: Any, has_dropout: bool = False):
         super().__init__(model, data, n_tasks, device, amp, options, has_dropout)
         self.seen, self.own = (m.to(device) for m in class_masks(data, n_tasks))
+        self._rounds: EvalRounds | None = None
 
     # ------------------------------------------------------------------ batches and loss
     def batch(self, rows: np.ndarray, t: int) -> Batch:
@@ -67,7 +69,7 @@ class ClassifierLearner(Learner):
                      temperature: float) -> torch.Tensor:
         """LwF: T^2 * KL(softmax(teacher/T) || softmax(student/T)) over the classes of the
         tasks before ``batch.t``, mean over the batch."""
-        old = old_classes(self.data, batch.t).to(self.device)
+        old = old_classes(self.data, batch.t).to(self.device, non_blocking=True)
         s = out.float()[:, old] / temperature
         t = teacher_out.float()[:, old] / temperature
         return F.kl_div(F.log_softmax(s, -1), F.log_softmax(t, -1), log_target=True,
@@ -98,17 +100,21 @@ class ClassifierLearner(Learner):
 
     # ------------------------------------------------------------------ scoring
     def eval_round(self, split: str, after: int) -> tuple[list[float], dict[str, list[float]]]:
-        """Accuracy on each task j < n_tasks of ``split`` after training task ``after``."""
+        """Accuracy on each task j < n_tasks of ``split`` after training task ``after``. The
+        worker's `evocl.cl.evalcache` spares what every candidate computes identically."""
         data = getattr(self.data, split)
         end = data.offsets[self.n_tasks]
         order = torch.argsort(data.lengths[:end], stable=True)
         correct = torch.zeros(end, dtype=torch.bool)
         bs = self.options.eval_batch_size
-        with self.eval_mode(), torch.inference_mode(), self.autocast():
+        if self._rounds is None:
+            self._rounds = EvalRounds(self.model, self.shared, self.device, self.amp)
+        with self.eval_mode(), torch.inference_mode(), self.autocast(), \
+                self._rounds.round(split, end, bs, pristine=after < 0) as encode:
             for k in range(0, end, bs):
                 idx = order[k:k + bs]
                 ids, mask, y, tk = (x.to(self.device) for x in data.batch(idx))
-                logits = _masked(self.model(ids, mask), allowed_classes(
+                logits = _masked(encode(k // bs, ids, mask), allowed_classes(
                     self.data.scenario, self.seen, self.own, after, tk))
                 correct[idx] = (logits.argmax(-1) == y).cpu()
         return [float(correct[data.offsets[j]:data.offsets[j + 1]].float().mean())
@@ -135,10 +141,10 @@ class _Teacher:
             ids, mask, _, _ = (x.to(lr.device, non_blocking=True)
                                for x in lr.data.train.batch(need))
             with torch.no_grad(), _dropout_off(lr.model, lr.has_dropout):
-                self.logits[need.to(lr.device)] = functional_call(
+                self.logits[need.to(lr.device, non_blocking=True)] = functional_call(
                     lr.model, self.params, (ids, mask)).float()
             self.have[need] = True
-        return self.logits[idx.to(lr.device)]
+        return self.logits[idx.to(lr.device, non_blocking=True)]
 
 
 @contextlib.contextmanager
