@@ -99,6 +99,8 @@ ENGINES = Registry("algorithm", {
     "optuna-tpe": ("evocl.evolution.optuna_engine:OptunaTPE", "Optuna's TPE sampler"),
     "optuna-nsga2": ("evocl.evolution.optuna_engine:OptunaNSGA2", "Optuna's NSGA-II sampler"),
     "rl": ("evocl.evolution.reinforce:Reinforce", "REINFORCE policy-gradient controller"),
+    "sa-nsga2": ("evocl.evolution.surrogate_assisted:SurrogateNSGA2",
+                 "surrogate-assisted steady-state NSGA-II (Sobol start, pre-screened offspring)"),
 })
 
 #: Executors (``--executor``): classes with the ``evocl.execution.Executor`` interface, built

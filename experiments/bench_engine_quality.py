@@ -4,7 +4,8 @@
 Compared: evocl nsga2; evocl async-nsga2 driven by a simulated pool of 8 workers with
 lognormal evaluation times (CV 1.0, no real sleeping); pymoo NSGA-II (SBX eta 15 / PM eta 20,
 duplicates eliminated); Optuna NSGAIISampler (in-memory study, defaults); evocl random search;
-evocl rl (REINFORCE, default options, batches of 50 asked then told).
+evocl rl (REINFORCE, default options, batches of 50 asked then told); evocl sa-nsga2
+(surrogate-assisted, default options, batches of 50 asked then told).
 Measure: hypervolume (reference 1.1 per objective) of every non-dominated point evaluated,
 as a fraction of the true front's hypervolume.
 
@@ -90,6 +91,7 @@ METHODS = {
     "optuna NSGAIISampler": run_optuna,
     "evocl random": lambda n, s, e: run_evocl("random", n, s, e),
     "evocl rl": lambda n, s, e: run_evocl("rl", n, s, e),
+    "evocl sa-nsga2": lambda n, s, e: run_evocl("sa-nsga2", n, s, e),
 }
 
 
