@@ -23,7 +23,7 @@ import platform
 import sys
 import time
 
-BASE = {"lr": 1e-3, "steps_per_task": 12, "batch_size": 8, "lora_rank": 8,
+BASE = {"lr": 3e-3, "steps_per_task": 12, "batch_size": 8, "lora_rank": 8,
         "lora_targets": "attention", "lora_layers": "all", "lora_dropout": 0.0}
 STRATEGIES = {
     "sequential": {},
@@ -35,7 +35,7 @@ STRATEGIES = {
                            "distill_alpha": 0.5, "distill_temperature": 2.0},
     "joint (upper bound)": {},
 }
-OPTIONS = {"max_length": 64, "max_eval_per_task": 24, "max_test_per_task": 24}
+OPTIONS = {"max_length": 64, "max_eval_per_task": 16, "max_test_per_task": 16}
 
 
 def joint_tensors(data):

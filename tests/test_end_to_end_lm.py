@@ -43,7 +43,10 @@ def _tells(run_dir: Path) -> list[int]:
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    return {**os.environ, "EVOCL_CACHE": str(tmp_path_factory.mktemp("cache"))}
+    # one torch thread per subprocess: tiny models gain nothing from two, and lose much on a
+    # loaded machine
+    return {**os.environ, "EVOCL_CACHE": str(tmp_path_factory.mktemp("cache")),
+            "OMP_NUM_THREADS": "1"}
 
 
 @pytest.fixture(scope="module")
