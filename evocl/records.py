@@ -173,7 +173,7 @@ class RunConfig:
     stream: str = "default"
     backbone: str = "minilm"
     objective: str = "cl"
-    algorithm: str = "nsga2"
+    algorithm: str = "sa-nsga2"
     algorithm_options: dict[str, Any] = field(default_factory=dict)
     early_stop: str = "none"
     early_stop_options: dict[str, Any] = field(default_factory=dict)

@@ -91,6 +91,8 @@ class Registry:
 #: Search engines (``--algorithm``): classes with the ``evocl.evolution.Engine`` interface,
 #: built as ``Class(space, population_size=, seed=, initial=, max_tries=, **options)``.
 ENGINES = Registry("algorithm", {
+    "sa-nsga2": ("evocl.evolution.surrogate_assisted:SurrogateNSGA2",
+                 "the default: steady-state NSGA-II, offspring pre-screened by a surrogate"),
     "nsga2": ("evocl.evolution.generational:NSGA2", "generational NSGA-II"),
     "async-nsga2": ("evocl.evolution.steady:AsyncNSGA2",
                     "steady-state NSGA-II, no generation barrier"),
@@ -99,8 +101,6 @@ ENGINES = Registry("algorithm", {
     "optuna-tpe": ("evocl.evolution.optuna_engine:OptunaTPE", "Optuna's TPE sampler"),
     "optuna-nsga2": ("evocl.evolution.optuna_engine:OptunaNSGA2", "Optuna's NSGA-II sampler"),
     "rl": ("evocl.evolution.reinforce:Reinforce", "REINFORCE policy-gradient controller"),
-    "sa-nsga2": ("evocl.evolution.surrogate_assisted:SurrogateNSGA2",
-                 "surrogate-assisted steady-state NSGA-II (Sobol start, pre-screened offspring)"),
 })
 
 #: Executors (``--executor``): classes with the ``evocl.execution.Executor`` interface, built

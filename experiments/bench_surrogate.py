@@ -34,6 +34,7 @@ import heapq
 import json
 import os
 import platform
+import re
 import sys
 import time
 from typing import Any, Mapping, Sequence
@@ -308,13 +309,27 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--out", default=None)
     ap.add_argument("--table", nargs="+", metavar="JSON",
                     help="print the Markdown table of these result files (merged), then exit")
+    ap.add_argument("--parse-log", metavar="LOG",
+                    help="rebuild a results JSON (--out) from the per-run lines a run printed, "
+                         "for a run stopped before it wrote its JSON; --command names the "
+                         "command that printed them")
+    ap.add_argument("--command", default=None, help="with --parse-log")
+    ap.add_argument("--pivot", action="store_true",
+                    help="with --table: one row per algorithm, one column per budget")
     args = ap.parse_args(argv)
     if args.table:
         runs = []
         for path in args.table:
             with open(path) as f:
                 runs += json.load(f)["runs"]
-        print_table(table(runs))
+        (print_pivot if args.pivot else print_table)(table(runs))
+        return
+    if args.parse_log:
+        runs = parse_log(args.parse_log)
+        _write(args.out, {"meta": {"command": args.command, "parsed_from": args.parse_log,
+                                   "note": "rebuilt from the printed per-run lines (best ACC, "
+                                           "utilization and run seconds are not printed)"},
+                          "runs": runs, "table": table(runs)})
         return
     space = load(sg.SPACE)
     if args.fit_quality:
@@ -334,6 +349,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         name, _, kv = item.partition(":")
         k, _, v = kv.partition("=")
         algo_opts.setdefault(name, {})[k] = json.loads(v)
+    meta = {**_meta(args), "fit_s": fit_s, "mean_eval_seconds": mean_s, "n_rows": len(rows)}
+    out = args.out or os.path.join(RESULTS, f"surrogate_bench_{args.stream}_w{args.workers}.json")
     runs = []
     for es in args.early_stop.split(","):
         es_name, _, es_kv = es.partition(":")
@@ -357,12 +374,35 @@ def main(argv: Sequence[str] | None = None) -> None:
                               f"(pruned {r['pruned']}, failed {r['failed']}) "
                               f"sim {r['sim_wall']:.0f}s cpu {r['engine_cpu_s']:.1f}s",
                               flush=True)
-    res = {"meta": {**_meta(args), "fit_s": fit_s, "mean_eval_seconds": mean_s,
-                    "n_rows": len(rows)},
-           "runs": runs, "table": table(runs)}
-    out = args.out or os.path.join(RESULTS, f"surrogate_bench_{args.stream}_w{args.workers}.json")
+                        # after every run ("complete": false until the last), so a run
+                        # stopped early keeps what it measured
+                        _write(out, {"meta": {**meta, "complete": False}, "runs": runs,
+                                     "table": table(runs)}, quiet=True)
+    res = {"meta": {**meta, "complete": True}, "runs": runs, "table": table(runs)}
     _write(out, res)
     print_table(res["table"])
+
+
+_LINE = re.compile(r"\s*(?P<early_stop>\S+)\s+(?P<mode>\S+)\s+(?P<budget>\d+)\s+(?P<algorithm>\S+) "
+                   r"seed\s+(?P<seed>\d+): HV (?P<hv>\S+) told\s+(?P<n_told>\d+) \(pruned "
+                   r"(?P<pruned>\d+), failed (?P<failed>\d+)\) sim (?P<sim_wall>\S+)s cpu "
+                   r"(?P<engine_cpu_s>\S+)s$")
+
+
+def parse_log(path: str) -> list[dict[str, Any]]:
+    """The runs of the per-run lines ``main`` prints (other lines are skipped)."""
+    runs = []
+    with open(path) as f:
+        for line in f:
+            m = _LINE.match(line.rstrip("\n"))
+            if m:
+                g = m.groupdict()
+                runs.append({**{k: int(g[k]) for k in ("budget", "seed", "n_told", "pruned",
+                                                        "failed")},
+                             **{k: float(g[k]) for k in ("hv", "sim_wall", "engine_cpu_s")},
+                             "early_stop": g["early_stop"], "mode": g["mode"],
+                             "algorithm": g["algorithm"]})
+    return runs
 
 
 def table(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -371,12 +411,12 @@ def table(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         groups.setdefault((r["early_stop"], r["mode"], r["budget"], r["algorithm"]), []).append(r)
     out = []
     for (es, mode, budget, algorithm), rs in groups.items():
-        out.append({"early_stop": es, "mode": mode, "budget": budget, "algorithm": algorithm,
-                    "seeds": len(rs), "hv": _stats([r["hv"] for r in rs]),
-                    "best_acc": _stats([r["best_acc"] for r in rs]),
-                    "n_told": _stats([r["n_told"] for r in rs]),
-                    "sim_wall": _stats([r["sim_wall"] for r in rs]),
-                    "engine_cpu_s": _stats([r["engine_cpu_s"] for r in rs])})
+        row = {"early_stop": es, "mode": mode, "budget": budget, "algorithm": algorithm,
+               "seeds": len(rs)}
+        for key in ("hv", "best_acc", "n_told", "sim_wall", "engine_cpu_s"):
+            if all(key in r for r in rs):
+                row[key] = _stats([r[key] for r in rs])
+        out.append(row)
     return out
 
 
@@ -385,9 +425,36 @@ def print_table(rows: Sequence[Mapping[str, Any]]) -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     for t in rows:
         h = t["hv"]
+        acc = f"{t['best_acc']['median']:.3f}" if "best_acc" in t else "-"
         print(f"| {t['early_stop']} | {t['budget']} | {t['mode']} | `{t['algorithm']}` | "
-              f"{h['median']:.4f} | {h['q1']:.4f}-{h['q3']:.4f} | {t['best_acc']['median']:.3f} | "
+              f"{h['median']:.4f} | {h['q1']:.4f}-{h['q3']:.4f} | {acc} | "
               f"{t['n_told']['median']:.0f} | {t['sim_wall']['median']:.0f} |")
+
+
+def print_pivot(rows: Sequence[Mapping[str, Any]]) -> None:
+    """Median HV (IQR) per algorithm (rows) and budget (columns), one table per early-stop
+    setting and mode; the best median of each column in bold."""
+    keys = sorted({(t["early_stop"], t["mode"]) for t in rows})
+    for es, mode in keys:
+        sub = [t for t in rows if t["early_stop"] == es and t["mode"] == mode]
+        budgets = sorted({t["budget"] for t in sub})
+        algorithms = list(dict.fromkeys(t["algorithm"] for t in sub))
+        cell = {(t["algorithm"], t["budget"]): t for t in sub}
+        best = {b: max(t["hv"]["median"] for t in sub if t["budget"] == b) for b in budgets}
+        print(f"\nearly stop {es}, budget mode {mode}: median HV (IQR) [seeds]\n")
+        print("| algorithm | " + " | ".join(f"{b}" for b in budgets) + " |")
+        print("|---|" + "---|" * len(budgets))
+        for a in algorithms:
+            cells = []
+            for b in budgets:
+                t = cell.get((a, b))
+                if t is None:
+                    cells.append("")
+                    continue
+                h, med = t["hv"], f"{t['hv']['median']:.3f}"
+                med = f"**{med}**" if t["hv"]["median"] == best[b] else med
+                cells.append(f"{med} ({h['q1']:.3f}-{h['q3']:.3f}) [{t['seeds']}]")
+            print(f"| `{a}` | " + " | ".join(cells) + " |")
 
 
 def print_fit(res: Mapping[str, Any]) -> None:
@@ -403,14 +470,15 @@ def print_fit(res: Mapping[str, Any]) -> None:
             print(f"| {model} | {split} | {cells} |")
 
 
-def _write(path: str, data: Any) -> None:
+def _write(path: str, data: Any, quiet: bool = False) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
         json.dump(data, f, indent=1)
         f.write("\n")
     os.replace(tmp, path)
-    print(f"wrote {path}")
+    if not quiet:
+        print(f"wrote {path}")
 
 
 if __name__ == "__main__":
