@@ -28,7 +28,7 @@ def _tells(run_dir: Path) -> list[int]:
     path = run_dir / "journal.jsonl"
     if not path.exists():
         return ids
-    for line in path.read_text().splitlines():
+    for line in path.read_text(errors="replace").splitlines():  # a torn last line after kill
         try:
             e = json.loads(line)
         except json.JSONDecodeError:

@@ -14,6 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+sys.path.insert(0, str(Path(__file__).parent))
+from test_end_to_end import _tells  # noqa: E402  (one reader of the journal's tells)
+
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
@@ -24,21 +27,6 @@ OPTS = ["-o", "max_length=32", "-o", "max_eval_per_task=6", "-o", "max_test_per_
 def evocl(*args, env=None):
     return subprocess.run([sys.executable, "-m", "evocl.cli", *args], capture_output=True,
                           text=True, cwd=ROOT, timeout=900, env=env)
-
-
-def _tells(run_dir: Path) -> list[int]:
-    path = run_dir / "journal.jsonl"
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text(errors="replace").splitlines():
-        try:
-            e = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if e.get("event") == "tell":
-            out.append(e["id"])
-    return out
 
 
 @pytest.fixture(scope="module")
