@@ -170,6 +170,30 @@ def test_resume_in_the_model_phase_with_constraints_continues_exactly(acquisitio
     assert json.dumps(engine.state(), sort_keys=True) == json.dumps(clone.state(), sort_keys=True)
 
 
+def test_after_model_until_it_asks_async_nsga2_children_and_resumes_exactly() -> None:
+    space = problem_space("zdt1", 6)
+    engine = create("sa-nsga2", space, population_size=6, seed=3, n_initial=6, model_until=24)
+    while engine.n_told < 24:
+        for c in engine.ask(3):
+            engine.tell(c, _zdt(c))
+    fitted = engine._fit_n
+    assert 0 < fitted < 24
+    state = json.loads(json.dumps(engine.state(), allow_nan=False))
+    clone = from_state(space, state)
+    seq = []
+    for e in (engine, clone):
+        got = []
+        for _ in range(6):
+            cands = e.ask(3)
+            got += [c.to_dict() for c in cands]
+            for c in cands:
+                e.tell(c, _zdt(c))
+        seq.append(got)
+    assert seq[0] == seq[1]
+    assert engine._fit_n == fitted                 # the model is no longer refitted
+    assert {c["origin"] for c in seq[0]} == {"offspring"}
+
+
 def test_pruned_results_are_bad_and_worst_for_the_models() -> None:
     space = problem_space("zdt1", 4)
     engine = create("sa-nsga2", space, population_size=4, seed=2, n_initial=6)
@@ -227,7 +251,7 @@ def test_good_split_takes_fronts_then_the_largest_contributors() -> None:
     ({"pool_size": 0}, "pool_size"), ({"n_initial": 0}, "n_initial"),
     ({"parzen_share": 0.7, "random_share": 0.5}, "random_share"), ({"refit": 2}, "refit"),
     ({"acquisition": "pi"}, "acquisition"), ({"kappa": -1}, "kappa"), ({"n_ei": 0}, "n_ei"),
-    ({"n_trees": 1.5}, "n_trees"), ({"eta_c": -1}, "eta_c"),
+    ({"n_trees": 1.5}, "n_trees"), ({"eta_c": -1}, "eta_c"), ({"model_until": -1}, "model_until"),
 ])
 def test_bad_options_name_the_field(opts, field) -> None:
     with pytest.raises(UserError) as err:
