@@ -25,16 +25,18 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-#: the demo's evaluator settings (evocl.demo.DEMO_OPTIONS, DEMO_FITNESS_TASKS), as CLI flags
-DEMO_FLAGS = ["--fitness-tasks", "3", "-o", "max_length=32", "-o", "max_eval_per_task=32",
-              "-o", "max_test_per_task=40"]
+from evocl.demo import DEMO_FITNESS_TASKS, DEMO_OPTIONS  # noqa: E402
+
+#: the demo's evaluator settings, as CLI flags
+DEMO_FLAGS = ["--fitness-tasks", str(DEMO_FITNESS_TASKS),
+              *(x for k, v in DEMO_OPTIONS.items() for x in ("-o", f"{k}={json.dumps(v)}"))]
 REF = (0.0, 1.0)  # hypervolume reference: ACC 0 (maximized), forgetting 1 (minimized)
 
 
@@ -67,9 +69,16 @@ def run_one(root: Path, algorithm: str, seed: int, budget: int, workers: int,
     return run
 
 
-def hv_curve(run: Path) -> tuple[list[float], list[float], list[float | None], int]:
-    """(hypervolume after each evaluation, ACC of the best so far, search seconds at each,
-    number of failed evaluations)."""
+class Curve(NamedTuple):
+    hv: list[float]                 # hypervolume after each evaluation
+    best: list[float]               # ACC of the best so far
+    elapsed: list[float | None]     # search seconds at each tell
+    failed: int                     # failed evaluations
+    seconds: float                  # the run's search seconds (its last tell)
+
+
+def hv_curve(run: Path) -> Curve:
+    """A run's hypervolume of (acc, forgetting) after each evaluation, and what goes with it."""
     from evocl.evolution.pareto import hypervolume
     from evocl.storage import read_run
 
@@ -85,7 +94,8 @@ def hv_curve(run: Path) -> tuple[list[float], list[float], list[float | None], i
             top = max(top, float(acc))
         hv.append(hypervolume(np.array(pts), np.array([-REF[0], REF[1]])) if pts else 0.0)
         best.append(top)
-    return hv, best, elapsed, sum(1 for _, r in view.evaluations if not r.ok)
+    return Curve(hv, best, elapsed, sum(1 for _, r in view.evaluations if not r.ok),
+                 max(e for e in elapsed if e is not None))
 
 
 def at_time(hv: list[float], elapsed: list[float | None], t: float) -> float:
@@ -119,30 +129,28 @@ def main() -> None:
         for (a, s) in runs:
             run_one(root, a, s, args.budget, args.workers, args.backbone)
             uptimes.append(os.getloadavg())
-    curves, failed = {}, {}
-    for k, p in runs.items():
-        if (p / "run.yaml").exists():
-            *curves[k], failed[k] = hv_curve(p)
-    horizon = min((max(e for e in c[2] if e is not None) for c in curves.values()), default=0.0)
+    curves = {k: hv_curve(p) for k, p in runs.items() if (p / "run.yaml").exists()}
+    horizon = min((c.seconds for c in curves.values()), default=0.0)
     times = [horizon * f for f in (0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1.0)]
     ks = sorted({k for k in (5, 10, 15, 20, 30, 40, args.budget) if k <= args.budget})
     per_run: dict[str, Any] = {}
-    for (a, s), (hv, best, el) in curves.items():
+    for (a, s), c in curves.items():
         per_run[f"{a}-s{s}"] = {
-            "algorithm": a, "seed": s, "n": len(hv),
-            "hv_at_evals": {str(k): hv[k - 1] for k in ks if k <= len(hv)},
-            "best_acc_at_evals": {str(k): best[k - 1] for k in ks if k <= len(best)},
-            "hv_at_seconds": {f"{t:.0f}": at_time(hv, el, t) for t in times},
-            "search_seconds": max(e for e in el if e is not None),
-            "failed": failed[(a, s)],
+            "algorithm": a, "seed": s, "n": len(c.hv),
+            "hv_at_evals": {str(k): c.hv[k - 1] for k in ks if k <= len(c.hv)},
+            "best_acc_at_evals": {str(k): c.best[k - 1] for k in ks if k <= len(c.best)},
+            "hv_at_seconds": {f"{t:.0f}": at_time(c.hv, c.elapsed, t) for t in times},
+            "search_seconds": c.seconds,
+            "failed": c.failed,
         }
     # equal wall time per seed: every algorithm's hypervolume when the seed's shortest run ended
     paired: dict[str, Any] = {}
     for s in seeds:
         rs = {a: curves[(a, s)] for a in algorithms if (a, s) in curves}
         if len(rs) == len(algorithms):
-            t = min(max(e for e in c[2] if e is not None) for c in rs.values())
-            paired[str(s)] = {"seconds": t, **{a: at_time(c[0], c[2], t) for a, c in rs.items()}}
+            t = min(c.seconds for c in rs.values())
+            paired[str(s)] = {"seconds": t,
+                              **{a: at_time(c.hv, c.elapsed, t) for a, c in rs.items()}}
     summary: dict[str, Any] = {}
     for a in algorithms:
         rs = [r for r in per_run.values() if r["algorithm"] == a]

@@ -36,6 +36,17 @@ def _zdt(cand: Candidate) -> Result:
     return Result(objectives=evaluate("zdt1", cand.config))
 
 
+def _asked(engine, objective, rounds: int, n: int) -> list[dict]:
+    """``rounds`` times: ask ``n``, tell them all; the asked candidates as dicts."""
+    got = []
+    for _ in range(rounds):
+        cands = engine.ask(n)
+        got += [c.to_dict() for c in cands]
+        for c in cands:
+            engine.tell(c, objective(c))
+    return got
+
+
 @pytest.mark.parametrize("spec", [NESTED, CL_SPACE])
 def test_codec_activity_matches_decode(spec) -> None:
     space = load(spec) if isinstance(spec, str) else SearchSpace.from_dict(spec)
@@ -157,15 +168,7 @@ def test_resume_in_the_model_phase_with_constraints_continues_exactly(acquisitio
     for e in (engine, clone):
         for c in pending:
             e.tell(c, fake(c))
-    seq = []
-    for e in (engine, clone):
-        got = []
-        for _ in range(6):
-            cands = e.ask(2)
-            got += [c.to_dict() for c in cands]
-            for c in cands:
-                e.tell(c, fake(c))
-        seq.append(got)
+    seq = [_asked(e, fake, 6, 2) for e in (engine, clone)]
     assert seq[0] == seq[1]
     assert json.dumps(engine.state(), sort_keys=True) == json.dumps(clone.state(), sort_keys=True)
 
@@ -180,15 +183,7 @@ def test_after_model_until_it_asks_async_nsga2_children_and_resumes_exactly() ->
     assert 0 < fitted < 24
     state = json.loads(json.dumps(engine.state(), allow_nan=False))
     clone = from_state(space, state)
-    seq = []
-    for e in (engine, clone):
-        got = []
-        for _ in range(6):
-            cands = e.ask(3)
-            got += [c.to_dict() for c in cands]
-            for c in cands:
-                e.tell(c, _zdt(c))
-        seq.append(got)
+    seq = [_asked(e, _zdt, 6, 3) for e in (engine, clone)]
     assert seq[0] == seq[1]
     assert engine._fit_n == fitted                 # the model is no longer refitted
     assert {c["origin"] for c in seq[0]} == {"offspring"}
