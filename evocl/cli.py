@@ -300,11 +300,12 @@ def export_cmd(
     select: str = typer.Option("knee", "--select", help="knee, best:OBJECTIVE, pareto or id:N."),
     fmt: str = typer.Option("yaml", "--format", help="yaml, json, peft, hf, avalanche or optuna."),
     out: Path = typer.Option(..., "--out", help="Output file or directory."),
+    force: bool = typer.Option(False, "--force", help="Write into --out even if it holds files evocl did not write (they may be replaced)."),
 ) -> None:
     """Export chosen configurations for other trainers."""
     from evocl.export import export_run
 
-    written = export_run(run_dir, select=select, fmt=fmt, out=out)
+    written = export_run(run_dir, select=select, fmt=fmt, out=out, force=force)
     for path in written:
         typer.echo(f"wrote {path}")
 
@@ -320,11 +321,13 @@ def train_cmd(
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     seed: Optional[int] = typer.Option(None, "--seed", min=0, max=2**63 - 1,
                                         help="Training seed (default: the export's)."),
+    force: bool = typer.Option(False, "--force", help="Write into --out even if it holds files evocl did not write (they may be replaced)."),
 ) -> None:
     """Train one exported configuration; save adapters and metrics."""
     from evocl.train import train_exported
 
-    metrics = train_exported(config, out, stream=stream, backbone=backbone, device=device, seed=seed)
+    metrics = train_exported(config, out, stream=stream, backbone=backbone, device=device, seed=seed,
+                             force=force)
     ppl = f"  perplexity {metrics['perplexity']:.4g}" if "perplexity" in metrics else ""
     typer.echo(f"ACC {metrics['acc']:.4f}  forgetting {metrics['forgetting']:.4f}  "
                f"BWT {metrics['bwt']:.4f}  test accuracy {metrics['test_acc_mean']:.4f}{ppl}")
@@ -337,11 +340,12 @@ def train_cmd(
 def report_cmd(
     run_dir: Path = typer.Argument(..., help="Run directory (may still be running)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: RUN_DIR/report)."),
+    force: bool = typer.Option(False, "--force", help="Write into --out even if it holds files evocl did not write (they may be replaced)."),
 ) -> None:
     """Write PNG plots and index.html for a run."""
     from evocl.report import write_report
 
-    index = write_report(run_dir, out)
+    index = write_report(run_dir, out, force=force)
     typer.echo(f"wrote {index}")
 
 
@@ -349,12 +353,13 @@ def report_cmd(
 def compare_cmd(
     run_dirs: List[Path] = typer.Argument(..., help="Two or more run directories (same stream)."),
     out: Path = typer.Option(Path("compare"), "--out", help="Output folder (index.html and PNGs)."),
+    force: bool = typer.Option(False, "--force", help="Write into --out even if it holds files evocl did not write (they may be replaced)."),
 ) -> None:
     """One page comparing searches: hypervolume and best ACC against evaluations and wall
     time, the final fronts overlaid, each run's best with its test accuracy."""
     from evocl.report.compare import write_compare
 
-    index = write_compare(run_dirs, out)
+    index = write_compare(run_dirs, out, force=force)
     typer.echo(f"wrote {index}")
 
 

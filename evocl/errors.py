@@ -56,6 +56,12 @@ class RunDirError(UserError):
     """A run directory that cannot be created, resumed or read."""
 
 
+class UnsafePathError(UserError):
+    """A path evocl refuses to use: a symbolic link inside a folder evocl owns (a run
+    directory, an output folder), or something other than a regular file (a FIFO, a device)
+    where a file is read or written (see ``evocl.safefile``)."""
+
+
 class EvaluationError(EvoclError):
     """An evaluation failed in a way that is recorded as a failed Result, not raised to users.
 

@@ -192,7 +192,8 @@ def _replay(space: Any, cfg: RunConfig, rd: RunDir, use_snapshot: bool) -> tuple
     decision the scheduler no longer makes).
     """
     from evocl.evolution import from_state
-    state, start = rd.load_snapshot() if use_snapshot else (None, 0)
+    state, start = (rd.load_snapshot(_snapshot_check(space, cfg, rd)) if use_snapshot
+                    else (None, 0))
     engine = from_state(space, state) if state is not None else _new_engine(space, cfg)
     fidelity = _Fidelity(_new_scheduler(space, cfg), engine, rd)
     by_id: dict[int, Candidate] = {}
@@ -225,6 +226,59 @@ def _replay(space: Any, cfg: RunConfig, rd: RunDir, use_snapshot: bool) -> tuple
             except UserError as err:
                 raise RunDirError(f"event {i}: {err.rule}", source=str(rd.journal.path)) from None
     return engine, fidelity
+
+
+#: What a snapshot's engine state must share with a new engine built from run.yaml.
+_STATIC_FIELDS = ("format", "algorithm", "seed", "population_size", "max_tries", "options",
+                  "space_fingerprint", "n_initial")
+
+
+def _snapshot_check(space: Any, cfg: RunConfig, rd: RunDir) -> Any:
+    """``check(state, start)`` for ``RunDir.load_snapshot``: the fault of a snapshot's engine
+    state, or None. Snapshots are a cache and the journal is the truth, so a state is used only
+    when its static settings are those of the engine run.yaml builds (algorithm, seed,
+    population, options, space, initial configurations) and its candidates and told results
+    are the journal's events before ``start``, exactly (a result the journal lost to a bad
+    line may be in the state: the journal vouches for the snapshot written after it). The
+    rest (populations, a policy, a surrogate's inputs, Optuna's trials) is what the engine
+    derived from those; the journal vouches for it with the snapshot's SHA-256."""
+    from evocl.storage.journal import json_safe
+
+    fresh = _new_engine(space, cfg).state()
+
+    def check(state: dict[str, Any], start: int) -> str | None:
+        for key in _STATIC_FIELDS:
+            if json_safe(state.get(key)) != json_safe(fresh[key]):
+                return (f"its {key} {json.dumps(json_safe(state.get(key)))[:80]} is not the "
+                        f"{json.dumps(json_safe(fresh[key]))[:80]} of run.yaml")
+        remaining, initial = state.get("initial_remaining"), fresh["initial_remaining"]
+        if not isinstance(remaining, list) or len(remaining) > len(initial) or json_safe(
+                remaining) != json_safe(initial[len(initial) - len(remaining):]):
+            return "its initial configurations are not run.yaml's"
+        cands, told = state.get("candidates"), state.get("told")
+        if not isinstance(cands, list) or not isinstance(told, list):
+            return "its candidates or told results are not lists"
+        asked_j = [json_safe(d) for e in rd.events[:start] if e["event"] == "ask"
+                   for d in e["candidates"]]
+        told_j = [[e["id"], json_safe(e["result"])] for e in rd.events[:start]
+                  if e["event"] == "tell"]
+        lost = rd.journal.bad_before(start)
+        for what, mine, truth, most in (("candidates", [json_safe(d) for d in cands], asked_j,
+                                         len(cands)),
+                                        ("told results", json_safe(told), told_j, lost)):
+            if mine != truth and not (lost and len(mine) - len(truth) <= most
+                                      and _subsequence(truth, mine)):
+                return (f"its {what} are not the journal's ({len(mine)} in the snapshot, "
+                        f"{len(truth)} in the journal before it)")
+        return None
+
+    return check
+
+
+def _subsequence(short: list[Any], long: list[Any]) -> bool:
+    """Whether ``short`` is ``long`` with some items left out, in order."""
+    it = iter(long)
+    return all(any(x == y for y in it) for x in short)
 
 
 def _replay_resume(space: Any, cfg: RunConfig, rd: RunDir) -> tuple[Any, "_Fidelity"]:
@@ -463,7 +517,6 @@ def run_search(run_config: RunConfig, *, resume: bool = False, progress: Any = N
             cfg = run_config
             engine = _new_engine(space, cfg)
             fidelity = _Fidelity(_new_scheduler(space, cfg), engine, rd)
-            rd.save_snapshot(0, engine.state())
 
         t0 = t_start - (_previous_elapsed(rd.events) if resume else 0.0)  # wall time: all sessions
         term = _termination(cfg)

@@ -22,15 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from evocl.errors import EvaluationError, UserError
-from evocl.storage.atomic import atomic_write_json
+from evocl.storage.atomic import json_bytes
+from evocl.storage.outdir import OutputFolder, staging
 from evocl.yamlsafe import read_yaml
 
 
 def read_export(path: str | os.PathLike) -> dict[str, Any]:
     """An evocl export document (YAML or JSON); UserError naming the file and field."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError("no such file", source=str(path))
     doc = read_yaml(path, what="evocl export (YAML or JSON)")
     if not isinstance(doc, dict):
         raise UserError("expected a mapping (an `evocl export` document)", source=str(path))
@@ -41,12 +40,6 @@ def read_export(path: str | os.PathLike) -> dict[str, Any]:
     return doc
 
 
-def _check_out(out: Path) -> None:
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UserError("exists and is not an empty folder; nothing is overwritten", source=str(out),
-                        field="--out")
-
-
 def _field(doc: dict[str, Any], key: str, source: str) -> dict[str, Any]:
     value = doc.get(key) or {}
     if not isinstance(value, dict):
@@ -55,12 +48,14 @@ def _field(doc: dict[str, Any], key: str, source: str) -> dict[str, Any]:
 
 
 def train_exported(config: str | os.PathLike, out: str | os.PathLike, *, stream: str | None = None,
-                   backbone: str | None = None, device: str = "auto", seed: int | None = None) -> dict[str, Any]:
+                   backbone: str | None = None, device: str = "auto", seed: int | None = None,
+                   force: bool = False) -> dict[str, Any]:
     """Train the exported configuration; return the headline metrics (acc, forgetting, bwt,
     test_acc_mean). Stream, backbone and seed default to the export's provenance.
 
-    ``out`` is created only once the export, backbone and stream have loaded, and is removed
-    again (with what was written into it) when training fails: a failed train leaves nothing.
+    ``out`` must be new, empty or a folder evocl wrote (``evocl.storage.outdir``) unless
+    ``force``; it is created only once training has produced something, and what this train
+    wrote is removed again when it fails: a failed train leaves nothing of its own.
     """
     from safetensors.torch import save_file
 
@@ -85,8 +80,7 @@ def train_exported(config: str | os.PathLike, out: str | os.PathLike, *, stream:
     if isinstance(train_seed, bool) or not isinstance(train_seed, int) or not 0 <= train_seed < 2**63:
         raise UserError(f"must be an int in [0, 2**63), got {train_seed!r:.40}", source=src,
                         field="candidate.seed")
-    out_dir = Path(out)
-    _check_out(out_dir)
+    folder = OutputFolder(out, "train", force=force)   # refused before anything is loaded
 
     bk = load_backbone(backbone_name)
     st = load_stream(stream_name, seed=int(options.get("stream_seed", 0)))
@@ -100,15 +94,16 @@ def train_exported(config: str | os.PathLike, out: str | os.PathLike, *, stream:
         recorder = SampleRecorder(st, bk.tokenizer, st.n_tasks, resolve_device(device))
 
     def save(model: Any) -> None:
-        if causal:
-            model.lm.save_pretrained(str(out_dir / "adapter"))
-            return
-        model.encoder.save_pretrained(str(out_dir / "adapter"))
-        head = {k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()}
-        save_file(head, str(out_dir / "head.safetensors"))
+        with staging("evocl-train-") as tmp:  # PEFT and safetensors write by path
+            if causal:
+                model.lm.save_pretrained(str(tmp / "adapter"))
+            else:
+                model.encoder.save_pretrained(str(tmp / "adapter"))
+                head = {k: v.detach().cpu().contiguous()
+                        for k, v in model.head.state_dict().items()}
+                save_file(head, str(tmp / "head.safetensors"))
+            folder.add_tree(tmp)
 
-    created = not out_dir.exists()
-    out_dir.mkdir(parents=True, exist_ok=True)
     try:
         try:
             result = evaluate(doc["config"], st, bk, train_seed, device=device,
@@ -117,32 +112,18 @@ def train_exported(config: str | os.PathLike, out: str | os.PathLike, *, stream:
         except EvaluationError as exc:
             raise UserError(f"training failed: {exc.reason}", source=src) from None
         if causal:
-            atomic_write_json(out_dir / "samples.json", recorder.to_json())  # type: ignore[union-attr]
+            folder.write("samples.json", json_bytes(recorder.to_json()))  # type: ignore[union-attr]
         else:
-            atomic_write_json(out_dir / "labels.json", {"class_names": list(st.class_names),
-                                                        "scenario": st.scenario})
+            folder.write("labels.json", json_bytes({"class_names": list(st.class_names),
+                                                    "scenario": st.scenario}))
         record = {"config": doc["config"], "stream": stream_name,
                   "stream_fingerprint": st.fingerprint, "backbone": backbone_name,
                   "seed": train_seed, **result.to_dict()}
-        atomic_write_json(out_dir / "metrics.json", record, allow_nan=True)
+        folder.write("metrics.json", json_bytes(record, allow_nan=True))
     except BaseException:
-        _remove_output(out_dir, created)
+        folder.remove_written()
         raise
     o = result.objectives
     return {"acc": o["acc"], "forgetting": o["forgetting"], "bwt": o["bwt"],
             "test_acc_mean": result.metrics["test_acc"]["mean"],
             **({"perplexity": o["perplexity"]} if "perplexity" in o else {})}
-
-
-def _remove_output(out_dir: Path, created: bool) -> None:
-    """Undo a failed train: the folder was empty (or absent) before, so all in it is ours."""
-    import shutil
-
-    if created:
-        shutil.rmtree(out_dir, ignore_errors=True)
-        return
-    for child in out_dir.iterdir():
-        if child.is_dir() and not child.is_symlink():
-            shutil.rmtree(child, ignore_errors=True)
-        else:
-            child.unlink(missing_ok=True)

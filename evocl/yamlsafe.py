@@ -6,7 +6,8 @@ a few kilobytes of "billion laughs" (anchors referring to anchors) expand to gig
 code that walks the result, and a value nested a thousand levels deep ends in RecursionError.
 So, before anything is constructed:
 
-- the file may hold at most ``MAX_BYTES`` bytes of UTF-8 text;
+- the file must be a regular file (a FIFO or a device is refused, never waited on) of at
+  most ``MAX_BYTES`` bytes of UTF-8 text;
 - nesting may go at most ``MAX_DEPTH`` levels deep, counted on the parser's events (the
   parser is not recursive) and again through aliases on the composed node graph;
 - the document, with every alias expanded, may weigh at most ``MAX_EXPANDED`` + twice its
@@ -26,6 +27,7 @@ from typing import Any
 import yaml
 
 from evocl.errors import UserError
+from evocl.safefile import read_bytes
 
 MAX_BYTES = 1024 * 1024
 MAX_DEPTH = 64
@@ -143,25 +145,33 @@ def load_text(text: str, source: str = "<string>", loader_cls: type = yaml.SafeL
 
 
 def read_text(path: str | os.PathLike[str], what: str = "YAML file") -> str:
-    """A file's UTF-8 text, at most MAX_BYTES; YamlLimitError naming the file otherwise."""
+    """A file's UTF-8 text, at most MAX_BYTES; YamlLimitError naming the file otherwise.
+
+    Only a regular file is read (``evocl.safefile``): a FIFO or a device is refused at once
+    instead of blocking."""
     p = Path(path)
     try:
-        with open(p, "rb") as f:
-            data = f.read(MAX_BYTES + 1)
+        data = read_bytes(p, MAX_BYTES)
     except FileNotFoundError:
         raise YamlLimitError("file not found", source=str(p)) from None
-    except IsADirectoryError:
-        raise YamlLimitError(f"is a directory, expected a {what}", source=str(p)) from None
+    except UserError as exc:  # not a regular file
+        raise YamlLimitError(f"{exc.rule}; expected a {what}", source=str(p)) from None
     except OSError as exc:
         raise YamlLimitError(f"cannot read ({exc.strerror or exc})", source=str(p)) from None
+    return decode_text(data, str(p), what)
+
+
+def decode_text(data: bytes, source: str, what: str = "YAML file") -> str:
+    """``data`` (read with a limit of MAX_BYTES + 1) as UTF-8 text; YamlLimitError when it is
+    over the limit or not UTF-8."""
     if len(data) > MAX_BYTES:
         raise YamlLimitError(f"larger than the {MAX_BYTES:,}-byte limit of a {what}; refused",
-                             source=str(p))
+                             source=source)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise YamlLimitError(f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset "
-                             f"{exc.start}); expected a {what}", source=str(p)) from None
+                             f"{exc.start}); expected a {what}", source=source) from None
 
 
 def read_yaml(path: str | os.PathLike[str], loader_cls: type = yaml.SafeLoader,

@@ -142,7 +142,7 @@ def test_resume_after_corrupt_snapshot_and_refusals(tmp_path):
         run_search(cfg.replace(seed=4), resume=True)
     snaps = sorted((tmp_path / "run" / "snapshots").iterdir())
     snaps[-1].write_text('{"format_version": 1, "journal_eve')
-    with pytest.warns(UserWarning, match="unusable snapshot"):
+    with pytest.warns(UserWarning, match="snapshot ignored"):
         s = run_search(cfg, resume=True, extend_budget=6)
     assert s.n_evaluated == 14
     assert comparable(tmp_path / "run") == ref

@@ -124,10 +124,20 @@ def test_snapshots_keep_three_and_fall_back_when_corrupt(tmp_path):
         rd.save_snapshot(i, {"i": i})
     snaps = sorted(p.name for p in (tmp_path / "run" / "snapshots").iterdir())
     assert snaps == ["engine-2.json", "engine-3.json", "engine-4.json"]
-    assert rd.load_snapshot() == ({"i": 4}, 5)
+    # each snapshot is named by the journal event right after the events it covers
+    assert [e["file"] for e in rd.events if e["event"] == "snapshot"] == [
+        f"engine-{i}.json" for i in range(5)]
+    assert rd.load_snapshot() == ({"i": 4}, 9)
     (tmp_path / "run" / "snapshots" / "engine-4.json").write_text('{"format_vers')
-    with pytest.warns(UserWarning, match="unusable snapshot"):
-        assert rd.load_snapshot() == ({"i": 3}, 4)
+    with pytest.warns(UserWarning, match="engine-4.json: snapshot ignored"):
+        assert rd.load_snapshot() == ({"i": 3}, 7)
+    # well-formed, but not the bytes the journal names: ignored all the same
+    snap3 = tmp_path / "run" / "snapshots" / "engine-3.json"
+    snap3.write_text(snap3.read_text().replace('"i": 3', '"i": 30'))
+    with pytest.warns(UserWarning, match="journal does not name these bytes"):
+        assert rd.load_snapshot() == ({"i": 2}, 5)
+    with pytest.warns(UserWarning, match="fault found"):  # the caller's check has the last word
+        assert rd.load_snapshot(lambda state, start: "fault found") == (None, 0)
     for p in (tmp_path / "run" / "snapshots").iterdir():
         p.write_text("garbage")
     with pytest.warns(UserWarning):

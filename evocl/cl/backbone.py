@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from evocl.errors import BackboneError
+from evocl.errors import BackboneError, UnsafePathError
+from evocl.safefile import read_bytes
 
 KINDS = ("encoder", "causal_lm")
 TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
@@ -176,10 +177,13 @@ def _local(name: str) -> tuple[Path, str]:
 def config_kind(path: Path) -> str:
     """The kind a Hugging Face ``config.json`` describes (architectures, then model_type)."""
     try:
-        if path.stat().st_size > CONFIG_MAX_BYTES:
+        data = read_bytes(path, CONFIG_MAX_BYTES)  # a regular file only: never a FIFO
+        if len(data) > CONFIG_MAX_BYTES:
             raise BackboneError(f"larger than {CONFIG_MAX_BYTES} bytes", source=str(path),
                                 field="config.json")
-        config = json.loads(path.read_bytes().decode("utf-8"))
+        config = json.loads(data.decode("utf-8"))
+    except UnsafePathError as exc:
+        raise BackboneError(exc.rule, source=str(path), field="config.json") from None
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise BackboneError(f"unreadable config ({type(exc).__name__})", source=str(path),
                             field="config.json") from None

@@ -56,7 +56,10 @@ def create(algorithm: str, space: Any, *, population_size: int = 8, seed: int = 
 def from_state(space: Any, state: Mapping[str, Any]) -> Engine:
     """Rebuild an engine from ``engine.state()``; it continues exactly as the original.
 
-    Candidates asked but not told are ``engine.in_flight``: re-submit and tell them.
+    Candidates asked but not told are ``engine.in_flight``: re-submit and tell them. A state
+    that cannot be loaded (a field missing or of the wrong type) is a UserError, never another
+    exception. Nothing here checks that the state is what the engine would have produced: the
+    runner uses a snapshot only when the run's journal vouches for it (``evocl.runner``).
     """
     if not isinstance(state, Mapping) or state.get("format") != STATE_FORMAT:
         raise UserError(f"not an engine state (format must be {STATE_FORMAT!r})",
@@ -65,9 +68,15 @@ def from_state(space: Any, state: Mapping[str, Any]) -> Engine:
         raise UserError("the state was saved with a different search space "
                         f"({state.get('space_fingerprint')} != {space.fingerprint})",
                         source="engine state", field="space_fingerprint")
-    cls = ENGINES.load(str(state["algorithm"]), source="engine state")
-    engine = cls(space, population_size=int(state["population_size"]),
-                 seed=int(state["seed"]), max_tries=int(state["max_tries"]),
-                 **dict(state["options"]))
-    engine._load_state(state)
+    try:
+        cls = ENGINES.load(str(state["algorithm"]), source="engine state")
+        engine = cls(space, population_size=int(state["population_size"]),
+                     seed=int(state["seed"]), max_tries=int(state["max_tries"]),
+                     **dict(state["options"]))
+        engine._load_state(state)
+    except UserError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a state is data from a file: any fault is its own
+        raise UserError(f"not a usable engine state ({type(e).__name__}: {str(e)[:200]})",
+                        source="engine state") from None
     return engine

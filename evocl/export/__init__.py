@@ -20,10 +20,11 @@ __all__ = ["export_run", "FORMATS"]
 
 
 def export_run(run_dir: str | os.PathLike, *, select: str = "knee", fmt: str = "yaml",
-               out: str | os.PathLike) -> list[Path]:
+               out: str | os.PathLike, force: bool = False) -> list[Path]:
     """Export the configurations ``select`` picks from the run in ``run_dir`` as ``fmt`` to
     ``out``; return the paths written. One selected configuration is written to ``out``
-    itself; several (``--select pareto``) to ``out/candidate-<id>...``."""
+    itself; several (``--select pareto``) to ``out/candidate-<id>...``. ``out`` may replace
+    only what evocl wrote (``evocl.storage.outdir``) unless ``force``."""
     from evocl.storage import read_run
 
     if fmt not in FORMATS:
@@ -35,9 +36,9 @@ def export_run(run_dir: str | os.PathLike, *, select: str = "knee", fmt: str = "
     if fmt == "optuna":
         from evocl.export.optuna_export import export_optuna
 
-        return [export_optuna(view, out)]
+        return [export_optuna(view, out, force=force)]
     chosen = _select(view, select)
-    return write_selected(view, chosen, fmt, out)
+    return write_selected(view, chosen, fmt, out, force=force)
 
 
 def _select(view, selector: str):
@@ -45,11 +46,15 @@ def _select(view, selector: str):
 
 
 def _refuse_inside_run(run_dir: Path, out: Path) -> None:
-    """Never write over a run's own files: inside the run directory only ``exports/`` is ours."""
-    try:
-        rel = out.resolve().relative_to(run_dir.resolve())
-    except ValueError:
-        return
-    if not rel.parts or rel.parts[0] != "exports":
+    """Never write over a run's own files: inside the run directory only ``exports/`` is ours
+    (checked on the path as written and with links resolved)."""
+    rels = []
+    for a, b in ((Path(os.path.abspath(out)), Path(os.path.abspath(run_dir))),
+                 (out.resolve(), run_dir.resolve())):
+        try:
+            rels.append(a.relative_to(b))
+        except ValueError:
+            continue
+    if any(not rel.parts or rel.parts[0] != "exports" for rel in rels):
         raise UserError(f"would write inside the run directory {run_dir}; use a path outside it "
                         f"or under {run_dir / 'exports'}", field="--out")

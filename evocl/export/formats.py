@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Callable
 
@@ -13,16 +14,29 @@ import yaml
 from evocl import __version__
 from evocl.errors import UserError
 from evocl.records import Candidate, Result
-from evocl.storage.atomic import atomic_write_text
+from evocl.storage.atomic import atomic_write_bytes
 
 EXPORT_FORMAT_VERSION = 1
 FORMATS = ("yaml", "json", "peft", "hf", "avalanche", "optuna")
 
 
-def _atomic_text(path: Path, text: str) -> Path:
+#: Where the writers' files go while ``write_selected`` runs: ``place(path, data) -> path``
+#: (an ``OutputFolder``'s, so a writer needs no knowledge of folders, manifests or links).
+_PLACE: ContextVar[Callable[[Path, bytes], Path] | None] = ContextVar("evocl_export_place",
+                                                                      default=None)
+
+
+def _atomic_bytes(path: Path, data: bytes) -> Path:
+    place = _PLACE.get()
+    if place is not None:
+        return place(path, data)
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, text)
+    atomic_write_bytes(path, data)
     return path
+
+
+def _atomic_text(path: Path, text: str) -> Path:
+    return _atomic_bytes(path, text.encode("utf-8"))
 
 
 def _jsonable(o: Any) -> Any:
@@ -87,8 +101,9 @@ def lora_config_for(config: dict[str, Any], backbone: str) -> Any:
 
 def write_peft(view, cand: Candidate, res: Result, out: Path) -> list[Path]:
     """``adapter_config.json`` through PEFT itself, from the same mapping the evaluator uses."""
+    from evocl.storage.outdir import staging
+
     lora = lora_config_for(cand.config, view.config.backbone)
-    out.mkdir(parents=True, exist_ok=True)
     if lora.task_type is None:  # an encoder: adapters + evocl's own head
         lora.task_type = "FEATURE_EXTRACTION"
         note = {"evocl": evocl_document(view, cand, res),
@@ -99,8 +114,11 @@ def write_peft(view, cand: Candidate, res: Result, out: Path) -> list[Path]:
         note = {"evocl": evocl_document(view, cand, res),
                 "apply": "peft.get_peft_model(base_causal_lm, peft.LoraConfig.from_pretrained(OUT)); "
                          "the LM head stays frozen, no extra head"}
-    lora.save_pretrained(str(out))
-    return [out / "adapter_config.json", _json(out / "evocl_provenance.json", note)]
+    with staging("evocl-peft-") as tmp:  # PEFT writes by path: into a private folder first
+        lora.save_pretrained(str(tmp))
+        saved = [_atomic_bytes(out / f.name, f.read_bytes()) for f in sorted(tmp.iterdir())
+                 if f.is_file() and not f.is_symlink()]
+    return saved + [_json(out / "evocl_provenance.json", note)]
 
 
 def continual_settings(config: dict[str, Any]) -> dict[str, Any]:
@@ -201,16 +219,47 @@ WRITERS: dict[str, Callable[..., list[Path]]] = {
 }
 
 
-def write_selected(view, chosen: list[tuple[Candidate, Result]], fmt: str, out: Path) -> list[Path]:
-    """One configuration goes to ``out``; several to ``out/candidate-<id>[.ext]``."""
+def is_export(data: bytes) -> bool:
+    """Whether ``data`` is an evocl export document (what `evocl export` may replace)."""
+    from evocl.yamlsafe import load_text
+
+    try:
+        doc = load_text(data.decode("utf-8"), "<export>")
+    except (UnicodeDecodeError, UserError):
+        return False
+    return isinstance(doc, dict) and "evocl_export" in doc
+
+
+def write_selected(view, chosen: list[tuple[Candidate, Result]], fmt: str, out: Path, *,
+                   force: bool = False) -> list[Path]:
+    """One configuration goes to ``out``; several to ``out/candidate-<id>[.ext]``.
+
+    A single file (``--out best.yaml``) may replace only an evocl export; a folder must be
+    new, empty or evocl's own (``evocl.storage.outdir``), unless ``force``."""
+    from evocl.storage.outdir import OutputFolder, write_file
+
     writer = WRITERS[fmt]
     if out.exists() and out.is_file() and (len(chosen) > 1 or fmt in ("peft", "hf", "avalanche")):
         raise UserError(f"{out} is a file; this export writes a folder", field="--out")
-    written: list[Path] = []
-    for cand, res in chosen:
-        target = out
-        if len(chosen) > 1:
-            ext = {"yaml": ".yaml", "json": ".json"}.get(fmt, "")
-            target = out / f"candidate-{cand.id}{ext}"
-        written += writer(view, cand, res, target)
-    return written
+    run_dir = view.path
+    if len(chosen) == 1 and fmt in ("yaml", "json") and out.suffix in (
+            (".yaml", ".yml") if fmt == "yaml" else (".json",)):
+        def place(path: Path, data: bytes) -> Path:
+            return write_file(path, data, force=force, recognise=is_export, run_dir=run_dir)
+    else:
+        folder = OutputFolder(out, "export", force=force, run_dir=run_dir)
+
+        def place(path: Path, data: bytes) -> Path:
+            return folder.write(path.relative_to(out).as_posix(), data)
+    token = _PLACE.set(place)
+    try:
+        written: list[Path] = []
+        for cand, res in chosen:
+            target = out
+            if len(chosen) > 1:
+                ext = {"yaml": ".yaml", "json": ".json"}.get(fmt, "")
+                target = out / f"candidate-{cand.id}{ext}"
+            written += writer(view, cand, res, target)
+        return written
+    finally:
+        _PLACE.reset(token)

@@ -7,6 +7,7 @@ and ``optuna.visualization.plot_pareto_front`` read it.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from evocl.errors import UserError
@@ -29,13 +30,48 @@ def storage_for(out: Path | str) -> tuple[object, str]:
     return JournalStorage(JournalFileBackend(str(out))), str(out)
 
 
-def export_optuna(view, out: Path) -> Path:
+#: How an Optuna storage file begins: SQLite's header, or a journal's first JSON operation.
+_SQLITE = b"SQLite format 3\x00"
+
+
+def _check_out(view, out: Path, force: bool) -> None:
+    """``--out`` names an Optuna storage, a new file, or (``force``) any regular file; inside
+    the run directory no link is followed on the way; never a FIFO or a device."""
+    from evocl.safefile import Box, read_bytes
+    from evocl.storage.outdir import path_inside
+
+    if "://" in str(out):
+        return
+    rel = path_inside(out, view.path)
+    try:
+        if rel is not None:
+            box = Box(view.path)
+            head = box.read_bytes(rel, limit=4096) if box.check(rel) else None
+        else:
+            head = read_bytes(out, 4096) if out.exists() else None
+    except OSError as exc:
+        raise UserError(f"cannot read ({exc.strerror or exc})", source=str(out),
+                        field="--out") from None
+    if not head or force:
+        return
+    first = head.split(b"\n", 1)[0]
+    try:
+        journal = b"op_code" in first and isinstance(json.loads(first), dict)
+    except ValueError:
+        journal = False
+    if not (head.startswith(_SQLITE) or journal):
+        raise UserError("exists and is not an Optuna storage evocl can add a study to; choose "
+                        "another --out or add --force", source=str(out), field="--out")
+
+
+def export_optuna(view, out: Path, *, force: bool = False) -> Path:
     """Write every told evaluation of the run as a trial of a study named after the run
     (a pruned one as PRUNED, with its per-task intermediate values)."""
     import optuna
 
     from evocl.storage import OptunaMirror
 
+    _check_out(view, out, force)
     storage, where = storage_for(out)
     name = Path(view.config.run_dir).resolve().name
     try:

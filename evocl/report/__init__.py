@@ -1,6 +1,8 @@
 """`evocl report`: PNG plots and an index.html, read from the run directory only.
 
-Works on a run that is still going (the run directory is read without taking its lock).
+Works on a run that is still going (the run directory is read without taking its lock). The
+pages are drawn in a private staging folder, then written into the output folder
+(``evocl.storage.outdir``: new, empty or evocl's own unless ``--force``; no link followed).
 """
 
 from __future__ import annotations
@@ -12,11 +14,9 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-from evocl.errors import RunDirError
 from evocl.evolution import pareto
 from evocl.export.select import knee
 from evocl.records import Candidate, Result
-from evocl.storage.atomic import atomic_write_text
 
 Evaluation = tuple[Candidate, Result]
 
@@ -51,17 +51,33 @@ def front_ranks(evaluations: Sequence[Evaluation], space: Any,
     return pick(front), pick(near)
 
 
-def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
-    """Write the plots and ``index.html`` into ``out`` (default RUN_DIR/report); return the page."""
+def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = None, *,
+                 force: bool = False) -> Path:
+    """Write the plots and ``index.html`` into ``out`` (default RUN_DIR/report); return the page.
+
+    ``out`` must be new, empty or a folder evocl wrote (``evocl.storage.outdir``) unless
+    ``force``; a link inside the run directory is never followed to get there."""
+    from evocl.storage import read_run
+    from evocl.storage.outdir import OutputFolder, staging
+
+    view = read_run(run_dir)
+    folder = OutputFolder(out if out is not None else Path(run_dir) / "report", "report",
+                          force=force, run_dir=run_dir)
+    with staging("evocl-report-") as out_dir:
+        page = _write_pages(view, out_dir)
+        folder.add_tree(out_dir)
+    return folder.path / page
+
+
+def _write_pages(view: Any, out_dir: Path) -> str:
+    """The report's PNGs and index.html in ``out_dir`` (a private staging folder); the page's
+    name."""
     import matplotlib
 
     matplotlib.use("Agg")
     from evocl.report import plots
     from evocl.report.importance import parameter_importance
-    from evocl.storage import read_run
 
-    view = read_run(run_dir)
-    out_dir = _out_dir(Path(out) if out is not None else Path(run_dir) / "report")
     space = view.space
     objectives = list(space.objectives)
     evaluations = list(view.evaluations)
@@ -97,19 +113,10 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
                        + (f" beside {label}" if base is not None else ""),
                        plots.accuracy_matrix(chosen, out_dir / "accuracy_matrix.png", **mark)))
 
-    page = out_dir / "index.html"
-    atomic_write_text(page, _html(view, evaluations, front, chosen, objectives, images, base,
-                                  label, imp, imp_note))
-    return page
-
-
-def _out_dir(path: Path) -> Path:
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise RunDirError(f"cannot create the report folder: {exc.strerror}",
-                          source=str(path)) from None
-    return path
+    (out_dir / "index.html").write_text(_html(view, evaluations, front, chosen, objectives,
+                                              images, base, label, imp, imp_note),
+                                        encoding="utf-8")
+    return "index.html"
 
 
 def _fmt(v: object) -> str:

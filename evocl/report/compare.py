@@ -25,7 +25,6 @@ import numpy as np
 from evocl.errors import UserError
 from evocl.evolution import pareto
 from evocl.records import Candidate, Result
-from evocl.storage.atomic import atomic_write_text
 
 Evaluation = tuple[Candidate, Result]
 
@@ -75,14 +74,12 @@ def best_by(evaluations: Sequence[Evaluation], space: Any, objective: Any) -> Ev
     return min(cands, key=lambda e: (sign * float(e[1].objectives[objective.name]), e[0].id))
 
 
-def write_compare(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike) -> Path:
-    """Write ``index.html`` and its PNGs into ``out``; return the page."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from evocl.report import _out_dir, baseline_label, baseline_of, figures, STYLE
-    from evocl.report import plots
+def write_compare(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike, *,
+                  force: bool = False) -> Path:
+    """Write ``index.html`` and its PNGs into ``out`` (new, empty or evocl's own unless
+    ``force``: ``evocl.storage.outdir``); return the page."""
     from evocl.storage import read_run
+    from evocl.storage.outdir import OutputFolder, staging
 
     paths = [Path(p) for p in run_dirs]
     if len(paths) < 2:
@@ -91,15 +88,29 @@ def write_compare(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike)
     views = [read_run(p) for p in paths]
     labels = _labels(paths)
     _check_comparable(views, labels)
-    out_dir = _out_dir(Path(out))
+    runs = [(label, view, list(view.evaluations)) for label, view in zip(labels, views)]
+    if not any(pareto.scored(ev, v.space) for _, v, ev in runs):
+        raise UserError("no run has a successful evaluation yet; nothing to compare", field="RUN")
+    folder = OutputFolder(out, "compare", force=force)
+    with staging("evocl-compare-") as out_dir:
+        _draw(runs, out_dir)
+        folder.add_tree(out_dir)
+    return folder.path / "index.html"
+
+
+def _draw(runs: list[tuple[str, Any, list[Evaluation]]], out_dir: Path) -> None:
+    """The comparison's PNGs and index.html in ``out_dir`` (a private staging folder)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from evocl.report import STYLE, baseline_label, baseline_of, figures, plots
+
+    views = [view for _, view, _ in runs]
     space = views[0].space
     objectives = list(space.objectives)
     main = next((o for o in objectives if o.name == "acc"), objectives[0])
-    runs = [(label, view, list(view.evaluations)) for label, view in zip(labels, views)]
 
     all_points = [f for _, v, ev in runs for _, _, f, _ in pareto.scored(ev, v.space)]
-    if not all_points:
-        raise UserError("no run has a successful evaluation yet; nothing to compare", field="RUN")
     ref = plots.reference_point(np.array(all_points), objectives)
     base, base_run = None, None
     for label, view, ev in runs:
@@ -118,10 +129,9 @@ def write_compare(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike)
         ("Final Pareto fronts overlaid" + (" (2-D projections)" if len(objectives) > 2 else ""),
          _fronts(runs, objectives, out_dir / "compare_fronts.png", base, blabel)),
     ]
-    page = out_dir / "index.html"
-    atomic_write_text(page, _html(runs, objectives, main, ref, images, base, base_run, blabel,
-                                  figures, STYLE))
-    return page
+    (out_dir / "index.html").write_text(_html(runs, objectives, main, ref, images, base,
+                                              base_run, blabel, figures, STYLE),
+                                        encoding="utf-8")
 
 
 def _series(view: Any, evaluations: Sequence[Evaluation], ref: np.ndarray, what: Any,

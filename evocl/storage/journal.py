@@ -7,6 +7,9 @@ Events (the source of truth of a run):
     {"event": "report", "id": N, "report": {...}, "continue": bool}      a per-task report of a
         running candidate and the early-stop decision on it (``evocl.evolution.early_stop``),
         written before the worker continues or stops
+    {"event": "snapshot", "file": "engine-<n>.json", "n_told": n, "sha256": hex}   an engine
+        snapshot was written right after the events before this one; its bytes hash to
+        ``sha256`` (a snapshot the journal does not name so is never used: rundir.py)
 
 A journal is read as hostile bytes: a line that is not UTF-8, holds NUL bytes, is not JSON, or
 is a known event with fields of the wrong shape is a BAD line; an event of a kind this evocl
@@ -19,30 +22,30 @@ untouched. "Moved aside" means appended to ``journal.quarantine`` (one JSON reco
 line: its byte offset, line number, reason and exact bytes in base64) before the journal is
 rewritten without them.
 
-Each line has a SLOT (its ordinal among the lines, bad ones included). A snapshot names the
-last event it covers by the digest of its line (:func:`line_digest`), so it stays valid after
-bad lines before it are moved aside.
+A snapshot is named by a ``snapshot`` event right after the events it covers (its position
+and the SHA-256 of its bytes), so it stays placed when bad lines before it are moved aside.
 """
 
 from __future__ import annotations
 
 import base64
-import bisect
 import datetime as _dt
-import hashlib
 import json
 import math
 import os
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from evocl.errors import RunDirError, UserError
-from evocl.storage.atomic import atomic_write_bytes, fsync_dir
+from evocl.safefile import Box
 
 JOURNAL_NAME = "journal.jsonl"
 QUARANTINE_NAME = "journal.quarantine"
+SNAPSHOT_NAME = re.compile(r"^engine-(\d{1,18})\.json$")
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
 def json_safe(obj: Any) -> Any:
@@ -100,6 +103,17 @@ def _check_config(e: dict[str, Any]) -> str | None:
     return None if isinstance(e.get("changes"), dict) else "'changes' must be a JSON object"
 
 
+def _check_snapshot(e: dict[str, Any]) -> str | None:
+    name, digest = e.get("file"), e.get("sha256")
+    if not isinstance(name, str) or not SNAPSHOT_NAME.match(name):
+        return f"'file' must be a name engine-<n>.json, got {name!r:.40}"
+    if not _is_int(e.get("n_told")) or e["n_told"] < 0:
+        return f"'n_told' must be an int >= 0, got {e.get('n_told')!r:.40}"
+    if not isinstance(digest, str) or not _HEX64.match(digest):
+        return f"'sha256' must be 64 hex digits, got {digest!r:.70}"
+    return None
+
+
 def _check_report(e: dict[str, Any]) -> str | None:
     if not _is_int(e.get("id")):
         return f"'id' must be an int, got {e.get('id')!r:.40}"
@@ -116,7 +130,8 @@ def _check_report(e: dict[str, Any]) -> str | None:
 
 #: Shape checks of the events evocl writes; a new kind of event adds its check here.
 EVENT_CHECKS: dict[str, Callable[[dict[str, Any]], str | None]] = {
-    "ask": _check_ask, "tell": _check_tell, "config": _check_config, "report": _check_report}
+    "ask": _check_ask, "tell": _check_tell, "config": _check_config, "report": _check_report,
+    "snapshot": _check_snapshot}
 
 
 def parse_line(line: bytes) -> tuple[dict[str, Any] | None, str | None]:
@@ -212,17 +227,15 @@ def scan_journal(data: bytes) -> JournalScan:
     return out
 
 
-def read_events(path: str | os.PathLike[str], *, live: bool = False) -> list[dict[str, Any]]:
-    """Every good event of a journal, read-only; bad lines are skipped with a warning.
+def read_events(box: Box, *, live: bool = False) -> list[dict[str, Any]]:
+    """Every good event of a run's journal, read-only; bad lines are skipped with a warning.
 
     ``live``: the run is being written right now, so an unfinished last line is expected and
     skipped silently.
     """
-    path = Path(path)
+    path = box.path(JOURNAL_NAME)
     try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return []
+        data = box.read_bytes(JOURNAL_NAME, missing_ok=True) or b""
     except OSError as exc:
         raise RunDirError(f"cannot read ({exc.strerror or exc})", source=str(path)) from None
     scan = scan_journal(data)
@@ -248,84 +261,65 @@ def write_error(path: Path, exc: OSError, what: str = "write") -> RunDirError:
                        source=str(path))
 
 
-def line_digest(line: bytes) -> str:
-    """Identity of one journal line (its bytes without the newline): snapshots name the last
-    event they cover by it, so they stay valid when bad lines before it are moved aside."""
-    return hashlib.sha256(line.rstrip(b"\n")).hexdigest()[:16]
-
-
 class Journal:
-    """Writer of a run's journal (only the process holding the run lock writes).
+    """Writer of a run's journal (only the process holding the run lock writes), an entry of
+    the run directory's box: a link or a FIFO in its place is refused, never followed.
 
     Bad lines found on opening stay in the file (``pending``) until :meth:`commit_repair`
     moves them to journal.quarantine; nothing is appended before that.
     """
 
-    def __init__(self, path: str | os.PathLike[str]):
-        self.path = Path(path)
-        self.quarantine_path = self.path.with_name(QUARANTINE_NAME)
+    def __init__(self, box: Box):
+        self.box = box
+        self.path = box.path(JOURNAL_NAME)
+        self.quarantine_path = box.path(QUARANTINE_NAME)
         self.events: list[dict[str, Any]] = []
-        self.digests: list[str] = []        # line_digest of each event's line
-        self.slots: list[int] = []          # slot (line ordinal, bad lines included) of each event
-        self.n_slots = 0
         self.pending: JournalScan | None = None
         self._data = b""
         self._f: Any = None
         try:
             self._load()
-            self._f = open(self.path, "ab", buffering=0)
+            self._f = box.open(JOURNAL_NAME, "ab")
         except OSError as exc:
             raise write_error(self.path, exc, "open the journal for writing") from None
 
     def _load(self) -> None:
-        if not self.path.exists():
-            self.path.touch()
+        data = self.box.read_bytes(JOURNAL_NAME, missing_ok=True)
+        if data is None:
             return
-        data = self.path.read_bytes()
         scan = scan_journal(data)
-        self.events, self.slots, self.n_slots = scan.events, scan.slots, scan.n_slots
-        self.digests = [line_digest(data[s:e]) for s, e in scan.spans]
+        self.events = scan.events
         if scan.bad:
             self.pending, self._data = scan, data
 
-    # -- slots -----------------------------------------------------------------------------
-    def index_for_slot(self, n_slots: int) -> int:
-        """How many of ``events`` lie in the first ``n_slots`` slots."""
-        return bisect.bisect_left(self.slots, n_slots)
-
-    def is_bad_slot(self, slot: int) -> bool:
-        """Whether ``slot`` holds a bad line awaiting the quarantine."""
-        i = self.index_for_slot(slot)
-        return 0 <= slot < self.n_slots and (i >= len(self.slots) or self.slots[i] != slot)
-
-    def find(self, digest: str) -> int | None:
-        """Index of the last event whose line has this digest."""
-        for i in range(len(self.digests) - 1, -1, -1):
-            if self.digests[i] == digest:
-                return i
-        return None
+    def bad_before(self, index: int) -> int:
+        """How many bad lines awaiting the quarantine lie before event ``index``."""
+        scan = self.pending
+        if scan is None:
+            return 0
+        end = scan.spans[index][0] if index < len(scan.spans) else scan.size
+        return sum(1 for b in scan.bad if b.offset < end)
 
     # -- repair ----------------------------------------------------------------------------
     def _quarantine(self, bad: list[BadLine]) -> None:
         """Append the bad lines to journal.quarantine (fsync'd); skips records already there."""
         seen: set[tuple[int, str]] = set()
-        if self.quarantine_path.exists():
-            for line in self.quarantine_path.read_bytes().splitlines():
-                try:
-                    rec = json.loads(line)
-                    seen.add((int(rec["offset"]), str(rec["bytes_b64"])))
-                except (ValueError, KeyError, TypeError):
-                    continue
+        old = self.box.read_bytes(QUARANTINE_NAME, missing_ok=True) or b""
+        for line in old.splitlines():
+            try:
+                rec = json.loads(line)
+                seen.add((int(rec["offset"]), str(rec["bytes_b64"])))
+            except (ValueError, KeyError, TypeError):
+                continue
         records = [r for r in (_quarantine_record(b, self.path) for b in bad)
                    if (r["offset"], r["bytes_b64"]) not in seen]
         if not records:
             return
         text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)
-        with open(self.quarantine_path, "ab") as f:
+        with self.box.open(QUARANTINE_NAME, "ab") as f:
             f.write(text.encode("utf-8"))
-            f.flush()
             os.fsync(f.fileno())
-        fsync_dir(self.path.parent)
+        self.box.fsync()
 
     def commit_repair(self) -> list[BadLine]:
         """Move the pending bad lines to journal.quarantine, then drop them from the journal
@@ -338,16 +332,16 @@ class Journal:
             self._quarantine(scan.bad)
             self._f.close()
             if scan.tail_only:
-                with open(self.path, "r+b") as f:
+                with self.box.open(JOURNAL_NAME, "r+b") as f:
                     f.truncate(scan.bad[0].offset)
                     f.flush()
                     os.fsync(f.fileno())
             else:
-                atomic_write_bytes(self.path, b"".join(self._data[s:e] for s, e in scan.spans))
-            self._f = open(self.path, "ab", buffering=0)
+                self.box.write_atomic(JOURNAL_NAME,
+                                      b"".join(self._data[s:e] for s, e in scan.spans))
+            self._f = self.box.open(JOURNAL_NAME, "ab")
         except OSError as exc:
             raise write_error(self.path, exc, "move bad lines to the quarantine") from None
-        self.slots, self.n_slots = list(range(len(self.events))), len(self.events)
         self.pending, self._data = None, b""
         return scan.bad
 
@@ -369,9 +363,6 @@ class Journal:
         except OSError as exc:
             raise write_error(self.path, exc) from None
         self.events.append(event)
-        self.digests.append(line_digest(data))
-        self.slots.append(self.n_slots)
-        self.n_slots += 1
 
     def close(self) -> None:
         if self._f is not None and not self._f.closed:

@@ -2,29 +2,30 @@
 
 The kernel drops a flock when its process dies (even by ``kill -9``), so a lock left by a dead
 process is simply taken over; a live owner makes a second process fail with a one-line error.
+The lock file is an entry of the run directory's box: a link or a FIFO named ``lock`` is
+refused, never opened.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
-from pathlib import Path
 
-from evocl.errors import RunDirError
+from evocl.errors import RunDirError, UserError
+from evocl.safefile import Box
 
 LOCK_NAME = "lock"
 
 
-def live_owner(run_dir: str | os.PathLike[str]) -> int | None:
+def live_owner(box: Box) -> int | None:
     """Pid of a live process holding the run (from the lock file), without taking the lock."""
     try:
-        text = (Path(run_dir) / LOCK_NAME).read_text().strip()
-        pid = int(text)
-    except (OSError, ValueError):
+        pid = int((box.read_bytes(LOCK_NAME, limit=32, missing_ok=True) or b"").strip())
+    except (OSError, ValueError, UserError):
         return None
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError, ValueError):
         return None
     except PermissionError:
         return pid
@@ -34,12 +35,13 @@ def live_owner(run_dir: str | os.PathLike[str]) -> int | None:
 class RunLock:
     """Holds the lock of one run directory until :meth:`release` (or process exit)."""
 
-    def __init__(self, run_dir: str | os.PathLike[str]):
-        self.path = Path(run_dir) / LOCK_NAME
+    def __init__(self, box: Box):
+        self.box = box
+        self.path = box.path(LOCK_NAME)
         self._fd: int | None = None
 
     def acquire(self) -> "RunLock":
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = self.box.fd(LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -47,7 +49,7 @@ class RunLock:
                 pid = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
             finally:
                 os.close(fd)
-            raise RunDirError(f"run directory {self.path.parent} is locked by pid {pid}") from None
+            raise RunDirError(f"run directory {self.box.root} is locked by pid {pid}") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         os.fsync(fd)

@@ -28,8 +28,9 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from evocl.errors import UserError
+from evocl.errors import UnsafePathError, UserError
 from evocl.records import Candidate, Result
+from evocl.safefile import Box, open_fd
 
 OPTUNA_JOURNAL = "optuna.journal"
 
@@ -38,12 +39,14 @@ def repair_optuna_journal(path: str | os.PathLike[str]) -> bool:
     """Truncate a torn last line (no newline, or not JSON) of an Optuna journal file.
 
     Returns True when something was cut. Only a file's tail is examined: Optuna appends whole
-    lines with one write, so a crash can only damage the end.
+    lines with one write, so a crash can only damage the end. The file is an entry of its
+    folder's box: a link or a FIFO there is refused (UnsafePathError), never read or cut.
     """
     path = Path(path)
-    if not path.exists():
+    box = Box(path.parent)
+    data = box.read_bytes(path.name, missing_ok=True)
+    if data is None:
         return False
-    data = path.read_bytes()
     good = len(data)
     if data and not data.endswith(b"\n"):
         good = data.rfind(b"\n") + 1
@@ -57,7 +60,7 @@ def repair_optuna_journal(path: str | os.PathLike[str]) -> bool:
             good = start
     if good == len(data):
         return False
-    with open(path, "r+b") as f:
+    with box.open(path.name, "r+b") as f:
         f.truncate(good)
         f.flush()
         os.fsync(f.fileno())
@@ -97,7 +100,8 @@ class _FlockLock:
         self._fd: int | None = None
 
     def acquire(self) -> bool:
-        self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
+        self._fd = open_fd(self._path, os.O_RDWR | os.O_CREAT, 0o644, follow=False,
+                           inside="run directory")
         fcntl.flock(self._fd, fcntl.LOCK_EX)
         return True
 
@@ -150,6 +154,8 @@ class OptunaMirror:
                 from optuna.storages import JournalStorage
                 from optuna.storages.journal import JournalFileBackend
                 path = str(Path(run_dir) / OPTUNA_JOURNAL)
+                # Optuna opens the file by its name: refuse a link or a FIFO there first
+                Box(run_dir).check(OPTUNA_JOURNAL)
                 repair_optuna_journal(path)
                 storage = JournalStorage(JournalFileBackend(
                     path, lock_obj=_FlockLock(path + ".flock")))  # type: ignore[arg-type]
@@ -180,6 +186,8 @@ class OptunaMirror:
                 if isinstance(cid, int):
                     self._seen.add(cid)
             self.ok = True
+        except UnsafePathError:
+            raise  # a link or a FIFO in the run directory: refused, as everywhere in it
         except Exception as e:  # noqa: BLE001 - a view must never stop the search
             warnings.warn(f"optuna mirror disabled: {type(e).__name__}: {e}", stacklevel=2)
 

@@ -6,33 +6,53 @@
     snapshots/engine-<n_told>.json   engine.state() now and then (atomic; the last 3 kept)
     lock                 flock + pid of the owner
     optuna.journal       Optuna mirror for optuna-dashboard (a view, see optuna_mirror.py)
+    report/, exports/    what `evocl report` / `evocl export --out RUN/exports/...` write
 
 Nothing here is pickled: YAML (safe_dump) and JSON only.
+
+A run directory is a closed box (``evocl.safefile.Box``): the directory itself may be reached
+through a link its user named, but every entry in it is opened without following a link, only
+regular files (and real folders) are read or written, and nothing is written outside it. A
+link, FIFO or device under one of the names above is refused with one line, never used.
+
+Snapshots are a cache, the journal is the truth: a snapshot is used only when the journal
+names it (a ``snapshot`` event right after the events it covers, with the SHA-256 of its
+bytes), so a snapshot edited, truncated, swapped or copied from elsewhere is ignored with a
+warning and the engine is rebuilt from the journal. The runner also checks what it can read of
+the state against run.yaml and the journal (``runner._check_snapshot``).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import os
-import re
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
-from evocl.errors import RunDirError, UserError
+from evocl.errors import RunDirError, UnsafePathError, UserError
 from evocl.records import Candidate, Result, RunConfig
-from evocl.storage.atomic import atomic_write_json, atomic_write_text, fsync_dir
-from evocl.storage.journal import JOURNAL_NAME, QUARANTINE_NAME, BadLine, Journal, write_error
-from evocl.storage.lock import RunLock
+from evocl.safefile import Box
+from evocl.storage.atomic import json_bytes
+from evocl.storage.journal import (JOURNAL_NAME, QUARANTINE_NAME, SNAPSHOT_NAME, BadLine,
+                                   Journal, write_error)
+from evocl.storage.lock import LOCK_NAME, RunLock
 
 FORMAT_VERSION = 1
+#: format of a snapshot file (1: before snapshots were named in the journal; never used now)
+SNAPSHOT_FORMAT = 2
 RUN_FILE = "run.yaml"
 SNAPSHOT_DIR = "snapshots"
 KEEP_SNAPSHOTS = 3
-_SNAP_RE = re.compile(r"^engine-(\d+)\.json$")
+#: The names a run directory may hold, each of one kind; anything else under one of them (a
+#: link, a FIFO, a folder for a file) is refused before the run is read or written.
+LAYOUT = {RUN_FILE: "file", JOURNAL_NAME: "file", QUARANTINE_NAME: "file", LOCK_NAME: "file",
+          SNAPSHOT_DIR: "dir", "optuna.journal": "file", "optuna.journal.flock": "file",
+          "report": "dir", "exports": "dir"}
 
 
 def _now() -> str:
@@ -57,21 +77,34 @@ def space_summary(space: Any) -> dict[str, Any]:
     }
 
 
+def check_layout(box: Box) -> None:
+    """UnsafePathError (one line) when an entry of the run directory is a link or of the wrong
+    kind (see LAYOUT); the root itself must be a directory."""
+    for name, want in LAYOUT.items():
+        box.check(name, want)
+
+
 def load_run_file(path: Path) -> dict[str, Any]:
     """Read and check run.yaml; RunDirError (one line) when this is not a usable evocl run.
 
     run.yaml is data from wherever the run directory came from: read with the size and alias
-    limits of every YAML evocl reads, and its ``config`` checked field by field.
+    limits of every YAML evocl reads, and its ``config`` checked field by field. The run
+    directory's layout is checked first (a closed box: ``check_layout``).
     """
-    from evocl.yamlsafe import read_yaml
+    from evocl.yamlsafe import MAX_BYTES, decode_text, load_text
 
     run_file = path / RUN_FILE
     if not path.is_dir():
         raise RunDirError(f"{path} is not a directory")
-    if not run_file.exists():
+    box = Box(path)
+    check_layout(box)
+    if not box.check(RUN_FILE):
         raise RunDirError(f"{path} is not an evocl run directory (no {RUN_FILE})")
     try:
-        meta = read_yaml(run_file)
+        data = box.read_bytes(RUN_FILE, limit=MAX_BYTES) or b""
+        meta = load_text(decode_text(data, str(run_file), "run file"), str(run_file))
+    except OSError as exc:
+        raise RunDirError(f"cannot read ({exc.strerror or exc})", source=str(run_file)) from None
     except UserError as e:
         raise RunDirError(e.rule, source=e.source, field=e.field) from None
     if not isinstance(meta, dict) or meta.get("kind") != "evocl-run":
@@ -99,9 +132,10 @@ class RunDir:
 
     def __init__(self, path: Path, meta: dict[str, Any], lock: RunLock):
         self.path = path
+        self.box = lock.box
         self.meta = meta
         self._lock = lock
-        self.journal = Journal(path / JOURNAL_NAME)
+        self.journal = Journal(self.box)
         scan = self.journal.pending
         if scan is not None and scan.tail_only:  # a torn tail: nothing after it, cut it now
             warnings.warn(f"{self.journal.path}: {scan.summary()}; moved to {QUARANTINE_NAME} "
@@ -132,14 +166,17 @@ class RunDir:
                fingerprints: dict[str, Any] | None = None) -> "RunDir":
         """Start a new run in ``path`` (created if missing; refused if it already holds one)."""
         path = Path(path)
-        if (path / RUN_FILE).exists() or (path / JOURNAL_NAME).exists():
-            raise RunDirError(f"{path} already holds a run; use `evocl resume {path}`")
+        box = Box(path)
         if path.exists() and not path.is_dir():
             raise RunDirError(f"{path} exists and is not a directory")
-        path.mkdir(parents=True, exist_ok=True)
-        lock = RunLock(path).acquire()
+        if path.is_dir():
+            check_layout(box)
+        if box.check(RUN_FILE) or box.check(JOURNAL_NAME):
+            raise RunDirError(f"{path} already holds a run; use `evocl resume {path}`")
+        box.makedirs()
+        lock = RunLock(box).acquire()
         try:
-            if (path / RUN_FILE).exists():  # lost a race with another creator
+            if box.check(RUN_FILE):  # lost a race with another creator
                 raise RunDirError(f"{path} already holds a run; use `evocl resume {path}`")
             fp = {"space": getattr(space, "fingerprint", None), "stream": None,
                   "backbone": None}
@@ -155,9 +192,8 @@ class RunDir:
                 "fingerprints": fp,
                 "changes": [],
             }
-            (path / SNAPSHOT_DIR).mkdir(exist_ok=True)
-            atomic_write_text(path / RUN_FILE, yaml.safe_dump(meta, sort_keys=False))
-            fsync_dir(path)
+            box.makedirs(SNAPSHOT_DIR)
+            box.write_atomic(RUN_FILE, yaml.safe_dump(meta, sort_keys=False).encode("utf-8"))
             return cls(path, meta, lock)
         except BaseException:
             lock.release()
@@ -168,13 +204,14 @@ class RunDir:
         """Open an existing run to continue it (takes the lock; repairs a torn journal tail)."""
         path = Path(path)
         meta = load_run_file(path)
+        box = Box(path)
         try:
-            lock = RunLock(path).acquire()
+            lock = RunLock(box).acquire()
         except OSError as exc:
-            raise write_error(path / "lock", exc, "take the run's lock") from None
+            raise write_error(path / LOCK_NAME, exc, "take the run's lock") from None
         try:
             try:
-                (path / SNAPSHOT_DIR).mkdir(exist_ok=True)
+                box.makedirs(SNAPSHOT_DIR)
             except OSError as exc:
                 raise write_error(path / SNAPSHOT_DIR, exc, "create") from None
             return cls(path, meta, lock)
@@ -189,29 +226,20 @@ class RunDir:
     def discard(self) -> bool:
         """Delete a run that never asked anything (setup failed right after ``create``).
 
-        Only evocl's own files are removed, and only while the journal is empty; returns
-        whether the run was removed. Never touches a run holding any result.
+        Only evocl's own files are removed, and only while the journal holds no ask or tell;
+        returns whether the run was removed. Never touches a run holding any result.
         """
-        if self.journal.events:
+        if any(e.get("event") != "snapshot" for e in self.journal.events):
             return False
         self.journal.close()
         for name in (RUN_FILE, JOURNAL_NAME, "optuna.journal", "optuna.journal.flock"):
-            try:
-                (self.path / name).unlink()
-            except FileNotFoundError:
-                pass
-        for snap in snapshot_files(self.path):
-            snap.unlink()
-        try:
-            (self.path / SNAPSHOT_DIR).rmdir()
-        except OSError:
-            pass
+            _unlink_quietly(self.box, name)
+        for name in snapshot_names(self.box):
+            _unlink_quietly(self.box, f"{SNAPSHOT_DIR}/{name}")
+        self.box.rmdir(SNAPSHOT_DIR)
         self._lock.release()
-        try:
-            (self.path / "lock").unlink()
-            self.path.rmdir()  # only when nothing else is in it
-        except OSError:
-            pass
+        _unlink_quietly(self.box, LOCK_NAME)
+        self.box.rmdir()  # only when nothing else is in it
         return True
 
     def __enter__(self) -> "RunDir":
@@ -251,7 +279,8 @@ class RunDir:
 
     def _write_meta(self) -> None:
         try:
-            atomic_write_text(self.path / RUN_FILE, yaml.safe_dump(self.meta, sort_keys=False))
+            self.box.write_atomic(RUN_FILE,
+                                  yaml.safe_dump(self.meta, sort_keys=False).encode("utf-8"))
         except OSError as exc:
             raise write_error(self.path / RUN_FILE, exc) from None
 
@@ -279,73 +308,106 @@ class RunDir:
 
     # -- snapshots -----------------------------------------------------------------------
     def save_snapshot(self, n_told: int, state: dict[str, Any]) -> Path | None:
-        """Save engine state as it is after the journal's current events; keep the last 3.
+        """Save engine state as it is after the journal's current events, then name it in the
+        journal (a ``snapshot`` event with its SHA-256); keep the last 3.
 
         A snapshot only makes resume faster: one that cannot be written is a warning.
         """
-        snap_dir = self.path / SNAPSHOT_DIR
-        target = snap_dir / f"engine-{n_told}.json"
-        j = self.journal
+        name = f"engine-{int(n_told)}.json"
+        target = self.path / SNAPSHOT_DIR / name
+        data = json_bytes({"format_version": SNAPSHOT_FORMAT, "n_told": int(n_told),
+                           "engine": state}, allow_nan=True)
         try:
-            atomic_write_json(target, {"format_version": FORMAT_VERSION, "n_told": n_told,
-                                       "journal_events": j.n_slots,
-                                       "last_event": j.digests[-1] if j.digests else None,
-                                       "engine": state}, allow_nan=True)
-        except OSError as exc:
-            warnings.warn(f"{target}: snapshot not written ({exc.strerror or exc}); resume "
-                          "replays the journal instead", stacklevel=2)
+            self.box.write_atomic(f"{SNAPSHOT_DIR}/{name}", data)
+        except (OSError, UnsafePathError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) else exc.rule
+            warnings.warn(f"{target}: snapshot not written ({why or exc}); resume replays the "
+                          "journal instead", stacklevel=2)
             return None
-        for old in snapshot_files(self.path)[:-KEEP_SNAPSHOTS]:
-            try:
-                old.unlink()
-            except OSError:
-                pass
+        self.journal.append({"event": "snapshot", "file": name, "n_told": int(n_told),
+                             "sha256": hashlib.sha256(data).hexdigest()})
+        for old in snapshot_names(self.box)[:-KEEP_SNAPSHOTS]:
+            _unlink_quietly(self.box, f"{SNAPSHOT_DIR}/{old}")
         return target
 
-    def _snapshot_start(self, data: dict[str, Any]) -> int:
-        """Index in ``events`` where replay after this snapshot starts (ValueError if none)."""
-        j = self.journal
-        n = int(data["journal_events"])
-        if not 0 <= n <= j.n_slots:
-            raise ValueError(f"covers {n} events, journal has {j.n_slots}")
-        if n == 0:
-            return 0
-        last = data.get("last_event")
-        if last is None:  # written before snapshots named their last event
-            if j.pending is not None:
-                raise ValueError("cannot be placed in a journal with bad lines")
-            return n
-        found = j.find(str(last))
-        if found is not None:
-            return found + 1
-        if j.is_bad_slot(n - 1):  # its last event is the bad line: the state holds it
-            return j.index_for_slot(n)
-        raise ValueError("its last event is not in the journal")
+    def load_snapshot(self, check: Callable[[dict[str, Any], int], str | None] | None = None,
+                      ) -> tuple[dict[str, Any] | None, int]:
+        """(engine state, index of the journal event where replay starts) of the newest usable
+        snapshot; (None, 0) means replay the whole journal.
 
-    def load_snapshot(self) -> tuple[dict[str, Any] | None, int]:
-        """(engine state, index of the first journal event after it) of the newest usable
-        snapshot.
-
-        A snapshot that does not parse, or whose last event is not in the journal, is skipped
-        with a warning; (None, 0) means replay the whole journal.
+        Usable: a regular file whose bytes hash to what the journal's ``snapshot`` event for it
+        says, that parses, and that ``check(state, start)`` (the runner's comparison with
+        run.yaml and the journal) finds no fault in (it returns the fault, or None). Anything
+        else is skipped with one warning line naming the file and why.
         """
-        for snap in reversed(snapshot_files(self.path)):
+        recorded: dict[str, tuple[int, dict[str, Any]]] = {}
+        for i, e in enumerate(self.journal.events):
+            if e.get("event") == "snapshot":
+                recorded[str(e["sha256"])] = (i, e)
+        limit = _snapshot_limit(self.box)
+        names = snapshot_names(self.box)
+        for k, name in enumerate(reversed(names)):
+            rel = f"{SNAPSHOT_DIR}/{name}"
             try:
-                data = json.loads(snap.read_text(encoding="utf-8"))
-                state = data["engine"]
-                if not isinstance(state, dict) or data.get("format_version") != FORMAT_VERSION:
-                    raise ValueError("unexpected content")
-                return state, self._snapshot_start(data)
-            except (OSError, ValueError, KeyError, TypeError, RecursionError) as e:
-                warnings.warn(f"{snap}: unusable snapshot ({e}); trying an older one",
+                state, start = self._verified(rel, name, recorded, limit)
+                fault = check(state, start) if check is not None else None
+                if fault:
+                    raise ValueError(fault)
+                return state, start
+            except (OSError, ValueError, KeyError, TypeError, RecursionError,
+                    UserError) as e:
+                why = e.rule if isinstance(e, UserError) else (
+                    e.strerror if isinstance(e, OSError) and e.strerror else str(e))
+                then = ("trying an older one" if k + 1 < len(names) else
+                        "the engine is rebuilt by replaying the journal, the run's truth")
+                warnings.warn(f"{self.path / rel}: snapshot ignored ({why}); {then}",
                               stacklevel=2)
         return None, 0
+
+    def _verified(self, rel: str, name: str, recorded: dict[str, tuple[int, dict[str, Any]]],
+                  limit: int) -> tuple[dict[str, Any], int]:
+        """(state, start) of a snapshot file the journal names; ValueError saying why not."""
+        data = self.box.read_bytes(rel, limit=limit) or b""
+        if len(data) > limit:
+            raise ValueError(f"larger than {limit:,} bytes, more than this journal can explain")
+        found = recorded.get(hashlib.sha256(data).hexdigest())
+        if found is None:
+            raise ValueError("the journal does not name these bytes (edited, or written by an "
+                             "older evocl)")
+        index, event = found
+        if event["file"] != name:
+            raise ValueError(f"the journal names these bytes {event['file']}")
+        doc = json.loads(data.decode("utf-8"))
+        if not isinstance(doc, dict) or doc.get("format_version") != SNAPSHOT_FORMAT \
+                or not isinstance(doc.get("engine"), dict) or doc.get("n_told") != event["n_told"]:
+            raise ValueError("unexpected content")
+        return doc["engine"], index
+
+
+def _unlink_quietly(box: Box, rel: str) -> None:
+    try:
+        box.unlink(rel)
+    except (OSError, UnsafePathError):
+        pass
+
+
+def _snapshot_limit(box: Box) -> int:
+    """The most bytes a snapshot may hold: an engine state restates the journal's candidates
+    and results with a population or a model's inputs beside them, so 8 journals and 64 MiB."""
+    st = box.lstat(JOURNAL_NAME)
+    return 64 * 2**20 + 8 * (st.st_size if st is not None else 0)
+
+
+def snapshot_names(box: Box) -> list[str]:
+    """Names of the snapshot files of a run, oldest first (by n_told)."""
+    try:
+        names = box.listdir(SNAPSHOT_DIR)
+    except (OSError, UnsafePathError):
+        return []
+    found = [(int(m.group(1)), n) for n in names if (m := SNAPSHOT_NAME.match(n))]
+    return [n for _, n in sorted(found)]
 
 
 def snapshot_files(path: Path) -> list[Path]:
     """Snapshot files of a run, oldest first (by n_told)."""
-    snap_dir = Path(path) / SNAPSHOT_DIR
-    if not snap_dir.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in snap_dir.iterdir() if (m := _SNAP_RE.match(p.name))]
-    return [p for _, p in sorted(found)]
+    return [Path(path) / SNAPSHOT_DIR / n for n in snapshot_names(Box(path))]

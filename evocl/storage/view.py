@@ -1,4 +1,6 @@
-"""Read-only view of a run directory: no lock taken, safe on a live run (e.g. for reports)."""
+"""Read-only view of a run directory: no lock taken, safe on a live run (e.g. for reports).
+
+Read through the run directory's box (``evocl.safefile``): no link in it is followed."""
 
 from __future__ import annotations
 
@@ -9,7 +11,8 @@ from typing import Any
 
 from evocl.errors import RunDirError, UserError
 from evocl.records import Candidate, Result, RunConfig
-from evocl.storage.journal import JOURNAL_NAME, read_events
+from evocl.safefile import Box
+from evocl.storage.journal import read_events
 from evocl.storage.lock import live_owner
 from evocl.storage.rundir import RUN_FILE, load_run_file, space_summary
 
@@ -19,9 +22,10 @@ class RunView:
 
     def __init__(self, path: str | os.PathLike[str]):
         self.path = Path(path)
-        self.meta: dict[str, Any] = load_run_file(self.path)
-        self.live_pid = live_owner(self.path)  # a search is writing this run right now
-        self.events = read_events(self.path / JOURNAL_NAME, live=self.live_pid is not None)
+        self.meta: dict[str, Any] = load_run_file(self.path)  # the layout checked first
+        self.box = Box(self.path)
+        self.live_pid = live_owner(self.box)  # a search is writing this run right now
+        self.events = read_events(self.box, live=self.live_pid is not None)
         self.candidates_by_id: dict[int, Candidate] = {}
         self._told: list[tuple[Candidate, Result]] = []
         self._elapsed: list[float | None] = []

@@ -31,13 +31,15 @@ from __future__ import annotations
 import csv
 import dataclasses
 import difflib
+import io
 import json
 import os
 import socket
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, BinaryIO, Iterator
 
 from evocl.errors import StreamError, UserError
+from evocl.safefile import open_file, refusal
 from evocl.streams.build import Record, SplitRule, build_stream
 from evocl.streams.generative import GenRecord
 from evocl.streams.types import GENERATIVE, SCENARIOS, Stream
@@ -67,7 +69,7 @@ def _unknown(keys: Any, allowed: tuple[str, ...], src: str, where: str) -> None:
 def read_spec(path: Path) -> dict[str, Any]:
     """The parsed and key-checked spec mapping (no data read yet)."""
     src = str(path)
-    if not path.is_file():
+    if not path.exists():
         raise StreamError("spec file not found", source=src, field="path")
     try:
         spec = read_yaml(path, what="stream spec (YAML)")
@@ -179,12 +181,26 @@ def _read_source(source: Any, base: Path, src: str,
     data = data if data.is_absolute() else base / data
     if not data.exists():
         raise StreamError("data file not found", source=src, field=f"source.path ({data})")
-    if fmt == "jsonl":
-        yield from _read_jsonl(data, rows)
-    elif fmt == "csv":
-        yield from _read_csv(data, rows)
+    if fmt in ("jsonl", "csv"):
+        f = _open_data(data, src)
+        yield from (_read_jsonl if fmt == "jsonl" else _read_csv)(data, f, rows)
     else:
+        if not data.is_dir():  # a dataset saved with save_to_disk is a folder
+            raise StreamError(f"{refusal(data, data.stat().st_mode, want='a directory').rule} "
+                              "(a dataset saved with save_to_disk)", source=src,
+                              field=f"source.path ({data})")
         yield from _read_hf_disk(data, rows, source.get("split"))
+
+
+def _open_data(path: Path, src: str) -> BinaryIO:
+    """A stream's data file, opened only when it is a regular file (a FIFO would block)."""
+    try:
+        return open_file(path)
+    except UserError as exc:
+        raise StreamError(exc.rule, source=src, field=f"source.path ({path})") from None
+    except OSError as exc:
+        raise StreamError(f"cannot read ({exc.strerror or exc})", source=src,
+                          field=f"source.path ({path})") from None
 
 
 class _Rows:
@@ -279,8 +295,8 @@ GENERATIVE_IN_CLASSIFICATION = ("a generative record (prompt and response) in a 
                                 "stream: set `scenario: generative` for prompt/response data")
 
 
-def _read_jsonl(path: Path, rows: _Rows) -> Iterator[Record | GenRecord]:
-    with open(path, "rb") as f:
+def _read_jsonl(path: Path, f: BinaryIO, rows: _Rows) -> Iterator[Record | GenRecord]:
+    with f:
         lineno = 0
         while True:
             raw = f.readline(MAX_RECORD_BYTES + 1)
@@ -315,9 +331,9 @@ def _utf8(raw: bytes, where: str) -> str:
                           "save the file as UTF-8", source=where, field="record") from None
 
 
-def _read_csv(path: Path, rows: _Rows) -> Iterator[Record | GenRecord]:
+def _read_csv(path: Path, raw: BinaryIO, rows: _Rows) -> Iterator[Record | GenRecord]:
     csv.field_size_limit(MAX_RECORD_BYTES)
-    with open(path, encoding="utf-8", newline="") as f:
+    with io.TextIOWrapper(raw, encoding="utf-8", newline="") as f:
         reader = csv.DictReader(f)
         lineno = 1
         try:
