@@ -15,6 +15,11 @@ every objective per report is in the user attribute ``task_reports``.
 Optuna's journal file reader fails on a torn last line once another line is appended after
 it (a crash in the middle of a write); :func:`repair_optuna_journal` truncates such a line
 before Optuna opens the file.
+
+Optuna's JournalFileBackend opens ``optuna.journal`` by its name, so the run directory's box
+checks the name first (a link or a FIFO there is refused, as everywhere in the run directory);
+what the box cannot prevent is a link put there while the search is running, by someone who
+can write into the run directory anyway.
 """
 
 from __future__ import annotations
