@@ -53,8 +53,8 @@ def train_exported(config: str | os.PathLike, out: str | os.PathLike, *, stream:
     """Train the exported configuration; return the headline metrics (acc, forgetting, bwt,
     test_acc_mean). Stream, backbone and seed default to the export's provenance.
 
-    ``out`` must be new, empty or a folder evocl wrote (``evocl.storage.outdir``) unless
-    ``force``; it is created only once training has produced something, and what this train
+    ``out`` must be new or empty unless ``force`` (``evocl.storage.outdir``: a trained
+    adapter is never overwritten by default); it is created only once training has produced something, and what this train
     wrote is removed again when it fails: a failed train leaves nothing of its own.
     """
     from safetensors.torch import save_file
@@ -80,7 +80,7 @@ def train_exported(config: str | os.PathLike, out: str | os.PathLike, *, stream:
     if isinstance(train_seed, bool) or not isinstance(train_seed, int) or not 0 <= train_seed < 2**63:
         raise UserError(f"must be an int in [0, 2**63), got {train_seed!r:.40}", source=src,
                         field="candidate.seed")
-    folder = OutputFolder(out, "train", force=force)   # refused before anything is loaded
+    folder = OutputFolder(out, "train", force=force, own_ok=False)  # refused before loading
 
     bk = load_backbone(backbone_name)
     st = load_stream(stream_name, seed=int(options.get("stream_seed", 0)))

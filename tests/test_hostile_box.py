@@ -15,7 +15,7 @@ import pytest
 import yaml
 from _hostile_helpers import OBJECTIVE, cli, one_error_line, resume, zdt_run, zdt_space
 
-from evocl.errors import UnsafePathError
+from evocl.errors import UnsafePathError, UserError
 from evocl.safefile import Box, read_bytes
 from evocl.storage.outdir import MANIFEST, OutputFolder
 
@@ -311,3 +311,7 @@ def test_output_folder_created_lazily_and_undone(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         OutputFolder(tmp_path / "empty-ok", "report").write("index.html", "<html>")
+    OutputFolder(tmp_path / "empty-ok", "report").write("index.html", "<html>")  # its own
+    with pytest.raises(UserError, match="`evocl train` never overwrites"):  # train never overwrites
+        OutputFolder(tmp_path / "empty-ok", "train", own_ok=False)
+    OutputFolder(tmp_path / "empty-ok", "train", own_ok=False, force=True)

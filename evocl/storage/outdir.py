@@ -50,7 +50,9 @@ class OutputFolder:
     """An output folder opened for writing by ``command`` (see the module's rule)."""
 
     def __init__(self, path: str | os.PathLike[str], command: str, *, force: bool = False,
-                 run_dir: str | os.PathLike[str] | None = None):
+                 run_dir: str | os.PathLike[str] | None = None, own_ok: bool = True):
+        """``own_ok=False``: refuse a non-empty folder even when evocl wrote it (`train`:
+        trained adapters are not overwritten without --force)."""
         self.path = Path(path)
         self.command = command
         self.force = force
@@ -64,14 +66,18 @@ class OutputFolder:
             exists = self.path.exists()
         self.created = not exists
         self.listed = self._read_manifest() if exists else None
-        if exists and not force and self.listed is None:
+        if exists and not force and (self.listed is None or not own_ok):
             others = [n for n in self.box.listdir(self.base) if n != MANIFEST]
-            if others:
+            if others and self.listed is None:
                 shown = ", ".join(others[:3]) + (" ..." if len(others) > 3 else "")
                 raise UserError(f"holds {len(others)} file(s) evocl did not write ({shown}); "
                                 "evocl writes only into a new or empty folder, or one it wrote "
                                 f"before (with its {MANIFEST}); choose another --out or add "
                                 "--force", source=str(self.path), field="--out")
+            if others:
+                raise UserError(f"is not empty, and `evocl {command}` never overwrites an "
+                                "earlier output: choose another --out or add --force",
+                                source=str(self.path), field="--out")
         self._had_manifest = self.listed is not None
         self.listed = set(self.listed or ())
         self.written: list[str] = []   # created with the first file written
