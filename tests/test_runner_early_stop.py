@@ -73,7 +73,7 @@ def test_asha_search_prunes_and_keeps_pruned_off_fronts_and_exports(tmp_path):
     out = tmp_path / "front"
     assert main(["export", str(tmp_path / "run"), "--select", "pareto", "--format", "json",
                  "--out", str(out)]) == 0
-    exported = {int(p.name.split("-")[1].split(".")[0]) for p in out.iterdir()}
+    exported = {int(p.name.split("-")[1].split(".")[0]) for p in out.glob("candidate-*")}
     assert exported == front
     with pytest.raises(UserError, match=r"was pruned after \d tasks"):
         from evocl.export import export_run
