@@ -268,12 +268,14 @@ def run_stream(learner: Any, p: Any, seed: int, opts: Any,
         R.append(score("val", t))
         timings["eval"] += time.perf_counter() - t0
         if on_task_end is not None and t < n_tasks - 1 and not on_task_end(t, R, baseline):
+            timings.update(getattr(learner, "timings", {}))
             return RunOutput(R=R, baseline=baseline, test_acc=[], timings=timings,
                              final_losses=losses, stopped_after=t + 1, extra=extra,
                              counters=_counters(strategies, guard))
     t0 = time.perf_counter()
     test = score("test", n_tasks - 1)
     timings["test"] = time.perf_counter() - t0
+    timings.update(getattr(learner, "timings", {}))  # the learner's scoring phases
     drift = torch.stack([(a.detach() - b).float().norm() for a, b in zip(plist, after_first)]).norm()
     return RunOutput(R=R, baseline=baseline, test_acc=test, timings=timings,
                      final_losses=losses, drift_from_task0=float(drift), extra=extra,
