@@ -118,8 +118,16 @@ def _fingerprints(cfg: RunConfig) -> dict[str, Any]:
             from evocl.streams import load_stream
             seed = int(cfg.evaluator_options.get("stream_seed", 0))  # as CLEvaluator loads it
             stream = load_stream(cfg.stream, seed=seed)
-            out["stream"] = stream.fingerprint
             check_pairing(stream.scenario, kind, stream=cfg.stream, backbone=cfg.backbone)
+            from evocl.cl.names import Options
+            from evocl.streams.retention import apply_options, describe
+
+            opts = Options.from_mapping(cfg.evaluator_options)
+            stream = apply_options(stream, task_metric=opts.task_metric,
+                                   retention=opts.retention,
+                                   retention_metric=opts.retention_metric)
+            out["stream"] = stream.fingerprint
+            out["retention"] = describe(stream)
         except UserError:
             raise  # a stream that cannot be loaded: the user's one-line error, no run created
         except Exception as e:  # noqa: BLE001 - the evaluator will report a real problem
@@ -127,10 +135,12 @@ def _fingerprints(cfg: RunConfig) -> dict[str, Any]:
     return out
 
 
-def _check_cl_space(space: Any, source: str, backbone: str) -> None:
+def _check_cl_space(space: Any, source: str, backbone: str,
+                    fingerprints: dict[str, Any] | None = None) -> None:
     """A CL search's space may name only parameters, objectives and constraints the evaluator
-    knows (``perplexity`` only with a causal LM): a typo is a one-line error up front, not a
-    run of failed evaluations."""
+    knows (``perplexity`` only with a causal LM; ``retention`` / ``retention_drop`` only with
+    a stream that has a retention set): a typo is a one-line error up front, not a run of
+    failed evaluations."""
     import difflib
 
     from evocl.cl.backbone import backbone_kind
@@ -148,6 +158,15 @@ def _check_cl_space(space: Any, source: str, backbone: str) -> None:
             hint = f"; did you mean {near[0]!r}?" if near else f"; known: {', '.join(known)}"
             raise SpaceError(f"not known to the continual-learning evaluator{hint}",
                              source=source, field=f"{section}.{name}")
+    from evocl.cl.names import RETENTION_OBJECTIVES
+
+    named = [(s, n) for s, n, _ in checks if s != "parameters" and n in RETENTION_OBJECTIVES]
+    if named and fingerprints is not None and "retention" in fingerprints \
+            and fingerprints["retention"] is None:
+        section, name = named[0]
+        raise SpaceError("the stream has no retention set to score (give one with --retention "
+                         "FILE or a `retention:` entry in the stream spec)", source=source,
+                         field=f"{section}.{name}")
 
 
 # ------------------------------------------------------------------------------ resume
@@ -437,16 +456,16 @@ def run_search(run_config: RunConfig, *, resume: bool = False, progress: Any = N
         from evocl.space import load
         space = load(run_config.space)
         target, _ = evaluation_target(run_config)
+        fingerprints = _fingerprints(run_config)
         if run_config.objective == "cl":
-            _check_cl_space(space, run_config.space, run_config.backbone)
+            _check_cl_space(space, run_config.space, run_config.backbone, fingerprints)
         else:
             from evocl.execution.base import check_target_path
             check_target_path(target)
         _new_engine(space, run_config)  # bad algorithm settings fail before the directory exists
         _check_setup(run_config)
         _check_reports(run_config, target)
-        rd = RunDir.create(run_config.run_dir, run_config, space,
-                           fingerprints=_fingerprints(run_config))
+        rd = RunDir.create(run_config.run_dir, run_config, space, fingerprints=fingerprints)
         created = True
     executor = None
     try:

@@ -102,7 +102,9 @@ def list_streams(seed: int = 0) -> list[dict[str, Any]]:
             entry.update(tasks=[], sizes={k: 0 for k in SPLITS}, task_sizes=[], error=str(exc))
         else:
             tasks = [t.name for t in s.tasks] if s.generative else s.task_class_names()
-            entry.update(tasks=tasks, sizes=s.sizes(),
+            from evocl.streams.retention import describe
+
+            entry.update(tasks=tasks, sizes=s.sizes(), retention=describe(s),
                          task_sizes=[{w: len(t.split(w)) for w in SPLITS} for t in s.tasks])
         out.append(entry)
     return out

