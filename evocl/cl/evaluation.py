@@ -138,6 +138,10 @@ def evaluate(config: Mapping[str, Any], stream: Any, backbone: Backbone, seed: i
         # a causal LM's frozen weights in bf16 on a GPU (its adapters stay fp32)
         frozen_dtype = torch.bfloat16 if kind == "causal_lm" and amp == torch.bfloat16 else None
         model = build_model(backbone, params, data.n_classes, seed, frozen_dtype).to(dev)
+        if opts.gradient_checkpointing:
+            from evocl.cl.model import enable_gradient_checkpointing
+
+            enable_gradient_checkpointing(model)
         learner = LEARNERS.load(kind)(model, data, n_tasks, dev, amp, opts,
                                                has_dropout=params.lora_dropout > 0.0)
         learner.shared = worker_cache(backbone.model, data)

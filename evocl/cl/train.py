@@ -47,18 +47,34 @@ class RunOutput:
     counters: dict[str, Any] = field(default_factory=dict)  # per-strategy counts (e.g. projections)
 
 
-class _TaskSampler:
-    """Rows of one task in a seeded random order, reshuffled when exhausted."""
+#: rows per length-sorted group of ``group_by_length``, in batches (as transformers' megabatches)
+GROUP_BATCHES = 50
 
-    def __init__(self, rows: np.ndarray, rng: np.random.Generator):
+
+class _TaskSampler:
+    """Rows of one task in a seeded random order, reshuffled when exhausted. With ``lengths``
+    (``group_by_length``), each run of ``group`` rows of the order is sorted by length, longest
+    first, so that a batch holds rows of similar length (little padding) while the order of
+    groups, and which rows meet in one, stay random."""
+
+    def __init__(self, rows: np.ndarray, rng: np.random.Generator,
+                 lengths: np.ndarray | None = None, group: int = 0):
         self.rows, self.rng = rows, rng
-        self.order, self.pos = rng.permutation(rows), 0
+        self.lengths, self.group = lengths, group
+        self.order, self.pos = self._shuffled(), 0
+
+    def _shuffled(self) -> np.ndarray:
+        order = self.rng.permutation(self.rows)
+        if self.lengths is None or self.group < 2:
+            return order
+        parts = [order[k:k + self.group] for k in range(0, len(order), self.group)]
+        return np.concatenate([p[np.argsort(-self.lengths[p], kind="stable")] for p in parts])
 
     def take(self, n: int) -> np.ndarray:
         out = []
         while n > 0:
             if self.pos >= len(self.order):
-                self.order, self.pos = self.rng.permutation(self.rows), 0
+                self.order, self.pos = self._shuffled(), 0
             k = min(n, len(self.order) - self.pos)
             out.append(self.order[self.pos:self.pos + k])
             self.pos, n = self.pos + k, n - k
@@ -189,7 +205,10 @@ def run_stream(learner: Any, p: Any, seed: int, opts: Any,
     for t in range(n_tasks):
         t0 = time.perf_counter()
         learner.current_task = t
-        sampler = _TaskSampler(data.train.rows(t), rng_batch)
+        sampler = _TaskSampler(data.train.rows(t), rng_batch,
+                               data.train.lengths.numpy() if getattr(opts, "group_by_length",
+                                                                     False) else None,
+                               GROUP_BATCHES * p.batch_size)
         opt = _optimizer(named, p, fused=on_device)
         drawn: list[np.ndarray] = []
         step = 0

@@ -31,11 +31,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.func import functional_call
+from torch.utils.checkpoint import checkpoint
 
 from evocl.cl.learners.base import Learner
 
-#: target positions per LM-head chunk in evaluation (bounds the [n, vocab] logits in memory)
-EVAL_CHUNK = 512
+#: target positions per LM-head chunk of the training losses beyond which they are computed in
+#: checkpointed chunks (SmolLM2's 49,152-token vocabulary: 2,048 positions = 0.4 GB of fp32
+#: logits, against 1.6 GB for a batch of 8 rows of 1,024 target tokens)
+LOSS_CHUNK = 2048
 
 
 @dataclass
@@ -64,8 +67,24 @@ class CausalLMLearner(Learner):
         with self.autocast():
             return self.model.logits(hidden[:, :-1][batch.sel]).float()
 
+    def _head(self, h: torch.Tensor) -> torch.Tensor:
+        with self.autocast():
+            return self.model.logits(h).float()
+
     def loss(self, batch: Batch, out: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(self._target_logits(batch, out), batch.y)
+        """Mean cross-entropy of the target tokens; past ``LOSS_CHUNK`` target positions, in
+        checkpointed chunks (the [n, vocab] logits of a chunk are recomputed in the backward
+        pass, so memory holds one chunk's logits, not all of them)."""
+        if len(batch.y) <= LOSS_CHUNK:
+            return F.cross_entropy(self._target_logits(batch, out), batch.y)
+        h = out[:, :-1][batch.sel]
+
+        def ce_sum(hc: torch.Tensor, yc: torch.Tensor) -> torch.Tensor:
+            return F.cross_entropy(self._head(hc), yc, reduction="sum")
+
+        total = sum(checkpoint(ce_sum, h[c:c + LOSS_CHUNK], batch.y[c:c + LOSS_CHUNK],
+                               use_reentrant=False) for c in range(0, len(h), LOSS_CHUNK))
+        return total / len(h)
 
     def groups(self, rows: np.ndarray) -> np.ndarray:
         return self.data.train.task[rows].numpy()
@@ -77,11 +96,26 @@ class CausalLMLearner(Learner):
     def distill_loss(self, out: torch.Tensor, teacher_out: torch.Tensor, batch: Batch,
                      temperature: float) -> torch.Tensor:
         """T^2 * KL(softmax(teacher/T) || softmax(student/T)) at every target position, mean
-        over the target tokens."""
-        s = self._target_logits(batch, out) / temperature
-        t = teacher_out / temperature
-        return F.kl_div(F.log_softmax(s, -1), F.log_softmax(t, -1), log_target=True,
-                        reduction="batchmean") * temperature ** 2
+        over the target tokens. ``teacher_out``: the teacher's hidden states at the target
+        positions; past ``LOSS_CHUNK`` of them, in checkpointed chunks (as `loss`)."""
+        n = len(batch.y)
+        if n <= LOSS_CHUNK:
+            s = self._target_logits(batch, out) / temperature
+            with torch.no_grad():
+                t = self._head(teacher_out) / temperature
+            return F.kl_div(F.log_softmax(s, -1), F.log_softmax(t, -1), log_target=True,
+                            reduction="batchmean") * temperature ** 2
+        h = out[:, :-1][batch.sel]
+
+        def kl_sum(hc: torch.Tensor, tc: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                t = F.log_softmax(self._head(tc) / temperature, -1)
+            return F.kl_div(F.log_softmax(self._head(hc) / temperature, -1), t,
+                            log_target=True, reduction="sum")
+
+        total = sum(checkpoint(kl_sum, h[c:c + LOSS_CHUNK], teacher_out[c:c + LOSS_CHUNK],
+                               use_reentrant=False) for c in range(0, n, LOSS_CHUNK))
+        return total / n * temperature ** 2
 
     # ------------------------------------------------------------------ EWC
     def fisher(self, rows: np.ndarray, t: int, chunk: int = 1) -> dict[str, torch.Tensor]:
@@ -181,8 +215,9 @@ class CausalLMLearner(Learner):
 
 
 class _Teacher:
-    """The model as it stood after the previous task: its logits at the batch's target
-    positions (not cached: a vocabulary-sized row per token is too big to keep)."""
+    """The model as it stood after the previous task: its last hidden states at the batch's
+    target positions (the distillation loss applies the LM head, in chunks for long rows: a
+    vocabulary-sized row per token is too big to keep)."""
 
     def __init__(self, learner: CausalLMLearner, params: dict[str, torch.Tensor]):
         self.learner, self.params = learner, params
@@ -192,4 +227,4 @@ class _Teacher:
         with torch.no_grad(), lr.eval_mode() if lr.has_dropout else contextlib.nullcontext():
             with lr.autocast():
                 hidden = functional_call(lr.model, self.params, (batch.ids, batch.mask))
-            return lr._target_logits(batch, hidden)
+            return hidden[:, :-1][batch.sel]
