@@ -5,8 +5,9 @@ BBC News headlines, ROUGE-L), through `evocl search` and evocl's own evaluator.
 Rows (every finished row is written at once; a rerun skips rows already in the output):
 
 - ``search``: `evocl search` of the default causal-LM space (cl_lm.yaml: acc, forgetting,
-  retention_drop) for --budget evaluations; its candidate 0 is the space's defaults, i.e.
-  sequential fine-tuning (``sequential`` below), and ``knee`` is the knee of its Pareto front;
+  retention_drop) for --budget evaluations, its training volume cut for a loaded 2-core CPU
+  (steps_per_task 4-8, default 6; batch 4: `SIZE`); its candidate 0 is the space's defaults,
+  i.e. sequential fine-tuning (``sequential`` below), and ``knee`` is the knee of its front;
 - ``replay + kd``: the same defaults with replay and token-level distillation.
 
 Each row keeps the per-task ROUGE-L matrix, forgetting, the retention scores over tasks, and
@@ -14,7 +15,7 @@ seconds per phase: training, token scoring (the teacher-forced pass that also gi
 and token accuracy) and generation (greedy decoding of the tasks' and the retention set's
 answers), so the cost of generation scoring against token accuracy is read off one run.
 
-    PYTHONPATH=. nice -n 10 .venv/bin/python experiments/bench_lm_chat.py [--budget 4] \
+    PYTHONPATH=. nice -n 10 .venv/bin/python experiments/bench_lm_chat.py [--budget 3] \
         [--threads 2] [--out experiments/results/lm_chat.json]
 
 Runs unchanged on a GPU (the evaluator's device is auto).
@@ -32,8 +33,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-OPTIONS = {"max_length": 128, "max_eval_per_task": 12, "max_test_per_task": 8,
-           "task_metric": "rougeL", "max_retention": 16, "max_new_tokens": 48}
+OPTIONS = {"max_length": 96, "max_eval_per_task": 8, "max_test_per_task": 4,
+           "task_metric": "rougeL", "max_retention": 12, "max_new_tokens": 40}
+#: cl_lm.yaml's parameters changed for this machine (the rest as shipped)
+SIZE = {"steps_per_task": {"type": "int", "low": 4, "high": 8, "step": 2, "default": 6},
+        "batch_size": {"type": "categorical", "choices": [4], "default": 4}}
 STREAM = "chat-multiturn"
 REPLAY_KD = {"replay": True, "replay_buffer_per_class": 16, "replay_ratio": 0.25,
              "distill": True, "distill_alpha": 0.5, "distill_temperature": 2.0}
@@ -42,7 +46,7 @@ REPLAY_KD = {"replay": True, "replay_buffer_per_class": 16, "replay_ratio": 0.25
 def row_of(name: str, cand_id: int | None, config: dict, result: dict) -> dict:
     m = result["metrics"]
     t = m["timings"]
-    steps = config.get("steps_per_task", 12) * len(m["accuracy_matrix"])
+    steps = config["steps_per_task"] * len(m["accuracy_matrix"])
     return {"name": name, "candidate": cand_id, "config": config,
             "objectives": result["objectives"], "rougeL_matrix": m["accuracy_matrix"],
             "baseline": m["baseline_acc"],
@@ -54,7 +58,7 @@ def row_of(name: str, cand_id: int | None, config: dict, result: dict) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--budget", type=int, default=4)
+    ap.add_argument("--budget", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--backbone", default="smollm2")
     ap.add_argument("--run-dir", default="/tmp/evocl-bench-lm-chat")
@@ -71,10 +75,19 @@ def main() -> None:
                 "machine": {"cpus": os.cpu_count(), "torch_threads": args.threads,
                             "platform": platform.platform()}})
     opts = [x for k, v in OPTIONS.items() for x in ("-o", f"{k}={json.dumps(v)}")]
+    import yaml
+
+    space = yaml.safe_load((ROOT / "search_spaces" / "cl_lm.yaml").read_text())
+    space["name"] = "cl_lm_bench"
+    space["parameters"].update(SIZE)
+    space_file = Path(args.run_dir + ".space.yaml")
+    space_file.write_text(yaml.safe_dump(space, sort_keys=False))
+    doc["space"] = {"from": "search_spaces/cl_lm.yaml", "changed": SIZE}
     if "sequential" not in done:
         t0 = time.perf_counter()
         cmd = [sys.executable, "-m", "evocl.cli", "search", "--run-dir", args.run_dir,
-               "--backbone", args.backbone, "--stream", STREAM, "--budget", str(args.budget),
+               "--backbone", args.backbone, "--stream", STREAM, "--space", str(space_file),
+               "--budget", str(args.budget),
                "--population", str(args.budget), "--workers", "1",
                "--cpus-per-eval", str(args.threads), "--seed", "0", "--algorithm", "nsga2",
                "--quiet", *opts]
@@ -109,7 +122,7 @@ def main() -> None:
         from evocl.space import load
         from evocl.streams import load_stream
 
-        base = load(ROOT / "search_spaces" / "cl_lm.yaml").default_config()
+        base = load(space_file).default_config()
         cfg = {**base, **REPLAY_KD}
         bk = load_backbone(args.backbone)
         r = evaluate(cfg, load_stream(STREAM, seed=0), bk, 0, options=Options(**OPTIONS))

@@ -93,9 +93,16 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
         images.append(("Each parameter against each objective",
                        plots.parameters(ok, space, objectives, out_dir / "parameters.png", **mark)))
     if chosen is not None and chosen[1].metrics.get("accuracy_matrix"):
-        images.append((f"Accuracy matrix of the knee configuration (candidate {chosen[0].id})"
+        what = plots.metric_name(chosen[1])
+        images.append((f"{what[0].upper() + what[1:]} matrix R[i][j] of the knee configuration "
+                       f"(candidate {chosen[0].id})"
                        + (f" beside {label}" if base is not None else ""),
                        plots.accuracy_matrix(chosen, out_dir / "accuracy_matrix.png", **mark)))
+    if chosen is not None and chosen[1].metrics.get("retention"):
+        r = chosen[1].metrics["retention"]
+        images.append((f"Retention set {r['set']!r} ({r['metric']}, {r['rows']} rows) before "
+                       "training and after each task",
+                       plots.retention(chosen, out_dir / "retention.png", **mark)))
 
     page = out_dir / "index.html"
     atomic_write_text(page, _html(view, evaluations, front, chosen, objectives, images, base,
