@@ -135,12 +135,10 @@ def _fingerprints(cfg: RunConfig) -> dict[str, Any]:
     return out
 
 
-def _check_cl_space(space: Any, source: str, backbone: str,
-                    fingerprints: dict[str, Any] | None = None) -> None:
+def _check_cl_space(space: Any, source: str, backbone: str) -> None:
     """A CL search's space may name only parameters, objectives and constraints the evaluator
-    knows (``perplexity`` only with a causal LM; ``retention`` / ``retention_drop`` only with
-    a stream that has a retention set): a typo is a one-line error up front, not a run of
-    failed evaluations."""
+    knows (``perplexity`` only with a causal LM): a typo is a one-line error up front, not a
+    run of failed evaluations."""
     import difflib
 
     from evocl.cl.backbone import backbone_kind
@@ -158,11 +156,17 @@ def _check_cl_space(space: Any, source: str, backbone: str,
             hint = f"; did you mean {near[0]!r}?" if near else f"; known: {', '.join(known)}"
             raise SpaceError(f"not known to the continual-learning evaluator{hint}",
                              source=source, field=f"{section}.{name}")
-    from evocl.cl.names import RETENTION_OBJECTIVES
 
-    named = [(s, n) for s, n, _ in checks if s != "parameters" and n in RETENTION_OBJECTIVES]
-    if named and fingerprints is not None and "retention" in fingerprints \
-            and fingerprints["retention"] is None:
+
+def _check_retention(space: Any, source: str, fingerprints: dict[str, Any]) -> None:
+    """``retention`` / ``retention_drop`` in a space need a stream with a retention set."""
+    from evocl.cl.names import RETENTION_OBJECTIVES
+    from evocl.errors import SpaceError
+
+    named = [("objectives", o.name) for o in space.objectives] + \
+        [("constraints", c.name) for c in space.constraints]
+    named = [(s, n) for s, n in named if n in RETENTION_OBJECTIVES]
+    if named and "retention" in fingerprints and fingerprints["retention"] is None:
         section, name = named[0]
         raise SpaceError("the stream has no retention set to score (give one with --retention "
                          "FILE or a `retention:` entry in the stream spec)", source=source,
@@ -456,15 +460,16 @@ def run_search(run_config: RunConfig, *, resume: bool = False, progress: Any = N
         from evocl.space import load
         space = load(run_config.space)
         target, _ = evaluation_target(run_config)
-        fingerprints = _fingerprints(run_config)
         if run_config.objective == "cl":
-            _check_cl_space(space, run_config.space, run_config.backbone, fingerprints)
+            _check_cl_space(space, run_config.space, run_config.backbone)
         else:
             from evocl.execution.base import check_target_path
             check_target_path(target)
         _new_engine(space, run_config)  # bad algorithm settings fail before the directory exists
         _check_setup(run_config)
         _check_reports(run_config, target)
+        fingerprints = _fingerprints(run_config)
+        _check_retention(space, run_config.space, fingerprints)
         rd = RunDir.create(run_config.run_dir, run_config, space, fingerprints=fingerprints)
         created = True
     executor = None

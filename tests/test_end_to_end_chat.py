@@ -3,28 +3,17 @@ exact_match and rougeL tasks and its own retention set, searched under a space w
 `retention_drop` constraint, exported, trained and reported."""
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).parent))
+from test_end_to_end_lm import ROOT, env, evocl  # noqa: E402,F401  (one CLI runner, one env)
+
 SPEC = ROOT / "tests" / "data" / "chat" / "chat.yaml"
 pytestmark = pytest.mark.slow
-
-
-def evocl(*args, env):
-    return subprocess.run([sys.executable, "-m", "evocl.cli", *args], capture_output=True,
-                          text=True, cwd=ROOT, timeout=900, env=env)
-
-
-@pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    return {**os.environ, "EVOCL_CACHE": str(tmp_path_factory.mktemp("cache")),
-            "OMP_NUM_THREADS": "1"}
 
 
 @pytest.fixture(scope="module")

@@ -27,6 +27,7 @@ and the last one is scored. Same four tasks. Both streams carry the default rete
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import yaml
 
@@ -47,16 +48,17 @@ GROUPS: dict[str, tuple[str, ...]] = {
 }
 
 
+def _grouped(rows_of: Any) -> tuple[GenRecord, ...]:
+    """``rows_of(path, task)``'s records of every grouped English file, in GROUPS order."""
+    root = package_dir(PACKAGE, INSTALL) / "data" / "english"
+    return tuple(rec for task, files in GROUPS.items() for stem in files
+                 for rec in rows_of(root / f"{stem}.yml", task))
+
+
 @functools.cache
 def chat_records() -> tuple[GenRecord, ...]:
     """Every (turn, next turn) pair of the grouped English files, in GROUPS order."""
-    root = package_dir(PACKAGE, INSTALL) / "data" / "english"
-    out = []
-    for task, files in GROUPS.items():
-        for stem in files:
-            for prompt, response in _pairs(root / f"{stem}.yml"):
-                out.append(GenRecord(prompt, response, task))
-    return tuple(out)
+    return _grouped(lambda path, task: [GenRecord(p, r, task) for p, r in _pairs(path)])
 
 
 @functools.cache
@@ -64,13 +66,8 @@ def conversation_records() -> tuple[GenRecord, ...]:
     """Every conversation of the grouped English files as one row, in GROUPS order."""
     from evocl.streams.generative import conversation_record
 
-    root = package_dir(PACKAGE, INSTALL) / "data" / "english"
-    out = []
-    for task, files in GROUPS.items():
-        for stem in files:
-            for turns in _conversations(root / f"{stem}.yml"):
-                out.append(conversation_record(turns, task))
-    return tuple(out)
+    return _grouped(lambda path, task: [conversation_record(t, task)
+                                        for t in _conversations(path)])
 
 
 def _conversations(path) -> list[tuple[tuple[str, str], ...]]:
