@@ -79,6 +79,26 @@ def row_of(name: str, cand_id: int | None, config: dict, result: dict) -> dict:
             "s_per_step": t["train"] / steps}
 
 
+def table(doc: dict) -> str:
+    """The README's tables: one row per run, then each run's ROUGE-L matrix."""
+    out = ["| run | ACC (ROUGE-L) | forgetting | ACC (token acc.) | retention | retention_drop | "
+           "train s | token scoring s | generation s | wall s |", "|---" * 10 + "|"]
+    for r in doc["rows"]:
+        o, t = r["objectives"], r["timings"]
+        tok = r["token_accuracy_matrix"][-1] if r.get("token_accuracy_matrix") else []
+        out.append(f"| {r['name']} | {o['acc']:.3f} | {o['forgetting']:.3f} | "
+                   f"{sum(tok) / len(tok) if tok else float('nan'):.3f} | "
+                   f"{o.get('retention', float('nan')):.3f} | "
+                   f"{o.get('retention_drop', float('nan')):.3f} | {t['train']:.0f} | "
+                   f"{t.get('token_scoring', 0):.0f} | {t.get('generation', 0):.0f} | "
+                   f"{r['wall_time']:.0f} |")
+    for r in doc["rows"]:
+        scores = ", ".join(f"{v:.3f}" for v in (r.get("retention") or {}).get("scores", []))
+        out.append(f"\n{r['name']}: ROUGE-L R[i][j] {r['rougeL_matrix']}, untrained "
+                   f"{[round(v, 3) for v in r['baseline']]}; retention scores {scores}")
+    return "\n".join(out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--budget", type=int, default=2)
@@ -90,7 +110,29 @@ def main() -> None:
                                               / "run"))
     ap.add_argument("--out", default=str(ROOT / "experiments" / "results" / "lm_chat.json"))
     ap.add_argument("--replay-only", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--table", action="store_true", help="print the tables of --out and stop")
+    ap.add_argument("--partial", action="store_true",
+                    help="write the results told so far (a stopped run) into --out")
     args = ap.parse_args()
+    if args.table:
+        print(table(json.load(open(args.out))))
+        return
+    if args.partial:  # a stopped benchmark: the told results so far, into --out (complete: no)
+        from evocl.storage import read_run
+
+        rows = [row_of("sequential" if c.id == 0 else f"candidate {c.id}", c.id, c.config,
+                       r.to_dict()) for c, r in sorted(read_run(args.run_dir).evaluations,
+                                                        key=lambda e: e[0].id) if r.ok]
+        if os.path.exists(args.out + ".replay"):
+            rows += json.load(open(args.out + ".replay"))["rows"]
+        doc = json.load(open(args.out)) if os.path.exists(args.out) else {}
+        doc.update(rows=rows, complete=False, benchmark="lm_chat", options=OPTIONS)
+        sys.path.insert(0, str(ROOT / "experiments"))
+        from bench_cl_cost import write_json
+
+        write_json(args.out, doc)
+        print(table(doc))
+        return
     sys.path.insert(0, str(ROOT / "experiments"))
     from bench_cl_cost import write_json
 
