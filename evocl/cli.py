@@ -150,6 +150,9 @@ def streams_list() -> None:
             n = task_sizes[i] if i < len(task_sizes) else None
             rows = f"  ({n['train']}/{n['val']}/{n['test']})" if n else ""
             typer.echo(f"    task {i}: {what}{rows}")
+        if s.get("retention"):
+            r = s["retention"]
+            typer.echo(f"    retention: {r['name']} ({r['rows']} rows, {r['metric']})")
     typer.echo("use with --stream NAME (`default` is the default), or --stream path/to/spec.yaml")
 
 
@@ -197,6 +200,11 @@ def search_cmd(
     seed: int = typer.Option(0, "--seed", min=0, max=2**63 - 1, help="Master seed of the run."),
     option: List[str] = typer.Option([], "--option", "-o",
                                      help="Evaluator option KEY=VALUE (JSON value), repeatable."),
+    retention: Optional[str] = typer.Option(
+        None, "--retention",
+        help="Causal LMs: a retention set (JSONL of prompt/response, messages, or prompts "
+             "only) scored before training and after every task, replacing the stream's; "
+             "`none` drops it (same as -o retention=FILE)."),
     baseline: Optional[bool] = typer.Option(None, "--baseline/--no-baseline",
                                             help="Evaluate the space's default configuration first "
                                                  "(cl_lora.yaml: sequential fine-tuning; on for --objective cl)."),
@@ -228,9 +236,21 @@ def search_cmd(
         workers=workers, executor=executor, cpus_per_eval=cpus_per_eval,
         gpus_per_eval=_gpus(gpus_per_eval), ray_address=ray_address, ray_dashboard=ray_dashboard,
         device=device, eval_timeout=eval_timeout, storage=storage, fitness_tasks=fitness_tasks,
-        evaluator_options=_parse_options(option, "--option"), initial=initial,
+        evaluator_options=_with_retention(_parse_options(option, "--option"), retention),
+        initial=initial,
     )
     _run(cfg, resume=False, quiet=quiet)
+
+
+def _with_retention(options: dict, retention: Optional[str]) -> dict:
+    """--retention FILE as the evaluator option ``retention`` (an absolute path, so that a
+    resume from another folder reads the same file; ``none`` as given)."""
+    if retention is None:
+        return options
+    if "retention" in options:
+        raise UserError("given twice (--retention and -o retention=...)", field="--retention")
+    value = retention if retention.strip().lower() == "none" else str(Path(retention).resolve())
+    return {**options, "retention": value}
 
 
 def _gpus(value: str) -> float | str:

@@ -137,6 +137,8 @@ STREAMS = Registry("stream", {
                   "Rotten Tomatoes fresh/rotten, 3 domain-incremental tasks"),
     "chat": ("evocl.streams.chat:CHAT",
              "chatterbot-corpus question -> answer pairs, 4 generative tasks (causal LMs)"),
+    "chat-multiturn": ("evocl.streams.chat:CHAT_MULTITURN",
+                       "chatterbot-corpus whole conversations, 4 generative tasks (causal LMs)"),
 })
 
 #: Early-stopping schedulers (``--early-stop``): classes with the

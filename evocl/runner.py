@@ -118,8 +118,16 @@ def _fingerprints(cfg: RunConfig) -> dict[str, Any]:
             from evocl.streams import load_stream
             seed = int(cfg.evaluator_options.get("stream_seed", 0))  # as CLEvaluator loads it
             stream = load_stream(cfg.stream, seed=seed)
-            out["stream"] = stream.fingerprint
             check_pairing(stream.scenario, kind, stream=cfg.stream, backbone=cfg.backbone)
+            from evocl.cl.names import Options
+            from evocl.streams.retention import apply_options, describe
+
+            opts = Options.from_mapping(cfg.evaluator_options)
+            stream = apply_options(stream, task_metric=opts.task_metric,
+                                   retention=opts.retention,
+                                   retention_metric=opts.retention_metric)
+            out["stream"] = stream.fingerprint
+            out["retention"] = describe(stream)
         except UserError:
             raise  # a stream that cannot be loaded: the user's one-line error, no run created
         except Exception as e:  # noqa: BLE001 - the evaluator will report a real problem
@@ -148,6 +156,21 @@ def _check_cl_space(space: Any, source: str, backbone: str) -> None:
             hint = f"; did you mean {near[0]!r}?" if near else f"; known: {', '.join(known)}"
             raise SpaceError(f"not known to the continual-learning evaluator{hint}",
                              source=source, field=f"{section}.{name}")
+
+
+def _check_retention(space: Any, source: str, fingerprints: dict[str, Any]) -> None:
+    """``retention`` / ``retention_drop`` in a space need a stream with a retention set."""
+    from evocl.cl.names import RETENTION_OBJECTIVES
+    from evocl.errors import SpaceError
+
+    named = [("objectives", o.name) for o in space.objectives] + \
+        [("constraints", c.name) for c in space.constraints]
+    named = [(s, n) for s, n in named if n in RETENTION_OBJECTIVES]
+    if named and "retention" in fingerprints and fingerprints["retention"] is None:
+        section, name = named[0]
+        raise SpaceError("the stream has no retention set to score (give one with --retention "
+                         "FILE or a `retention:` entry in the stream spec)", source=source,
+                         field=f"{section}.{name}")
 
 
 # ------------------------------------------------------------------------------ resume
@@ -499,8 +522,9 @@ def run_search(run_config: RunConfig, *, resume: bool = False, progress: Any = N
         _new_engine(space, run_config)  # bad algorithm settings fail before the directory exists
         _check_setup(run_config)
         _check_reports(run_config, target)
-        rd = RunDir.create(run_config.run_dir, run_config, space,
-                           fingerprints=_fingerprints(run_config))
+        fingerprints = _fingerprints(run_config)
+        _check_retention(space, run_config.space, fingerprints)
+        rd = RunDir.create(run_config.run_dir, run_config, space, fingerprints=fingerprints)
         created = True
     executor = None
     try:

@@ -10,7 +10,8 @@ caps), and writes into OUT:
     metrics.json                                                      objectives, accuracy matrix, test accuracy
     samples.json                                                      causal LMs: answers to held-out
                                                                       prompts before training, after
-                                                                      their own task, at the end
+                                                                      their own task, at the end; and
+                                                                      to retention prompts before / after
 
 A causal LM's adapter loads with ``PeftModel.from_pretrained(base_model, OUT/adapter)``.
 """
@@ -68,7 +69,8 @@ def train_exported(config: str | os.PathLike, out: str | os.PathLike, *, stream:
     prov = _field(doc, "provenance", src)
     options = _field(doc, "evaluator_options", src)
     try:
-        Options.from_mapping(options)
+        opts = Options.from_mapping({**options, "max_eval_per_task": None,
+                                     "max_test_per_task": None})
     except UserError as e:
         raise UserError(e.rule, source=src, field=f"evaluator_options.{e.field}") from None
     stream_name = stream or prov.get("stream") or "default"
@@ -83,14 +85,17 @@ def train_exported(config: str | os.PathLike, out: str | os.PathLike, *, stream:
     folder = OutputFolder(out, "train", force=force, own_ok=False)  # refused before loading
 
     bk = load_backbone(backbone_name)
-    st = load_stream(stream_name, seed=int(options.get("stream_seed", 0)))
+    st = load_stream(stream_name, seed=opts.stream_seed)
 
     causal = getattr(bk, "kind", "encoder") == "causal_lm"
     recorder = None
     if causal:
         from evocl.cl.evaluation import resolve_device
         from evocl.cl.samples import SampleRecorder
+        from evocl.streams.retention import apply_options
 
+        st = apply_options(st, task_metric=opts.task_metric, retention=opts.retention,
+                           retention_metric=opts.retention_metric)
         recorder = SampleRecorder(st, bk.tokenizer, st.n_tasks, resolve_device(device))
 
     def save(model: Any) -> None:
@@ -107,8 +112,10 @@ def train_exported(config: str | os.PathLike, out: str | os.PathLike, *, stream:
     try:
         try:
             result = evaluate(doc["config"], st, bk, train_seed, device=device,
-                              max_length=int(options.get("max_length", 64)), max_eval_per_task=None,
-                              max_test_per_task=None, on_trained=save, on_task_model=recorder)
+                              options=opts.__class__.from_mapping(
+                                  {**opts.to_dict(), "task_metric": None, "retention": None,
+                                   "retention_metric": None}),
+                              on_trained=save, on_task_model=recorder)
         except EvaluationError as exc:
             raise UserError(f"training failed: {exc.reason}", source=src) from None
         if causal:
@@ -126,4 +133,4 @@ def train_exported(config: str | os.PathLike, out: str | os.PathLike, *, stream:
     o = result.objectives
     return {"acc": o["acc"], "forgetting": o["forgetting"], "bwt": o["bwt"],
             "test_acc_mean": result.metrics["test_acc"]["mean"],
-            **({"perplexity": o["perplexity"]} if "perplexity" in o else {})}
+            **{k: o[k] for k in ("perplexity", "retention", "retention_drop") if k in o}}

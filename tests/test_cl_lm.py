@@ -90,21 +90,27 @@ def test_lora_targets_of_causal_layouts(lm) -> None:
 
 @pytest.mark.slow
 def test_smollm2_trains_a_few_steps_and_its_adapter_generates(tmp_path) -> None:
-    """The real SmolLM2-135M-Instruct on the real `chat` stream: two LoRA steps, the adapter
-    saved as `evocl train` saves it, reloaded with PeftModel.from_pretrained, and generating."""
+    """The real SmolLM2-135M-Instruct on a user's multi-turn chat stream (exact-match task,
+    its own retention set, scored by greedy generation): two LoRA steps, the adapter saved as
+    `evocl train` saves it, reloaded with PeftModel.from_pretrained, and generating."""
+    from pathlib import Path
+
     from peft import PeftModel
 
     from evocl.cl import load_backbone
     from evocl.streams import encode_prompt, load_stream
 
     bk = load_backbone("smollm2")
-    stream = load_stream("chat", seed=0)
+    stream = load_stream(str(Path(__file__).parent / "data" / "chat" / "chat.yaml"), seed=0)
     r = evaluate({"lr": 1e-3, "steps_per_task": 2, "batch_size": 2}, stream, bk, 0,
-                 device="cpu", fitness_tasks=1, max_length=32, max_eval_per_task=4,
-                 max_test_per_task=4,
+                 device="cpu", fitness_tasks=1, max_length=96, max_eval_per_task=4,
+                 max_test_per_task=4, max_new_tokens=8,
                  on_trained=lambda m: m.lm.save_pretrained(str(tmp_path / "adapter")))
     assert r.ok, r.error
-    assert 0.0 < r.objectives["acc"] < 1.0 and r.objectives["perplexity"] > 1.0
+    assert 0.0 <= r.objectives["acc"] <= 1.0 and r.objectives["perplexity"] > 1.0
+    assert r.metrics["task_metrics"] == ["exact_match"]
+    assert r.metrics["retention"]["scores"][0] > 0.0  # the instruct model answers "Say hello."
+    assert 0.0 <= r.objectives["retention_drop"] <= 1.0
     model = PeftModel.from_pretrained(bk.model, str(tmp_path / "adapter"))
     ids = torch.tensor([encode_prompt(bk.tokenizer, "What is the capital of France?")])
     with torch.no_grad():

@@ -67,6 +67,8 @@ def test_search_uses_the_lm_space_and_resumes_exactly_once(run_dir):
     assert base_c.id == 0 and base_c.config["replay"] is False  # sequential fine-tuning first
     assert base_r.ok, base_r.error
     assert base_r.metrics["scenario"] == "generative" and "perplexity" in base_r.objectives
+    assert "retention_drop" in base_r.objectives  # the default retention set: BBC headlines
+    assert base_r.metrics["retention"]["set"] == "bbc-headlines"
     assert len(base_r.metrics["accuracy_matrix"]) == 2
     assert all(r.ok for _, r in view.evaluations), [r.error for _, r in view.evaluations]
 
@@ -116,10 +118,12 @@ def test_train_saves_a_peft_adapter_samples_and_metrics(run_dir, tmp_path, env):
     assert len(metrics["metrics"]["accuracy_matrix"]) == 4  # the whole chat stream
     assert metrics["objectives"]["perplexity"] > 1.0
     samples = json.loads((out / "samples.json").read_text())
-    assert {s["task"] for s in samples} == {0, 1, 2, 3}
+    assert {s["task"] for s in samples} == {0, 1, 2, 3, "retention"}
     for s in samples:
         assert s["prompt"] and s["reference"]
-        assert all(isinstance(s[k], str) for k in ("before", "after_own_task", "final"))
+        keys = ("before", "final") if s["task"] == "retention" else \
+            ("before", "after_own_task", "final")
+        assert all(isinstance(s[k], str) for k in keys)
 
     import torch
     from peft import PeftModel

@@ -28,6 +28,9 @@ class SplitTensors:
     task: torch.Tensor
     offsets: tuple[int, ...]
     targets: torch.Tensor | None = None  # generative streams: 1 where a token is predicted
+    #: generative held-out splits: each row's reference answer (its last assistant turn; None
+    #: for a text row or a prompt without an answer), for the generation-scored metrics
+    references: tuple[str | None, ...] | None = None
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -61,16 +64,29 @@ class StreamTensors:
     fingerprint: str
     max_length: int = 0
     max_eval_per_task: int | None = None
+    #: generative streams: each task's metric (`evocl.cl.names.TASK_METRICS`)
+    task_metrics: tuple[str, ...] = ()
+    #: generative streams: the retention set's rows (one "task", references), metric and name
+    retention: SplitTensors | None = None
+    retention_metric: str = ""
+    retention_name: str = ""
 
     @property
     def n_tasks(self) -> int:
         return len(self.task_classes)
 
+    def metric(self, t: int) -> str:
+        """Task t's metric (token accuracy for a classifier's or an unnamed one)."""
+        return self.task_metrics[t] if t < len(self.task_metrics) else "token_accuracy"
 
-def _split(parts: list[Any], cap: int | None, sort: bool) -> SplitTensors:
+
+def _split(parts: list[Any], cap: int | None, sort: bool,
+           answers: list[tuple[str | None, ...]] | None = None) -> SplitTensors:
     """Rows of every task's part, padded to one width. A part of a generative stream has a
-    ``target_mask`` and no labels (its labels tensor is zeros)."""
+    ``target_mask`` and no labels (its labels tensor is zeros); ``answers[t]`` are the
+    reference answers of task t's source rows (looked up through the part's ``rows``)."""
     ids_l, mask_l, lab_l, task_l, tgt_l, offsets = [], [], [], [], [], [0]
+    refs: list[str | None] = []
     generative = bool(parts) and getattr(parts[0], "target_mask", None) is not None
     for t, part in enumerate(parts):
         ids = np.asarray(part.input_ids, dtype=np.int64)
@@ -86,6 +102,8 @@ def _split(parts: list[Any], cap: int | None, sort: bool) -> SplitTensors:
             order = np.sort(np.random.default_rng(t).permutation(len(lab))[:cap])
         if sort:
             order = order[np.argsort(mask[order].sum(1), kind="stable")]
+        if answers is not None:
+            refs.extend(answers[t][int(part.rows[i])] for i in order)
         ids_l.append(ids[order])
         mask_l.append(mask[order])
         lab_l.append(lab[order])
@@ -109,23 +127,40 @@ def _split(parts: list[Any], cap: int | None, sort: bool) -> SplitTensors:
                         lengths=torch.from_numpy(last.astype(np.int64)).clamp(min=1),
                         labels=torch.from_numpy(np.concatenate(lab_l)),
                         task=torch.from_numpy(np.concatenate(task_l)), offsets=tuple(offsets),
-                        targets=None if tgt_all is None else torch.from_numpy(tgt_all))
+                        targets=None if tgt_all is None else torch.from_numpy(tgt_all),
+                        references=tuple(refs) if answers is not None else None)
 
 
 def stream_tensors(tokenized: Any, max_eval_per_task: int | None = None,
-                   max_test_per_task: int | None = None) -> StreamTensors:
-    """From a streams.TokenizedStream (``.stream`` and ``.tasks[t].train/val/test``)."""
+                   max_test_per_task: int | None = None, retention: Any = None
+                   ) -> StreamTensors:
+    """From a streams.TokenizedStream (``.stream`` and ``.tasks[t].train/val/test``);
+    ``retention``: the retention set's tokenized part (`lm_tokens.encode_retention` arrays as
+    a TokenizedGenerativeSplit), already capped."""
     stream = tokenized.stream
     tasks = tokenized.tasks
+    generative = stream.scenario == "generative"
+
+    def answers(which: str) -> list[tuple[str | None, ...]] | None:
+        return [t.split(which).responses for t in stream.tasks] if generative else None
+
+    ret = stream.retention if generative else None
     return StreamTensors(
         scenario=stream.scenario, n_classes=len(stream.class_names),
         task_classes=tuple(tuple(int(c) for c in getattr(t, "classes", ()) or ())
                            for t in stream.tasks),
         train=_split([t.train for t in tasks], None, sort=False),
-        val=_split([t.val for t in tasks], max_eval_per_task, sort=True),
-        test=_split([t.test for t in tasks], max_test_per_task, sort=True),
+        val=_split([t.val for t in tasks], max_eval_per_task, sort=True, answers=answers("val")),
+        test=_split([t.test for t in tasks], max_test_per_task, sort=True,
+                    answers=answers("test")),
         fingerprint=stream.fingerprint, max_length=int(tokenized.max_length),
-        max_eval_per_task=max_eval_per_task)
+        max_eval_per_task=max_eval_per_task,
+        task_metrics=tuple(t.metric or "token_accuracy" for t in stream.tasks)
+        if generative else (),
+        retention=(_split([retention], None, sort=True, answers=[ret.split.responses])
+                   if retention is not None and ret is not None else None),
+        retention_metric=ret.metric if ret is not None else "",
+        retention_name=ret.name if ret is not None else "")
 
 
 def class_masks(data: StreamTensors, n_tasks: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -52,6 +52,8 @@ class WorkerCache:
     """The cached tensors of one (backbone, stream tensors) pair in one worker."""
 
     entries: dict[tuple, list[torch.Tensor]] = field(default_factory=dict)
+    #: a causal LM's untrained rounds (scores, answers: small), by round key
+    rounds: dict[tuple, Any] = field(default_factory=dict)
     nbytes: int = 0
     hits: int = 0
     tuple_out: bool = False  # the layers return a tuple (transformers 4.x), not the hidden states

@@ -27,7 +27,7 @@ from evocl.cl.data import StreamTensors, stream_tensors
 from evocl.cl.evalcache import worker_cache
 from evocl.cl.learners import LEARNERS
 from evocl.cl.model import build_model
-from evocl.cl.names import LM_OBJECTIVES, OBJECTIVES, Options
+from evocl.cl.names import LM_OBJECTIVES, OBJECTIVES, RETENTION_OBJECTIVES, Options
 from evocl.cl.params import resolve
 from evocl.cl.strategies.ewc import fisher_samples_for
 from evocl.cl.train import run_stream
@@ -52,22 +52,45 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 def prepare(stream: Any, backbone: Backbone, max_length: int = 64,
             max_eval_per_task: int | None = 64,
-            max_test_per_task: int | None = None) -> StreamTensors:
-    """Tokenize (streams.tokenize_stream caches) and tensorize a stream once per worker."""
+            max_test_per_task: int | None = None, *,
+            options: Options | None = None) -> StreamTensors:
+    """Tokenize (streams.tokenize_stream caches) and tensorize a stream once per worker.
+    ``options``: the stream overrides (task_metric, retention, retention_metric) and the
+    retention cap (max_retention) of the evaluator options."""
     if isinstance(stream, StreamTensors):
         return stream
     from evocl.streams import tokenize_stream
+    from evocl.streams.retention import apply_options
 
+    opts = options or Options()
+    stream = apply_options(stream, task_metric=opts.task_metric, retention=opts.retention,
+                           retention_metric=opts.retention_metric)
     key = (stream.fingerprint, id(backbone.tokenizer), max_length, max_eval_per_task,
-           max_test_per_task)
+           max_test_per_task, opts.max_retention)
     hit = _TENSORS.get(key)
     if hit is None:
         hit = stream_tensors(tokenize_stream(stream, backbone.tokenizer, max_length),
-                             max_eval_per_task, max_test_per_task)
+                             max_eval_per_task, max_test_per_task,
+                             retention=_retention_part(stream, backbone.tokenizer, max_length,
+                                                       opts.max_retention))
         _TENSORS[key] = hit
         while len(_TENSORS) > 4:
             _TENSORS.popitem(last=False)
     return hit
+
+
+def _retention_part(stream: Any, tokenizer: Any, max_length: int, cap: int | None) -> Any:
+    """The retention set's first ``cap`` rows, tokenized (None without one)."""
+    if getattr(stream, "retention", None) is None or not stream.generative:
+        return None
+    from evocl.streams import TokenizedGenerativeSplit
+    from evocl.streams.lm_tokens import encode_retention
+    from evocl.streams.types import GenerativeSplit
+
+    split = stream.retention.split
+    if cap is not None and len(split) > cap:
+        split = GenerativeSplit(split.prompts[:cap], split.responses[:cap], split.messages[:cap])
+    return TokenizedGenerativeSplit(*encode_retention(split, tokenizer, max_length))
 
 
 def evaluate(config: Mapping[str, Any], stream: Any, backbone: Backbone, seed: int,
@@ -100,7 +123,7 @@ def evaluate(config: Mapping[str, Any], stream: Any, backbone: Backbone, seed: i
         opts = Options.from_mapping({**opts.to_dict(), **option_values})
     params = resolve(config)
     data = prepare(stream, backbone, opts.max_length, opts.max_eval_per_task,
-                   opts.max_test_per_task)
+                   opts.max_test_per_task, options=opts)
     n_tasks = data.n_tasks if fitness_tasks is None else int(fitness_tasks)
     if not 1 <= n_tasks <= data.n_tasks:
         raise UserError(f"must be between 1 and {data.n_tasks}, got {fitness_tasks}",
@@ -115,9 +138,14 @@ def evaluate(config: Mapping[str, Any], stream: Any, backbone: Backbone, seed: i
         # a causal LM's frozen weights in bf16 on a GPU (its adapters stay fp32)
         frozen_dtype = torch.bfloat16 if kind == "causal_lm" and amp == torch.bfloat16 else None
         model = build_model(backbone, params, data.n_classes, seed, frozen_dtype).to(dev)
+        if opts.gradient_checkpointing:
+            from evocl.cl.model import enable_gradient_checkpointing
+
+            enable_gradient_checkpointing(model)
         learner = LEARNERS.load(kind)(model, data, n_tasks, dev, amp, opts,
                                                has_dropout=params.lora_dropout > 0.0)
         learner.shared = worker_cache(backbone.model, data)
+        learner.tokenizer = backbone.tokenizer
         n_trainable = sum(p.numel() for p in learner.trainable_list)
         hook = None
         if on_task_end is not None:
@@ -125,10 +153,12 @@ def evaluate(config: Mapping[str, Any], stream: Any, backbone: Backbone, seed: i
                 report = task_report(t, n_tasks, R, b, time.perf_counter() - start)
                 report.update(trainable_params=float(n_trainable),
                               wall_time=report["elapsed"], peak_memory_mb=_peak_memory_mb(dev))
+                report.update(retention_objectives(getattr(learner, "retention_scores", [])))
                 return bool(on_task_end(report))
         out = run_stream(learner, params, seed, opts, on_task_end=hook, observe=on_task_model)
         if on_trained is not None and out.stopped_after is None:
             on_trained(model)
+        retention = list(getattr(learner, "retention_scores", []))
     del model, learner
     trained = n_tasks if out.stopped_after is None else out.stopped_after
     summary = metrics.summarize([row[:trained] for row in out.R], out.baseline[:trained])
@@ -140,6 +170,9 @@ def evaluate(config: Mapping[str, Any], stream: Any, backbone: Backbone, seed: i
         final_nll = out.extra["val_nll"][trained][:trained]  # row 0 is the untrained model
         objectives["perplexity"] = sum(math.exp(min(v, 50.0)) for v in final_nll) / trained
         names = OBJECTIVES + LM_OBJECTIVES
+    if retention:  # the untrained model's score, then one after each task trained
+        objectives.update(retention_objectives(retention[:trained + 1]))
+        names = names + RETENTION_OBJECTIVES
     test = ({"per_task": out.test_acc, "mean": sum(out.test_acc) / len(out.test_acc)}
             if out.test_acc else None)
     return Result(
@@ -152,6 +185,7 @@ def evaluate(config: Mapping[str, Any], stream: Any, backbone: Backbone, seed: i
             "scenario": data.scenario, "stream_fingerprint": data.fingerprint,
             "backbone": backbone.name, "device": str(dev), "seed": int(seed),
             "config_resolved": params.to_dict(), "final_task_loss": out.final_losses,
+            **_metric_names(data, n_tasks, retention),
             "drift_from_task0": out.drift_from_task0,
             **({"matrices": out.extra} if out.extra else {}),
             **({"strategy_counters": out.counters} if out.counters else {}),
@@ -162,6 +196,31 @@ def evaluate(config: Mapping[str, Any], stream: Any, backbone: Backbone, seed: i
                         "fisher_samples": fisher_samples_for(params, opts.fisher_samples)},
         },
         wall_time=wall)
+
+
+def retention_objectives(scores: list[float]) -> dict[str, float]:
+    """``retention`` (the last score / the untrained model's; 1 when that is 0) and
+    ``retention_drop`` (untrained minus last, clipped at 0) of the retention scores so far
+    (``scores[0]``: the untrained model); empty without a retention set."""
+    if not scores:
+        return {}
+    first, last = float(scores[0]), float(scores[-1])
+    return {"retention": last / first if first > 0 else 1.0,
+            "retention_drop": max(0.0, first - last)}
+
+
+def _metric_names(data: StreamTensors, n_tasks: int, retention: list[float]) -> dict[str, Any]:
+    """What R[i][j] and the retention scores are (for results, reports and exports)."""
+    if data.scenario != "generative":
+        return {}
+    names = [data.metric(j) for j in range(n_tasks)]
+    out: dict[str, Any] = {"metric": names[0] if len(set(names)) == 1 else "mixed",
+                           "task_metrics": names}
+    if retention:
+        out["retention"] = {"set": data.retention_name, "metric": data.retention_metric,
+                            "rows": len(data.retention) if data.retention is not None else 0,
+                            "scores": retention}
+    return out
 
 
 def _rounded(value: Any) -> Any:

@@ -35,7 +35,8 @@ class CLEvaluator:
             stream = load_stream(stream, seed=self.options.stream_seed)
         self.stream = stream
         self.data = prepare(stream, self.backbone, self.options.max_length,
-                            self.options.max_eval_per_task, self.options.max_test_per_task)
+                            self.options.max_eval_per_task, self.options.max_test_per_task,
+                            options=self.options)
         if fitness_tasks is not None and not 1 <= int(fitness_tasks) <= self.data.n_tasks:
             raise UserError(f"must be between 1 and {self.data.n_tasks}, got {fitness_tasks}",
                             field="fitness_tasks")

@@ -223,3 +223,22 @@ def build_model(backbone: Backbone, params: CLParams, n_classes: int, seed: int,
 def trainable(model: nn.Module) -> dict[str, torch.Tensor]:
     """The trainable parameters by name (LoRA matrices and the head)."""
     return {n: p for n, p in model.named_parameters() if p.requires_grad}
+
+
+def enable_gradient_checkpointing(model: nn.Module) -> None:
+    """Recompute each transformer layer's activations in the backward pass (transformers'
+    ``gradient_checkpointing_enable``, non-reentrant), PEFT-compatible: the input embeddings'
+    output requires grad (``enable_input_require_grads``, as PEFT's
+    ``prepare_model_for_kbit_training`` does), so the frozen backbone passes gradients on to
+    the adapters. A causal LM (``LMModel``) or a classifier's encoder (``CLModel``)."""
+    inner = model.lm.get_base_model() if isinstance(model, LMModel) else \
+        model.encoder.get_base_model()
+    if not getattr(inner, "supports_gradient_checkpointing", False):
+        raise BackboneError(f"{type(inner).__name__} does not support gradient checkpointing",
+                            source="evaluator_options", field="gradient_checkpointing")
+    kwargs = {"use_reentrant": False}
+    if hasattr(inner, "activation_checkpointing_enable"):  # transformers >= 5 (the new name)
+        inner.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:  # pragma: no cover - depends on the installed transformers
+        inner.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    inner.enable_input_require_grads()

@@ -6,17 +6,46 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
-from evocl.errors import UserError
+from evocl.errors import StreamError, UserError
 
 #: objectives every CL evaluation reports (a space's objectives and constraints pick from these)
 OBJECTIVES = ("acc", "forgetting", "bwt", "fwt", "plasticity", "trainable_params",
               "wall_time", "peak_memory_mb")
 #: reported in addition on generative (causal-LM) streams
 LM_OBJECTIVES = ("perplexity",)
-ALL_OBJECTIVES = OBJECTIVES + LM_OBJECTIVES
+#: reported on generative streams with a retention set (`evocl.streams.retention`)
+RETENTION_OBJECTIVES = ("retention", "retention_drop")
+ALL_OBJECTIVES = OBJECTIVES + LM_OBJECTIVES + RETENTION_OBJECTIVES
+
+#: how a generative task is scored (R[i][j] in [0, 1] under each): teacher-forced next-token
+#: accuracy, or a greedy answer's exact match (SQuAD normalisation) or ROUGE-L F-measure
+TASK_METRICS = ("token_accuracy", "exact_match", "rougeL")
+#: a retention set's scores: the task metrics, or ``agreement`` (no reference answers: ROUGE-L
+#: of the model's greedy answer against the untrained model's)
+RETENTION_METRICS = TASK_METRICS + ("agreement",)
+#: the metrics scored on generated answers
+GENERATION_METRICS = ("exact_match", "rougeL", "agreement")
 
 
-_CHOICES = {"lr_decay": ("linear", "constant"), "precision": ("auto", "fp32", "bf16", "fp16")}
+def check_metric(value: Any, source: str, field: str,
+                 allowed: tuple[str, ...] = TASK_METRICS) -> str:
+    """``value`` if it names a metric in ``allowed``, else a one-line StreamError."""
+    if not isinstance(value, str) or value not in allowed:
+        import difflib
+
+        near = difflib.get_close_matches(str(value), allowed, n=1)
+        hint = f"; did you mean {near[0]!r}?" if near else ""
+        raise StreamError(f"unknown metric {value!r:.40}; expected one of "
+                          f"{', '.join(allowed)}{hint}", source=source, field=field)
+    return value
+
+
+_CHOICES: dict[str, tuple[Any, ...]] = {
+    "lr_decay": ("linear", "constant"), "precision": ("auto", "fp32", "bf16", "fp16"),
+    "task_metric": (None,) + TASK_METRICS, "retention_metric": (None,) + RETENTION_METRICS}
+_BOOLS = ("gradient_checkpointing", "group_by_length")
+_OPTIONAL_INTS = ("max_eval_per_task", "max_test_per_task", "fisher_samples", "max_new_tokens",
+                  "max_retention")
 
 
 @dataclass(frozen=True)
@@ -34,6 +63,19 @@ class Options:
     precision          auto (bf16 autocast on a GPU that has it, else fp16; fp32 on the CPU),
                        fp32, bf16 or fp16 (autocast of the forward passes; losses, adapters
                        and optimizer state stay fp32; bf16 on the CPU reproduces the GPU path)
+    task_metric        causal LMs: every task's metric (token_accuracy, exact_match, rougeL),
+                       overriding the stream's (None: the stream's own)
+    retention          causal LMs: a retention file (JSONL of prompt/response, messages or
+                       prompt-only records) replacing the stream's retention set; "none"
+                       drops it (None: the stream's own, or the built-in default)
+    retention_metric   the retention set's metric (token_accuracy, exact_match, rougeL,
+                       agreement), overriding its own
+    max_retention      retention rows scored (a fixed subset; None: all)
+    max_new_tokens     cap on the tokens generated per answer (None: 64); the budget of a
+                       split is its longest reference in tokens, within the cap
+    gradient_checkpointing  recompute activations in the backward pass (less memory, about
+                       a third more compute), PEFT-compatible
+    group_by_length    training batches of rows of similar length (less padding)
     """
 
     max_length: int = 64
@@ -44,6 +86,13 @@ class Options:
     lr_decay: str = "linear"
     stream_seed: int = 0
     precision: str = "auto"
+    task_metric: str | None = None
+    retention: str | None = None
+    retention_metric: str | None = None
+    max_retention: int | None = 32
+    max_new_tokens: int | None = None
+    gradient_checkpointing: bool = False
+    group_by_length: bool = False
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
@@ -60,11 +109,24 @@ class Options:
         for name, value in values.items():
             if name in _CHOICES:
                 if value not in _CHOICES[name]:
-                    raise UserError(f"must be one of {', '.join(_CHOICES[name])}, got {value!r}",
+                    shown = ", ".join("null" if c is None else c for c in _CHOICES[name])
+                    raise UserError(f"must be one of {shown}, got {value!r}",
                                     source=source, field=name)
                 out[name] = value
                 continue
-            optional = name in ("max_eval_per_task", "max_test_per_task", "fisher_samples")
+            if name in _BOOLS:
+                if not isinstance(value, bool):
+                    raise UserError(f"must be true or false, got {value!r}", source=source,
+                                    field=name)
+                out[name] = value
+                continue
+            if name == "retention":
+                if value is not None and (not isinstance(value, str) or not value.strip()):
+                    raise UserError(f"must be a file path or none, got {value!r}",
+                                    source=source, field=name)
+                out[name] = value
+                continue
+            optional = name in _OPTIONAL_INTS
             if value is None and optional:
                 out[name] = None
                 continue

@@ -47,18 +47,34 @@ class RunOutput:
     counters: dict[str, Any] = field(default_factory=dict)  # per-strategy counts (e.g. projections)
 
 
-class _TaskSampler:
-    """Rows of one task in a seeded random order, reshuffled when exhausted."""
+#: rows per length-sorted group of ``group_by_length``, in batches (as transformers' megabatches)
+GROUP_BATCHES = 50
 
-    def __init__(self, rows: np.ndarray, rng: np.random.Generator):
+
+class _TaskSampler:
+    """Rows of one task in a seeded random order, reshuffled when exhausted. With ``lengths``
+    (``group_by_length``), each run of ``group`` rows of the order is sorted by length, longest
+    first, so that a batch holds rows of similar length (little padding) while the order of
+    groups, and which rows meet in one, stay random."""
+
+    def __init__(self, rows: np.ndarray, rng: np.random.Generator,
+                 lengths: np.ndarray | None = None, group: int = 0):
         self.rows, self.rng = rows, rng
-        self.order, self.pos = rng.permutation(rows), 0
+        self.lengths, self.group = lengths, group
+        self.order, self.pos = self._shuffled(), 0
+
+    def _shuffled(self) -> np.ndarray:
+        order = self.rng.permutation(self.rows)
+        if self.lengths is None or self.group < 2:
+            return order
+        parts = [order[k:k + self.group] for k in range(0, len(order), self.group)]
+        return np.concatenate([p[np.argsort(-self.lengths[p], kind="stable")] for p in parts])
 
     def take(self, n: int) -> np.ndarray:
         out = []
         while n > 0:
             if self.pos >= len(self.order):
-                self.order, self.pos = self.rng.permutation(self.rows), 0
+                self.order, self.pos = self._shuffled(), 0
             k = min(n, len(self.order) - self.pos)
             out.append(self.order[self.pos:self.pos + k])
             self.pos, n = self.pos + k, n - k
@@ -187,9 +203,12 @@ def run_stream(learner: Any, p: Any, seed: int, opts: Any,
     R: list[list[float]] = []
     after_first: list[torch.Tensor] = []
     for t in range(n_tasks):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         learner.current_task = t
-        sampler = _TaskSampler(data.train.rows(t), rng_batch)
+        sampler = _TaskSampler(data.train.rows(t), rng_batch,
+                               data.train.lengths.numpy() if getattr(opts, "group_by_length",
+                                                                     False) else None,
+                               GROUP_BATCHES * p.batch_size)
         opt = _optimizer(named, p, fused=on_device)
         drawn: list[np.ndarray] = []
         step = 0
@@ -252,6 +271,8 @@ def run_stream(learner: Any, p: Any, seed: int, opts: Any,
             last_finite = guard.track(loss_val, last_finite)
         losses.append(guard.task_end(t, last_finite))
         timings["train"] += time.perf_counter() - t0
+        # CPU seconds of the process (all its threads): the cost on a machine shared with others
+        timings["train_cpu"] = timings.get("train_cpu", 0.0) + time.process_time() - c0
         timings["train_per_task"].append(time.perf_counter() - t0)
 
         seen_rows = np.concatenate(drawn)
@@ -268,12 +289,14 @@ def run_stream(learner: Any, p: Any, seed: int, opts: Any,
         R.append(score("val", t))
         timings["eval"] += time.perf_counter() - t0
         if on_task_end is not None and t < n_tasks - 1 and not on_task_end(t, R, baseline):
+            timings.update(getattr(learner, "timings", {}))
             return RunOutput(R=R, baseline=baseline, test_acc=[], timings=timings,
                              final_losses=losses, stopped_after=t + 1, extra=extra,
                              counters=_counters(strategies, guard))
     t0 = time.perf_counter()
     test = score("test", n_tasks - 1)
     timings["test"] = time.perf_counter() - t0
+    timings.update(getattr(learner, "timings", {}))  # the learner's scoring phases
     drift = torch.stack([(a.detach() - b).float().norm() for a, b in zip(plist, after_first)]).norm()
     return RunOutput(R=R, baseline=baseline, test_acc=test, timings=timings,
                      final_losses=losses, drift_from_task0=float(drift), extra=extra,

@@ -109,9 +109,16 @@ def _write_pages(view: Any, out_dir: Path) -> str:
         images.append(("Each parameter against each objective",
                        plots.parameters(ok, space, objectives, out_dir / "parameters.png", **mark)))
     if chosen is not None and chosen[1].metrics.get("accuracy_matrix"):
-        images.append((f"Accuracy matrix of the knee configuration (candidate {chosen[0].id})"
+        what = plots.metric_name(chosen[1])
+        images.append((f"{what[0].upper() + what[1:]} matrix R[i][j] of the knee configuration "
+                       f"(candidate {chosen[0].id})"
                        + (f" beside {label}" if base is not None else ""),
                        plots.accuracy_matrix(chosen, out_dir / "accuracy_matrix.png", **mark)))
+    if chosen is not None and chosen[1].metrics.get("retention"):
+        r = chosen[1].metrics["retention"]
+        images.append((f"Retention set {r['set']!r} ({r['metric']}, {r['rows']} rows) before "
+                       "training and after each task",
+                       plots.retention(chosen, out_dir / "retention.png", **mark)))
 
     (out_dir / "index.html").write_text(_html(view, evaluations, front, chosen, objectives,
                                               images, base, label, imp, imp_note),

@@ -196,8 +196,42 @@ def accuracy_matrix(chosen: Evaluation, path: Path, baseline: Evaluation | None 
             ax.text(j, i, f"{v:.2f}", ha="center", va="center", color="white" if v < 0.6 else "black", fontsize=8)
         ax.set(xlabel="evaluated on task", ylabel="after training task", title=title,
                xticks=range(r.shape[1]), yticks=range(r.shape[0]))
-    fig.colorbar(im, ax=list(axes[0]), fraction=0.046)
+    fig.colorbar(im, ax=list(axes[0]), fraction=0.046, label=metric_name(chosen[1]))
     save(fig, path, 90, marked, bbox_inches="tight")
+    return path.name
+
+
+def metric_name(res: Any) -> str:
+    """What R[i][j] is: a classifier's accuracy, or a generative stream's task metric(s)."""
+    m = res.metrics
+    if m.get("metric") in (None, "accuracy"):
+        return "accuracy"
+    if m["metric"] == "mixed":
+        return "score (" + ", ".join(m.get("task_metrics", [])) + ")"
+    return m["metric"]
+
+
+def retention(chosen: Evaluation, path: Path, baseline: Evaluation | None = None,
+              baseline_label: str = "baseline") -> str:
+    """The retention set's score before training and after each task, for the chosen
+    configuration and the baseline."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.2, 3.2))
+    runs = [(chosen, f"candidate {chosen[0].id}", "C3")]
+    if baseline is not None and baseline[0].id != chosen[0].id \
+            and baseline[1].metrics.get("retention"):
+        runs.insert(0, (baseline, f"{baseline_label} (candidate {baseline[0].id})", "black"))
+    info = chosen[1].metrics["retention"]
+    for (_, res), label, color in runs:
+        scores = res.metrics["retention"]["scores"]
+        ax.plot(range(len(scores)), scores, marker="o", color=color, label=label)
+    n = len(info["scores"])
+    ax.set(xticks=range(n), xticklabels=["untrained"] + [f"after {t}" for t in range(n - 1)],
+           ylabel=f"{info['metric']} on {info['set']}", title="Retention of general ability")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    save(fig, path, 90, baseline)
     return path.name
 
 

@@ -16,11 +16,18 @@ Pairs per task after dropping duplicates (chatterbot-corpus 1.3.3): coding 143, 
 conversation 180, feelings 393 (1,176 of 2,306 pairs; tech_support alone repeats 1,040).
 Splits at seed 0 (val and test 15% of a task, capped at 48; train uncapped): coding
 101/21/21, trivia 322/48/48, conversation 126/27/27, feelings 275/48/48 (a test pins them).
+
+``chat-multiturn`` reads the same files as whole conversations, one row each: turns alternate
+user, assistant, user, ... from the first (as ChatterBot reads them), a trailing user turn is
+dropped (a conversation must end on an assistant turn), so every assistant turn is trained on
+and the last one is scored. Same four tasks. Both streams carry the default retention set
+(`evocl.streams.retention.default_retention`: BBC News headlines).
 """
 
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import yaml
 
@@ -41,19 +48,51 @@ GROUPS: dict[str, tuple[str, ...]] = {
 }
 
 
+def _grouped(rows_of: Any) -> tuple[GenRecord, ...]:
+    """``rows_of(path, task)``'s records of every grouped English file, in GROUPS order."""
+    root = package_dir(PACKAGE, INSTALL) / "data" / "english"
+    return tuple(rec for task, files in GROUPS.items() for stem in files
+                 for rec in rows_of(root / f"{stem}.yml", task))
+
+
 @functools.cache
 def chat_records() -> tuple[GenRecord, ...]:
     """Every (turn, next turn) pair of the grouped English files, in GROUPS order."""
-    root = package_dir(PACKAGE, INSTALL) / "data" / "english"
+    return _grouped(lambda path, task: [GenRecord(p, r, task) for p, r in _pairs(path)])
+
+
+@functools.cache
+def conversation_records() -> tuple[GenRecord, ...]:
+    """Every conversation of the grouped English files as one row, in GROUPS order."""
+    from evocl.streams.generative import conversation_record
+
+    return _grouped(lambda path, task: [conversation_record(t, task)
+                                        for t in _conversations(path)])
+
+
+def _conversations(path) -> list[tuple[tuple[str, str], ...]]:
     out = []
-    for task, files in GROUPS.items():
-        for stem in files:
-            for prompt, response in _pairs(root / f"{stem}.yml"):
-                out.append(GenRecord(prompt, response, task))
-    return tuple(out)
+    for turns in _dialogs(path):
+        texts: list[str] = []
+        for t in turns:  # a blank turn ends the usable part of a dialog
+            if not t:
+                break
+            texts.append(t)
+        texts = texts[: len(texts) // 2 * 2]
+        if texts:
+            out.append(tuple(("user" if i % 2 == 0 else "assistant", t)
+                             for i, t in enumerate(texts)))
+    return out
 
 
 def _pairs(path) -> list[tuple[str, str]]:
+    out = []
+    for turns in _dialogs(path):
+        out.extend((a, b) for a, b in zip(turns, turns[1:]) if a and b)
+    return out
+
+
+def _dialogs(path) -> list[list[str]]:
     try:
         data = read_yaml(path, loader_cls=yaml.BaseLoader, what="chatterbot-corpus file")
     except UserError as exc:
@@ -63,15 +102,21 @@ def _pairs(path) -> list[tuple[str, str]]:
     if not isinstance(conversations, list):
         raise StreamError(f"no conversations; reinstall it with `{INSTALL}`", source=str(path),
                           field="conversations")
-    out = []
-    for turns in conversations:
-        if not isinstance(turns, list):  # trivia.yml holds one stray string: not a dialog
-            continue
-        turns = [t.strip() if isinstance(t, str) else "" for t in turns]
-        out.extend((a, b) for a, b in zip(turns, turns[1:]) if a and b)
-    return out
+    return [[t.strip() if isinstance(t, str) else "" for t in turns] for turns in conversations
+            if isinstance(turns, list)]  # trivia.yml holds one stray string: not a dialog
+
+
+def _default_retention():
+    from evocl.streams.retention import default_retention
+
+    return default_retention()
 
 
 CHAT = Builtin("chat", "generative, 4 tasks of English question -> answer pairs (chatterbot-corpus): "
                "coding, trivia, conversation, feelings", "generative",
-               lambda: list(chat_records()), tuple(GROUPS), max_train=None, max_eval=48)
+               lambda: list(chat_records()), tuple(GROUPS), max_train=None, max_eval=48,
+               retention=_default_retention)
+CHAT_MULTITURN = Builtin("chat-multiturn", "generative, the chat stream's 4 tasks as whole "
+                         "multi-turn conversations (chatterbot-corpus), the last answer scored",
+                         "generative", lambda: list(conversation_records()), tuple(GROUPS),
+                         max_train=None, max_eval=48, retention=_default_retention)

@@ -1,37 +1,53 @@
 """Generative streams (for causal language models): records -> tasks -> seeded splits.
 
-A record is a prompt/response pair (the loss is on the response tokens) or a plain text (the
-loss is on every token: domain-adaptive pre-training); both kinds may share a stream. Every
-record names its task. Rules, as for classification streams (``build.py``):
+A record is a prompt/response pair (the loss is on the response tokens), a conversation
+(``messages``: the loss is on every assistant turn, see ``conversation.py``) or a plain text
+(the loss is on every token: domain-adaptive pre-training); all kinds may share a stream.
+Every record names its task. Rules, as for classification streams (``build.py``):
 
-- exact duplicate rows (the same prompt and response, or the same text) are dropped, the
-  first occurrence kept, so no row is shared between splits or tasks;
+- exact duplicate rows (the same prompt and response, the same conversation, or the same
+  text) are dropped, the first occurrence kept, so no row is shared between splits or tasks;
 - tasks come in the order of ``tasks`` (names; tasks not listed are left out) or in order of
   first appearance;
 - each task is split on its own: its rows are permuted by a seed derived from (seed, task),
   capped to ``max_per_task``, cut into test / val / train by the fractions, then capped per
-  split; rows that carry a ``split`` keep it.
+  split; rows that carry a ``split`` keep it;
+- a task scored by a generated answer (``metrics``: exact_match, rougeL) needs an answer to
+  compare with in every held-out row: a text row there is refused.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 from evocl.errors import StreamError
 from evocl.records import derive_seed
 from evocl.streams.build import SplitRule, split_records
+from evocl.streams.conversation import turns_key
 from evocl.streams.types import GENERATIVE, SPLITS, GenerativeSplit, Stream, Task
 
 
 @dataclass(frozen=True)
 class GenRecord:
-    """One row of a generative stream: ``response`` is None for a plain text (in ``prompt``)."""
+    """One row of a generative stream: ``response`` is None for a plain text (in ``prompt``);
+    ``messages`` the turns of a conversation (then ``prompt`` / ``response`` are its last user
+    and assistant turns)."""
 
     prompt: str
     response: str | None
     task: str
     split: str | None = None
+    messages: tuple[tuple[str, str], ...] | None = None
+
+
+def conversation_record(turns: tuple[tuple[str, str], ...], task: str,
+                        split: str | None = None) -> GenRecord:
+    """The GenRecord of a checked conversation (`conversation.parse_turns`)."""
+    users = [c for r, c in turns if r == "user"]
+    answers = [c for r, c in turns if r == "assistant"]
+    return GenRecord(users[-1] if users else "", answers[-1] if answers else None, task, split,
+                     messages=tuple(turns))
 
 
 def build_generative_stream(
@@ -43,8 +59,10 @@ def build_generative_stream(
     rule: SplitRule = SplitRule(),
     source: str = "<stream>",
     description: str = "",
+    metrics: Mapping[str, str] | None = None,
 ) -> Stream:
-    """Group, split and check ``records``; raise StreamError (one line) on any broken rule."""
+    """Group, split and check ``records``; raise StreamError (one line) on any broken rule.
+    ``metrics`` maps task names to their metric (absent: token accuracy)."""
     rows = _dedup(records)
     if not rows:
         raise StreamError("empty stream: no records", source=source, field="source")
@@ -80,9 +98,17 @@ def build_generative_stream(
             if not parts[which]:
                 raise StreamError(f"task {tname!r} has no {which} rows", source=source,
                                   field=field)
+        metric = (metrics or {}).get(tname)
+        if metric not in (None, "token_accuracy"):
+            for which in ("val", "test"):
+                if any(r.response is None for r in parts[which]):
+                    raise StreamError(f"task {tname!r} is scored by {metric}, which needs an "
+                                      f"answer in every held-out row; its {which} split has text "
+                                      "rows (no response)", source=source, field=field)
         splits = {w: GenerativeSplit(tuple(r.prompt for r in parts[w]),
-                                     tuple(r.response for r in parts[w])) for w in SPLITS}
-        built.append(Task(index=index, name=tname, classes=(), **splits))
+                                     tuple(r.response for r in parts[w]),
+                                     tuple(r.messages for r in parts[w])) for w in SPLITS}
+        built.append(Task(index=index, name=tname, classes=(), metric=metric, **splits))
     return Stream(name=name, scenario=GENERATIVE, class_names=(), tasks=tuple(built),
                   description=description)
 
@@ -91,7 +117,7 @@ def _dedup(records: Iterable[GenRecord]) -> list[GenRecord]:
     seen: set[tuple[str, str | None]] = set()
     out = []
     for r in records:
-        key = (r.prompt, r.response)
+        key = ("\x00messages", turns_key(r.messages)) if r.messages else (r.prompt, r.response)
         if key in seen:
             continue
         seen.add(key)

@@ -1,107 +1,77 @@
-"""Tokens of a generative stream: prompt/response pairs and plain texts for a causal LM.
+"""Tokens of a generative stream: pairs, conversations and plain texts for a causal LM.
 
-Format of a prompt/response pair:
+A prompt/response pair is the conversation ``[user: prompt, assistant: response]``; pairs and
+conversations are rendered by `evocl.streams.conversation` (its docstring: how each assistant
+turn is found):
 
-- with a chat template (``tokenizer.chat_template``): the prompt part is the template rendered
-  for ``[user: prompt]`` with the generation prompt; the response part is what the template
-  adds for ``[user: prompt, assistant: response]`` beyond it, up to and including the last
-  eos (end-of-turn) token: so the target includes the end-of-turn token, and what a template
-  writes after it (a newline) is left out. SmolLM2's template also adds its default system
-  turn to the prompt part.
-- without one: the prompt part is ``prompt + "\\n"`` with the tokenizer's special tokens (a
-  BOS where it adds one); the response part is the response's tokens and the eos token.
+- with a chat template (``tokenizer.chat_template``): the template's text, each assistant
+  turn's target its content up to and including the end-of-turn (eos) token (what a template
+  writes after it, a newline, is left out); SmolLM2's template adds its default system turn;
+- without one: a user (system) turn is ``content + "\\n"`` (the first with the tokenizer's
+  special tokens: a BOS where it adds one), an assistant turn its tokens and the eos token.
 
-``encode_prompt`` gives the prompt part alone: what a model generates from, the same ids as in
+``encode_prompt`` gives a prompt's ids alone: what a model generates from, the same ids as in
 training. A plain text is its tokens with the tokenizer's special tokens.
 
-Targets: ``target_mask[p] == 1`` when token ``p`` is a target predicted from tokens ``< p``:
-the response tokens of a pair, every token but the first of a text; never position 0 nor
-padding. Truncation to ``max_length`` (rule ``prompt-left-v1``) keeps the response: the
-prompt loses tokens from its start (its left: a system turn first, then the start of the
-question) until the row fits, down to its last ``max_length // 4`` tokens (at least one, all
-of a shorter prompt: the end of the question and the assistant header stay); then the
-response keeps its first tokens (a cut response loses its end-of-turn token). A text keeps
-its first ``max_length`` tokens. A row left with no target (a text of one token) is dropped,
-and a warning names the task, split and count; ``rows`` maps tokenized rows to the split's
-rows.
+Targets: ``target_mask[p] == 1`` when token ``p`` is a target predicted from tokens ``< p``.
+Training rows: every assistant turn (TRL's ``assistant_only_loss``), every token but the first
+of a text; held-out rows (val, test): the last assistant turn only, the one that is scored;
+never position 0 nor padding. Truncation to ``max_length`` (rule ``turns-left-v1``) keeps the
+last assistant turn: the tokens before it (the history) lose tokens from their start (their
+left: a system turn first, then the earliest turns) until the row fits, down to their last
+``max_length // 4`` tokens (at least one, all of a shorter history: the end of the last user
+turn and the assistant header stay); only then does the last assistant turn lose its end (a
+cut answer loses its end-of-turn token). What follows the last assistant turn is dropped. A
+text keeps its first ``max_length`` tokens. A row left with no target (a text of one token) is
+dropped, and a warning names the task, split and count; ``rows`` maps tokenized rows to the
+split's rows.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import warnings
 from typing import Any
 
 import numpy as np
 
 from evocl.errors import StreamError
+from evocl.streams.conversation import (
+    TemplateError,
+    encode_conversations,
+    encode_prompt_turns,
+    has_template,
+    template_digest,
+)
 from evocl.streams.types import SPLITS, GenerativeSplit, Stream
 
-TRUNCATION = "prompt-left-v1"
+TRUNCATION = "turns-left-v1"
+#: splits whose rows are scored: only their last assistant turn is a target
+HELD_OUT = ("val", "test")
 
 
 def format_rule(tokenizer: Any) -> str:
     """Names the pair format and the truncation rule: part of the token cache key."""
-    template = getattr(tokenizer, "chat_template", None)
-    if template:
-        text = template if isinstance(template, str) else json.dumps(template, sort_keys=True)
-        digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
-        return f"chat:{digest}:eos={tokenizer.eos_token!r}:{TRUNCATION}"
+    if has_template(tokenizer):
+        return f"chat:{template_digest(tokenizer)}:eos={tokenizer.eos_token!r}:{TRUNCATION}"
     return f"plain-newline-eos:{TRUNCATION}"
 
 
-def _chat(tokenizer: Any) -> bool:
-    return bool(getattr(tokenizer, "chat_template", None))
-
-
-def _render(tokenizer: Any, messages: list[dict[str, str]], generation: bool) -> str:
-    text = tokenizer.apply_chat_template(messages, tokenize=False,
-                                         add_generation_prompt=generation)
-    if not isinstance(text, str):
-        raise StreamError("the tokenizer's chat template did not render to text",
-                          source="tokenizer", field="chat_template")
-    return text
-
-
-def pair_texts(tokenizer: Any, prompt: str, response: str) -> tuple[str, str]:
-    """(prompt part, response part) of a pair with a chat template, as text."""
-    user = [{"role": "user", "content": prompt}]
-    head = _render(tokenizer, user, True)
-    full = _render(tokenizer, user + [{"role": "assistant", "content": response}], False)
-    if not full.startswith(head):
-        raise StreamError("the tokenizer's chat template does not extend the prompt with the "
-                          "answer; pairs cannot be split into prompt and response",
-                          source="tokenizer", field="chat_template")
-    tail = full[len(head):]
-    eos = getattr(tokenizer, "eos_token", None)
-    if eos and eos in tail:
-        tail = tail[: tail.rindex(eos) + len(eos)]
-    return head, tail
+def _template_error(exc: TemplateError) -> StreamError:
+    return StreamError(str(exc), source="tokenizer", field="chat_template")
 
 
 def encode_prompt(tokenizer: Any, prompt: str) -> list[int]:
     """The prompt part's ids, as in training: what a model generates an answer from."""
-    if _chat(tokenizer):
-        text = _render(tokenizer, [{"role": "user", "content": prompt}], True)
-        return list(tokenizer(text, add_special_tokens=False)["input_ids"])
-    return list(tokenizer(prompt + "\n")["input_ids"])
+    return encode_turns_prompt(tokenizer, (("user", prompt),))
 
 
-def _encode_pairs(tokenizer: Any, prompts: list[str], responses: list[str]
-                  ) -> tuple[list[list[int]], list[list[int]]]:
-    if not prompts:
-        return [], []
-    if _chat(tokenizer):
-        parts = [pair_texts(tokenizer, p, r) for p, r in zip(prompts, responses)]
-        heads = tokenizer([h for h, _ in parts], add_special_tokens=False)["input_ids"]
-        tails = tokenizer([t for _, t in parts], add_special_tokens=False)["input_ids"]
-        return [list(x) for x in heads], [list(x) for x in tails]
-    heads = tokenizer([p + "\n" for p in prompts])["input_ids"]
-    tails = tokenizer(list(responses), add_special_tokens=False)["input_ids"]
-    eos = getattr(tokenizer, "eos_token_id", None)
-    end = [] if eos is None else [int(eos)]
-    return [list(x) for x in heads], [list(x) + end for x in tails]
+def encode_turns_prompt(tokenizer: Any, turns: Any) -> list[int]:
+    """The ids a model answers ``turns``' last assistant turn from (all of an open-ended
+    conversation, one that ends on a user turn)."""
+    try:
+        return encode_prompt_turns(tokenizer, turns)
+    except TemplateError as exc:
+        raise _template_error(exc) from None
 
 
 def fit_pair(head: list[int], tail: list[int], max_length: int) -> tuple[list[int], int]:
@@ -114,17 +84,32 @@ def fit_pair(head: list[int], tail: list[int], max_length: int) -> tuple[list[in
     return head[len(head) - keep_head:] + tail[:keep_tail], keep_head
 
 
-def encode_split(split: GenerativeSplit, tokenizer: Any, max_length: int
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(input_ids, attention_mask, target_mask, rows) of one split: int64, right-padded."""
-    pairs = [i for i, r in enumerate(split.responses) if r is not None]
-    texts = [i for i, r in enumerate(split.responses) if r is None]
-    heads, tails = _encode_pairs(tokenizer, [split.prompts[i] for i in pairs],
-                                 [split.responses[i] for i in pairs])
+def fit_conversation(ids: list[int], spans: list[tuple[int, int]], max_length: int,
+                     last_only: bool) -> tuple[list[int], list[int]]:
+    """(ids, target flags) of one conversation after truncation (``turns-left-v1``)."""
+    start, end = spans[-1]
+    kept, first = fit_pair(ids[:start], ids[start:end], max_length)
+    cut = start - first  # tokens dropped from the left of the history
+    flags = [0] * len(kept)
+    for s, e in (spans[-1:] if last_only else spans):
+        for p in range(max(0, s - cut), min(len(kept), e - cut)):
+            flags[p] = 1
+    return kept, flags
+
+
+def encode_split(split: GenerativeSplit, tokenizer: Any, max_length: int,
+                 held_out: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(input_ids, attention_mask, target_mask, rows) of one split: int64, right-padded.
+    ``held_out``: only the last assistant turn of a row is a target."""
+    convs = [i for i in range(len(split)) if split.turns(i) is not None]
+    texts = [i for i in range(len(split)) if split.turns(i) is None]
+    try:
+        coded = encode_conversations(tokenizer, [split.turns(i) for i in convs])
+    except TemplateError as exc:
+        raise _template_error(exc) from None
     encoded: dict[int, tuple[list[int], list[int]]] = {}
-    for i, h, t in zip(pairs, heads, tails):
-        ids, start = fit_pair(h, t, max_length)
-        encoded[i] = (ids, [0] * start + [1] * (len(ids) - start))
+    for i, enc in zip(convs, coded):
+        encoded[i] = fit_conversation(enc.ids, enc.spans, max_length, held_out)
     if texts:
         for i, ids in zip(texts, tokenizer([split.prompts[i] for i in texts])["input_ids"]):
             ids = list(ids)[:max_length]
@@ -143,6 +128,35 @@ def encode_split(split: GenerativeSplit, tokenizer: Any, max_length: int
     return ids, mask, target, np.array(rows, dtype=np.int64)
 
 
+def encode_retention(split: GenerativeSplit, tokenizer: Any, max_length: int
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A retention split as `encode_split` gives a held-out split, every row kept: a row with
+    a reference (it ends on an assistant turn) is truncated as a held-out row; a prompt without
+    one keeps its last ``max_length - max_length // 4`` tokens (room for the answer) and has
+    no target token."""
+    try:
+        coded = encode_conversations(tokenizer, [split.turns(i) for i in range(len(split))])
+    except TemplateError as exc:
+        raise _template_error(exc) from None
+    rows = []
+    for i, enc in enumerate(coded):
+        if split.responses[i] is not None and enc.spans:
+            rows.append(fit_conversation(enc.ids, enc.spans, max_length, True))
+        else:
+            keep = max(1, max_length - max_length // 4)
+            rows.append((enc.ids[-keep:], [0] * min(keep, len(enc.ids))))
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    width = max([len(r) for r, _ in rows] + [1])
+    ids = np.full((len(rows), width), pad, dtype=np.int64)
+    mask = np.zeros((len(rows), width), dtype=np.int64)
+    target = np.zeros((len(rows), width), dtype=np.int64)
+    for k, (row, flags) in enumerate(rows):
+        ids[k, : len(row)] = row
+        mask[k, : len(row)] = 1
+        target[k, 1: len(row)] = flags[1:]
+    return ids, mask, target, np.arange(len(rows), dtype=np.int64)
+
+
 def tokenize_generative(stream: Stream, tokenizer: Any, max_length: int) -> list[dict[str, Any]]:
     """Per task, per split: the arrays of ``encode_split``; warns about dropped rows."""
     out = []
@@ -150,7 +164,7 @@ def tokenize_generative(stream: Stream, tokenizer: Any, max_length: int) -> list
         parts = {}
         for which in SPLITS:
             split = task.split(which)
-            parts[which] = encode_split(split, tokenizer, max_length)
+            parts[which] = encode_split(split, tokenizer, max_length, which in HELD_OUT)
             dropped = len(split) - len(parts[which][3])
             if dropped:
                 warnings.warn(f"stream {stream.name!r}: task {task.name!r} {which}: {dropped} "

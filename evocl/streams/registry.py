@@ -31,6 +31,7 @@ class Builtin:
     task_names: tuple[str, ...] | None = None
     max_train: int | None = DEFAULT_MAX_TRAIN
     max_eval: int | None = DEFAULT_MAX_EVAL
+    retention: Callable[[], Any] | None = None  # a generative stream's default retention set
 
 
 @functools.cache
@@ -69,10 +70,16 @@ def _load_builtin(b: Builtin, seed: int, max_train: int | None, max_eval: int | 
                      max_val=b.max_eval if max_eval is None else max_eval,
                      max_test=b.max_eval if max_eval is None else max_eval)
     if b.scenario == GENERATIVE:
+        import dataclasses
+
         from evocl.streams.generative import build_generative_stream
 
-        return build_generative_stream(b.name, b.records(), seed=seed, tasks=b.tasks, rule=rule,
-                                       source=f"builtin:{b.name}", description=b.description)
+        stream = build_generative_stream(b.name, b.records(), seed=seed, tasks=b.tasks,
+                                         rule=rule, source=f"builtin:{b.name}",
+                                         description=b.description)
+        if b.retention is not None:
+            stream = dataclasses.replace(stream, retention=b.retention())
+        return stream
     return build_stream(b.name, b.scenario, b.records(), seed=seed, tasks=b.tasks,
                         task_names=b.task_names, rule=rule, source=f"builtin:{b.name}",
                         description=b.description)
@@ -95,7 +102,9 @@ def list_streams(seed: int = 0) -> list[dict[str, Any]]:
             entry.update(tasks=[], sizes={k: 0 for k in SPLITS}, task_sizes=[], error=str(exc))
         else:
             tasks = [t.name for t in s.tasks] if s.generative else s.task_class_names()
-            entry.update(tasks=tasks, sizes=s.sizes(),
+            from evocl.streams.retention import describe
+
+            entry.update(tasks=tasks, sizes=s.sizes(), retention=describe(s),
                          task_sizes=[{w: len(t.split(w)) for w in SPLITS} for t in s.tasks])
         out.append(entry)
     return out

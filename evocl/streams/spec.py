@@ -14,10 +14,16 @@
 A generative stream (for a causal LM; see ``generative.py`` and ``lm_tokens.py``)::
 
     scenario: generative
-    source: {format: jsonl, path: chat.jsonl}  # {"prompt", "response", "task"} or {"text", "task"}
-    tasks: [greetings, coding]           # optional: task names in order (else first appearance)
+    source: {format: jsonl, path: chat.jsonl}  # {"prompt", "response", "task"}, {"text", "task"},
+                                         # {"messages": [{role, content}...], "task"} (TRL /
+                                         # OpenAI) or {"conversations": [{from, value}...]}
+    metric: rougeL                       # optional: token_accuracy (default), exact_match, rougeL
+    tasks: [{name: qa, metric: exact_match}, greetings]  # optional: task names in order (else
+                                         # first appearance), each a name or {name, metric}
     max_per_task: 500                    # optional cap per task before splitting (by seed)
     splits: {val: 0.1, test: 0.1}        # optional fractions per task
+    retention: {source: {format: jsonl, path: general.jsonl}, metric: rougeL}  # optional
+                                         # (or a path): held-out general rows (`retention.py`)
 
 ``source``: ``format`` jsonl | csv | hf_disk | hf; ``path`` (files) or ``name`` (hf); the
 column names ``text_column`` / ``label_column`` / ``task_column`` / ``split_column`` (defaults
@@ -46,10 +52,14 @@ from evocl.streams.types import GENERATIVE, SCENARIOS, Stream
 from evocl.yamlsafe import read_yaml
 
 SPEC_KEYS = ("name", "scenario", "description", "source", "tasks", "max_per_class",
-             "max_per_task", "splits", "seed")
+             "max_per_task", "splits", "seed", "metric", "retention")
 SOURCE_KEYS = ("format", "path", "name", "config", "split", "text_column", "label_column",
-               "task_column", "split_column", "prompt_column", "response_column")
-COLUMNS = ("text", "label", "task", "split", "prompt", "response")
+               "task_column", "split_column", "prompt_column", "response_column",
+               "messages_column")
+COLUMNS = ("text", "label", "task", "split", "prompt", "response", "messages")
+#: the ShareGPT column of conversations, read when the messages column is absent
+SHAREGPT_COLUMN = "conversations"
+GENERATIVE_ONLY = ("metric", "retention")
 SPLITS_KEYS = ("val", "test")
 FORMATS = ("jsonl", "csv", "hf_disk", "hf")
 OFFLINE_VARS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
@@ -98,6 +108,9 @@ def load_spec_stream(path: Path, seed: int, max_train: int | None = None,
         raise StreamError(f"unknown scenario {scenario!r}; expected one of {list(known)}{hint}",
                           source=src, field="scenario")
     generative = scenario == GENERATIVE
+    for key in GENERATIVE_ONLY:
+        if key in spec and not generative:
+            raise StreamError(f"only a generative stream has a {key}", source=src, field=key)
     wrong_cap = "max_per_class" if generative else "max_per_task"
     if wrong_cap in spec:
         right = "max_per_task" if generative else "max_per_class"
@@ -126,20 +139,59 @@ def load_spec_stream(path: Path, seed: int, max_train: int | None = None,
         raise StreamError("expected a list of tasks", source=src, field="tasks")
     if tasks is not None and scenario not in ("domain-incremental", GENERATIVE):
         tasks = [[str(x) for x in t] if isinstance(t, list) else t for t in tasks]
+    metrics: dict[str, str] = {}
+    if generative:
+        tasks, metrics = _task_metrics(spec, tasks, src)
     records = list(_read_source(spec["source"], path.parent, src, generative))
     if generative:
         from evocl.streams.generative import build_generative_stream
+        from evocl.streams.retention import spec_retention
 
         rule = SplitRule(val=fracs["val"], test=fracs["test"], max_per_task=cap,
                          max_train=max_train, max_val=max_eval, max_test=max_eval)
-        return build_generative_stream(str(spec.get("name") or path.stem), records,
-                                       seed=int(seed) + offset, tasks=tasks, rule=rule,
-                                       source=src, description=str(spec.get("description", "")))
+        if tasks is None and "metric" in spec:  # every task of the data takes the spec's metric
+            metrics = {r.task: str(spec["metric"]) for r in records}  # type: ignore[union-attr]
+        stream = build_generative_stream(str(spec.get("name") or path.stem), records,
+                                         seed=int(seed) + offset, tasks=tasks, rule=rule,
+                                         source=src, description=str(spec.get("description", "")),
+                                         metrics=metrics)
+        return dataclasses.replace(stream, retention=spec_retention(
+            spec.get("retention", "default"), path.parent, src))
     rule = SplitRule(val=fracs["val"], test=fracs["test"], max_per_class=cap,
                      max_train=max_train, max_val=max_eval, max_test=max_eval)
     return build_stream(str(spec.get("name") or path.stem), scenario, records,
                         seed=int(seed) + offset, tasks=tasks, rule=rule, source=src,
                         description=str(spec.get("description", "")))
+
+
+def _task_metrics(spec: dict[str, Any], tasks: list[Any] | None, src: str
+                  ) -> tuple[list[Any] | None, dict[str, str]]:
+    """(task names, metric of each named task) of a generative spec: ``metric`` at the top
+    level applies to every task; a task ``{name, metric}`` overrides it."""
+    from evocl.cl.names import check_metric
+
+    default = spec.get("metric")
+    if default is not None:
+        check_metric(default, src, "metric")
+    if tasks is None:
+        return None, {}
+    names, metrics = [], {}
+    for i, t in enumerate(tasks):
+        metric = default
+        if isinstance(t, dict):
+            _unknown(t, ("name", "metric"), src, f"tasks[{i}]")
+            if "name" not in t:
+                raise StreamError("required key missing", source=src, field=f"tasks[{i}].name")
+            if "metric" in t:
+                metric = check_metric(t["metric"], src, f"tasks[{i}].metric")
+            t = t["name"]
+            if not isinstance(t, (str, int)) or isinstance(t, bool):
+                raise StreamError(f"a task name is a string, got {t!r:.40}", source=src,
+                                  field=f"tasks[{i}].name")
+        names.append(t)
+        if metric is not None and not isinstance(t, (list, tuple, dict)) and t is not None:
+            metrics[str(t)] = str(metric)
+    return names, metrics
 
 
 def _opt_int(value: Any, src: str, field: str) -> int | None:
@@ -215,6 +267,8 @@ class _Rows:
     def check_columns(self, header: list[str], where: str, what: str) -> None:
         c = self.cols
         if self.generative:
+            if c["messages"] in header or SHAREGPT_COLUMN in header:
+                return
             if c["prompt"] in header or c["text"] in header:
                 if c["prompt"] in header and c["response"] not in header:
                     raise StreamError(f"{what} {c['response']!r} missing; header has {header}",
@@ -223,8 +277,8 @@ class _Rows:
                     raise StreamError(CLASSIFICATION_IN_GENERATIVE, source=where,
                                       field=f"{c['label']}_column")
                 return
-            raise StreamError(f"{what}s {c['prompt']!r} and {c['response']!r}, or {c['text']!r}, "
-                              f"missing; header has {header}", source=where,
+            raise StreamError(f"{what}s {c['prompt']!r} and {c['response']!r}, {c['messages']!r} "
+                              f"or {c['text']!r} missing; header has {header}", source=where,
                               field="prompt_column")
         for key in ("text", "label"):
             if c[key] not in header:
@@ -254,6 +308,9 @@ class _Rows:
 
     def _generative(self, row: dict[str, Any], where: str, field_of: str) -> GenRecord:
         cols = self.cols
+        key = cols["messages"] if row.get(cols["messages"]) is not None else SHAREGPT_COLUMN
+        if row.get(key) is not None:
+            return self._conversation(row, key, where, field_of)
 
         def text_of(key: str) -> str | None:
             value = row.get(cols[key])
@@ -287,6 +344,39 @@ class _Rows:
         split = row.get(cols["split"])
         return GenRecord(prompt if prompt is not None else str(text), response, str(task).strip(),
                          None if split in (None, "") else str(split))
+
+
+    def _conversation(self, row: dict[str, Any], key: str, where: str, field_of: str
+                      ) -> GenRecord:
+        from evocl.streams.conversation import ConversationError, parse_turns
+        from evocl.streams.generative import conversation_record
+
+        cols = self.cols
+        value = row[key]
+        if isinstance(value, str):  # a CSV cell holds the list as JSON
+            try:
+                value = json.loads(value)
+            except (json.JSONDecodeError, RecursionError):
+                raise StreamError(f"{field_of} {key!r}: not a JSON list of messages",
+                                  source=where, field=key) from None
+        for other in ("prompt", "response", "text"):
+            if row.get(cols[other]) not in (None, ""):
+                raise StreamError(f"a conversation ({key!r}) and a {cols[other]!r} in one record; "
+                                  "give one or the other", source=where, field=cols[other])
+        sharegpt = key == SHAREGPT_COLUMN or (isinstance(value, list) and bool(value)
+                                              and isinstance(value[0], dict)
+                                              and "from" in value[0] and "role" not in value[0])
+        try:
+            turns = parse_turns(value, key, sharegpt=sharegpt)
+        except ConversationError as exc:
+            raise StreamError(exc.rule, source=where, field=exc.field) from None
+        task = row.get(cols["task"])
+        if task is None or not str(task).strip():
+            raise StreamError(f"{field_of} {cols['task']!r} missing", source=where,
+                              field=cols["task"])
+        split = row.get(cols["split"])
+        return conversation_record(turns, str(task).strip(),
+                                   None if split in (None, "") else str(split))
 
 
 CLASSIFICATION_IN_GENERATIVE = ("a classification record (text and label) in a generative "

@@ -6,15 +6,17 @@ evaluators mask logits to ``Task.classes``, domain-incremental streams reuse the
 every task.
 
 A ``generative`` stream (for causal language models) has no classes: ``class_names == ()``,
-each ``Task.classes == ()``, and its splits are ``GenerativeSplit``s of prompt/response pairs
-or plain texts.
+each ``Task.classes == ()``, and its splits are ``GenerativeSplit``s of prompt/response pairs,
+conversations or plain texts. A generative task names its ``metric`` (None: token accuracy);
+a generative stream may carry a ``retention`` set: held-out rows of no task, scored before
+training and after every task (general ability).
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -54,23 +56,44 @@ class Split:
 class GenerativeSplit:
     """Rows of one split of a generative task. Row ``i`` is a prompt/response pair (loss on the
     response) when ``responses[i]`` is a string, or a plain text (loss on every token; the text
-    is ``prompts[i]``) when ``responses[i]`` is None."""
+    is ``prompts[i]``) when ``responses[i]`` is None; a conversation when ``messages[i]`` is a
+    tuple of turns ``(role, content)`` (`evocl.streams.conversation`; loss on every assistant
+    turn, held-out scoring on the last one): then ``prompts[i]`` is its last user turn and
+    ``responses[i]`` its last assistant turn (None when it ends on a user turn: a retention
+    prompt without an answer). ``messages`` is empty when no row is a conversation."""
 
     prompts: tuple[str, ...]
     responses: tuple[str | None, ...]
+    messages: tuple[tuple[tuple[str, str], ...] | None, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "prompts", tuple(self.prompts))
         object.__setattr__(self, "responses", tuple(self.responses))
+        msgs = tuple(self.messages)
+        object.__setattr__(self, "messages", msgs if any(m is not None for m in msgs) else ())
         if len(self.prompts) != len(self.responses):
             raise ValueError(f"GenerativeSplit: {len(self.prompts)} prompts but "
                              f"{len(self.responses)} responses")
+        if self.messages and len(self.messages) != len(self.prompts):
+            raise ValueError(f"GenerativeSplit: {len(self.prompts)} prompts but "
+                             f"{len(self.messages)} messages")
 
     def __len__(self) -> int:
         return len(self.prompts)
 
-    def record(self, i: int) -> dict[str, str]:
-        """Row ``i`` as the user wrote it: ``{"prompt", "response"}`` or ``{"text"}``."""
+    def turns(self, i: int) -> tuple[tuple[str, str], ...] | None:
+        """Row ``i`` as turns: its conversation, a pair as (user, assistant); None: a text."""
+        if self.messages and self.messages[i] is not None:
+            return self.messages[i]
+        if self.responses[i] is None:
+            return None
+        return (("user", self.prompts[i]), ("assistant", str(self.responses[i])))
+
+    def record(self, i: int) -> dict[str, Any]:
+        """Row ``i`` as the user wrote it: ``{"prompt", "response"}``, ``{"messages"}`` or
+        ``{"text"}``."""
+        if self.messages and self.messages[i] is not None:
+            return {"messages": [{"role": r, "content": c} for r, c in self.messages[i]]}
         if self.responses[i] is None:
             return {"text": self.prompts[i]}
         return {"prompt": self.prompts[i], "response": self.responses[i]}
@@ -87,12 +110,26 @@ class Task:
     train: Split | GenerativeSplit
     val: Split | GenerativeSplit
     test: Split | GenerativeSplit
+    metric: str | None = None  # a generative task's score (None: token_accuracy)
 
     def split(self, which: str) -> Split | GenerativeSplit:
         """The split named ``train``, ``val`` or ``test``."""
         if which not in SPLITS:
             raise ValueError(f"unknown split {which!r}; expected one of {SPLITS}")
         return getattr(self, which)
+
+
+@dataclass(frozen=True, eq=False)
+class RetentionSet:
+    """Held-out rows that belong to no task (general ability), scored by ``metric`` on the
+    untrained model and after every task; ``name`` says where they come from."""
+
+    name: str
+    split: GenerativeSplit
+    metric: str
+
+    def __len__(self) -> int:
+        return len(self.split)
 
 
 @dataclass(frozen=True, eq=False)
@@ -104,6 +141,7 @@ class Stream:
     class_names: tuple[str, ...]
     tasks: tuple[Task, ...]
     description: str = ""
+    retention: RetentionSet | None = None
     fingerprint: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -151,15 +189,28 @@ def stream_fingerprint(stream: Stream) -> str:
     put("\x1f".join(stream.class_names))
     for task in stream.tasks:
         put(f"task {task.index} {task.name} " + ",".join(str(c) for c in task.classes))
+        if task.metric is not None:  # absent by default: older fingerprints stay valid
+            put(f"metric {task.metric}")
         for which in SPLITS:
             split = task.split(which)
             put(f"{which} {len(split)}")
             if isinstance(split, GenerativeSplit):
-                for prompt, response in zip(split.prompts, split.responses):
-                    put(f"T\t{prompt}" if response is None else f"P\t{prompt}")
-                    if response is not None:
-                        put(f"R\t{response}")
+                _put_generative(put, split)
                 continue
             for text, label in zip(split.texts, split.labels.tolist()):
                 put(f"{label}\t{text}")
+    if stream.retention is not None:
+        put(f"retention {stream.retention.name} {stream.retention.metric} "
+            f"{len(stream.retention)}")
+        _put_generative(put, stream.retention.split)
     return h.hexdigest()[:16]
+
+
+def _put_generative(put: Any, split: GenerativeSplit) -> None:
+    for i, (prompt, response) in enumerate(zip(split.prompts, split.responses)):
+        if split.messages and split.messages[i] is not None:
+            put("C\t" + "\x1e".join(f"{r}\x1f{c}" for r, c in split.messages[i]))
+            continue
+        put(f"T\t{prompt}" if response is None else f"P\t{prompt}")
+        if response is not None:
+            put(f"R\t{response}")

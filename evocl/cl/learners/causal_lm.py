@@ -6,10 +6,11 @@ every token but the first of a plain text). The LM head is applied only at the p
 whose next token is a target, so the vocabulary projection is paid for targets alone.
 
     loss        mean token cross-entropy over the batch's target tokens
-    R[i][j]     teacher-forced next-token accuracy on task j's held-out target tokens after
-                task i (micro-averaged over tokens): bounded, higher is better, so ACC, BWT,
-                FWT, forgetting and plasticity keep their definitions; the matrix of mean
-                token NLL comes with it (``matrices.val_nll``), and ``perplexity``
+    R[i][j]     task j's metric on its held-out rows after task i (`evocl.cl.scoring`):
+                teacher-forced next-token accuracy (micro-averaged over tokens; the default),
+                or the exact match / ROUGE-L of greedy answers: bounded, higher is better, so
+                ACC, BWT, FWT, forgetting and plasticity keep their definitions; the matrix of
+                mean token NLL comes with it (``matrices.val_nll``), and ``perplexity``
     distillation token-level KD: T^2 * KL(teacher_T || student_T) over the full vocabulary at
                 every target position, mean over target tokens; the teacher is the model after
                 the previous task (its LoRA tensors through functional_call, eval mode)
@@ -22,6 +23,7 @@ whose next token is a target, so the vocabulary projection is paid for targets a
 from __future__ import annotations
 
 import contextlib
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,11 +31,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.func import functional_call
+from torch.utils.checkpoint import checkpoint
 
 from evocl.cl.learners.base import Learner
 
-#: target positions per LM-head chunk in evaluation (bounds the [n, vocab] logits in memory)
-EVAL_CHUNK = 512
+#: target positions per LM-head chunk of the training losses beyond which they are computed in
+#: checkpointed chunks (SmolLM2's 49,152-token vocabulary: 2,048 positions = 0.4 GB of fp32
+#: logits, against 1.6 GB for a batch of 8 rows of 1,024 target tokens)
+LOSS_CHUNK = 2048
 
 
 @dataclass
@@ -62,8 +67,24 @@ class CausalLMLearner(Learner):
         with self.autocast():
             return self.model.logits(hidden[:, :-1][batch.sel]).float()
 
+    def _head(self, h: torch.Tensor) -> torch.Tensor:
+        with self.autocast():
+            return self.model.logits(h).float()
+
     def loss(self, batch: Batch, out: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(self._target_logits(batch, out), batch.y)
+        """Mean cross-entropy of the target tokens; past ``LOSS_CHUNK`` target positions, in
+        checkpointed chunks (the [n, vocab] logits of a chunk are recomputed in the backward
+        pass, so memory holds one chunk's logits, not all of them)."""
+        if len(batch.y) <= LOSS_CHUNK:
+            return F.cross_entropy(self._target_logits(batch, out), batch.y)
+        h = out[:, :-1][batch.sel]
+
+        def ce_sum(hc: torch.Tensor, yc: torch.Tensor) -> torch.Tensor:
+            return F.cross_entropy(self._head(hc), yc, reduction="sum")
+
+        total = sum(checkpoint(ce_sum, h[c:c + LOSS_CHUNK], batch.y[c:c + LOSS_CHUNK],
+                               use_reentrant=False) for c in range(0, len(h), LOSS_CHUNK))
+        return total / len(h)
 
     def groups(self, rows: np.ndarray) -> np.ndarray:
         return self.data.train.task[rows].numpy()
@@ -75,11 +96,26 @@ class CausalLMLearner(Learner):
     def distill_loss(self, out: torch.Tensor, teacher_out: torch.Tensor, batch: Batch,
                      temperature: float) -> torch.Tensor:
         """T^2 * KL(softmax(teacher/T) || softmax(student/T)) at every target position, mean
-        over the target tokens."""
-        s = self._target_logits(batch, out) / temperature
-        t = teacher_out / temperature
-        return F.kl_div(F.log_softmax(s, -1), F.log_softmax(t, -1), log_target=True,
-                        reduction="batchmean") * temperature ** 2
+        over the target tokens. ``teacher_out``: the teacher's hidden states at the target
+        positions; past ``LOSS_CHUNK`` of them, in checkpointed chunks (as `loss`)."""
+        n = len(batch.y)
+        if n <= LOSS_CHUNK:
+            s = self._target_logits(batch, out) / temperature
+            with torch.no_grad():
+                t = self._head(teacher_out) / temperature
+            return F.kl_div(F.log_softmax(s, -1), F.log_softmax(t, -1), log_target=True,
+                            reduction="batchmean") * temperature ** 2
+        h = out[:, :-1][batch.sel]
+
+        def kl_sum(hc: torch.Tensor, tc: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                t = F.log_softmax(self._head(tc) / temperature, -1)
+            return F.kl_div(F.log_softmax(self._head(hc) / temperature, -1), t,
+                            log_target=True, reduction="sum")
+
+        total = sum(checkpoint(kl_sum, h[c:c + LOSS_CHUNK], teacher_out[c:c + LOSS_CHUNK],
+                               use_reentrant=False) for c in range(0, n, LOSS_CHUNK))
+        return total / n * temperature ** 2
 
     # ------------------------------------------------------------------ EWC
     def fisher(self, rows: np.ndarray, t: int, chunk: int = 1) -> dict[str, torch.Tensor]:
@@ -101,40 +137,87 @@ class CausalLMLearner(Learner):
         return {n: a / max(1, len(rows)) for n, a in acc.items()}
 
     # ------------------------------------------------------------------ scoring
+    #: the backbone's tokenizer (set by `evaluate`): generation-scored metrics decode with it
+    tokenizer: Any = None
+
+    @property
+    def timings(self) -> dict[str, float]:
+        """Seconds of this candidate's scoring: token passes, generation, retention."""
+        if "_timings" not in self.__dict__:
+            self._timings: dict[str, float] = {}
+        return self._timings
+
+    @property
+    def retention_scores(self) -> list[float]:
+        """The retention set's score before training and after each task so far."""
+        if "_retention" not in self.__dict__:
+            self._retention: list[float] = []
+        return self._retention
+
     def eval_round(self, split: str, after: int) -> tuple[list[float], dict[str, list[float]]]:
-        """Token accuracy and mean token NLL on each task j < n_tasks of ``split``."""
+        """Each task j < n_tasks of ``split`` scored by its metric (`evocl.cl.scoring`), with
+        the mean token NLL (and, when a task is scored by generation, the token accuracy) as
+        extra rows; a "val" round scores the retention set too (``retention_scores``). The
+        untrained model's round (``after`` = -1) is the same for every candidate (LoRA B = 0):
+        a worker computes it once (`evocl.cl.evalcache`)."""
+        from evocl.cl import scoring
+        from evocl.cl.evalcache import lora_b_all_zero
+
+        key = None
+        if after == -1 and self.shared is not None and lora_b_all_zero(self.model):
+            key = ("lm-round", split, self.n_tasks, self.data.task_metrics,
+                   self.options.eval_batch_size, self.options.max_new_tokens,
+                   self.options.max_retention, str(self.device), str(self.amp),
+                   torch.get_num_threads())
+            hit = self.shared.rounds.get(key)
+            if hit is not None:
+                self.shared.hits += 1
+                row, extra, retention, untrained = hit
+                if retention is not None:
+                    self.retention_scores.append(retention)
+                    self._untrained = untrained
+                return list(row), {k: list(v) for k, v in extra.items()}
         data = getattr(self.data, split)
-        end = data.offsets[self.n_tasks]
-        order = torch.argsort(data.lengths[:end], stable=True)
-        correct = torch.zeros(self.n_tasks, dtype=torch.float64)
-        nll = torch.zeros(self.n_tasks, dtype=torch.float64)
-        count = torch.zeros(self.n_tasks, dtype=torch.float64)
-        bs = self.options.eval_batch_size
-        with self.eval_mode(), torch.inference_mode():
-            for k in range(0, end, bs):
-                idx = order[k:k + bs]
-                b = self._batch(data, idx, after, np.empty(0, dtype=np.int64))
-                with self.autocast():
-                    hidden = self.model(b.ids, b.mask)[:, :-1][b.sel]
-                row_task = b.task[:, None].expand_as(b.sel)[b.sel]
-                for c in range(0, len(b.y), EVAL_CHUNK):
-                    with self.autocast():
-                        logits = self.model.logits(hidden[c:c + EVAL_CHUNK]).float()
-                    y = b.y[c:c + EVAL_CHUNK]
-                    task = row_task[c:c + EVAL_CHUNK].cpu()
-                    hit = (logits.argmax(-1) == y).double().cpu()
-                    tok_nll = F.cross_entropy(logits, y, reduction="none").double().cpu()
-                    correct.index_add_(0, task, hit)
-                    nll.index_add_(0, task, tok_nll)
-                    count.index_add_(0, task, torch.ones_like(hit))
-        acc = [float(correct[j] / count[j]) if count[j] > 0 else 0.0 for j in range(self.n_tasks)]
-        mean_nll = [float(nll[j] / count[j]) if count[j] > 0 else 0.0 for j in range(self.n_tasks)]
-        return acc, {"nll": mean_nll}
+        t0 = time.perf_counter()
+        acc, nll = scoring.token_scores(self, data, self.n_tasks, after)
+        self.timings["token_scoring"] = self.timings.get("token_scoring", 0.0) + \
+            time.perf_counter() - t0
+        metrics = [self.data.metric(j) for j in range(self.n_tasks)]
+        generated = [j for j, m in enumerate(metrics) if m != "token_accuracy"]
+        row = list(acc)
+        extra: dict[str, list[float]] = {"nll": nll}
+        if generated:
+            extra["token_accuracy"] = list(acc)
+            for j, v in scoring.generation_scores(self, data, generated, metrics).items():
+                row[j] = v
+        retention = None
+        if split == "val" and self.data.retention is not None:
+            retention = self.retention_round(after)
+        if key is not None:
+            self.shared.rounds[key] = (list(row), {k: list(v) for k, v in extra.items()},
+                                       retention, getattr(self, "_untrained", None))
+        return row, extra
+
+    def retention_round(self, after: int) -> float:
+        """The retention set's score now (appended to ``retention_scores``)."""
+        from evocl.cl import scoring
+
+        t0 = time.perf_counter()
+        metric = self.data.retention_metric
+        score, said = scoring.retention_score(self, self.data.retention, metric,
+                                              getattr(self, "_untrained", None))
+        if after == -1 and metric == "agreement":
+            self._untrained = said
+        self.timings["retention"] = self.timings.get("retention", 0.0) + \
+            time.perf_counter() - t0
+        self.retention_scores.append(score)
+        return score
 
 
 class _Teacher:
-    """The model as it stood after the previous task: its logits at the batch's target
-    positions (not cached: a vocabulary-sized row per token is too big to keep)."""
+    """The model as it stood after the previous task: its last hidden states at the batch's
+    target positions (the distillation loss applies the LM head, in chunks for long rows: a
+    vocabulary-sized row per token is too big to keep)."""
 
     def __init__(self, learner: CausalLMLearner, params: dict[str, torch.Tensor]):
         self.learner, self.params = learner, params
@@ -144,4 +227,4 @@ class _Teacher:
         with torch.no_grad(), lr.eval_mode() if lr.has_dropout else contextlib.nullcontext():
             with lr.autocast():
                 hidden = functional_call(lr.model, self.params, (batch.ids, batch.mask))
-            return lr._target_logits(batch, hidden)
+            return hidden[:, :-1][batch.sel]
