@@ -73,13 +73,13 @@ def read_retention(path: Path, metric: str | None = None, name: str | None = Non
                    source: str | None = None) -> RetentionSet:
     """A retention set from a JSONL file (module docstring); StreamError naming the line."""
     from evocl.cl.names import RETENTION_METRICS, check_metric
-    from evocl.streams.spec import _read_jsonl
+    from evocl.streams.spec import _open_data, _read_jsonl
 
     src = source or str(path)
     if not path.is_file():
         raise StreamError("retention file not found", source=src, field=f"retention ({path})")
     rows = _RetentionRows()
-    turns = list(_read_jsonl(path, rows))  # type: ignore[arg-type]
+    turns = list(_read_jsonl(path, _open_data(path, src), rows))  # type: ignore[arg-type]
     if not turns:
         raise StreamError("empty retention set: no records", source=str(path), field="record")
     answered = [t[-1][0] == "assistant" for t in turns]
