@@ -158,3 +158,77 @@ def test_search_with_100000_workers_runs_what_the_machine_has(tmp_path):
     lines = [line for line in got.stderr.splitlines() if "workers=100000" in line]
     assert len(lines) == 1, got.stderr[-3000:]
     assert f"running {machine_cpus()} workers" in lines[0], lines[0]
+
+
+# ------------------------------------------------------------ Ray ends with its driver
+def _marked(mark: str) -> list[int]:
+    """Pids whose environment holds ``EVOCL_TEST_MARK=mark`` (the driver's descendants)."""
+    want, out = f"EVOCL_TEST_MARK={mark}".encode(), []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and want in (entry / "environ").read_bytes().split(b"\0"):
+                out.append(int(entry.name))
+        except OSError:
+            continue
+    return out
+
+
+def _actors(mark: str) -> list[int]:
+    return [p for p in _marked(mark) if _cmdline(p).startswith(b"ray::_Worker")]
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()[:80]
+    except OSError:
+        return b""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs /proc (Linux)")
+def test_no_ray_process_survives_a_sigkill_of_the_driver(tmp_path):
+    """Issue 18, item 10: a ``--workers 2`` CL search (the tiny model) SIGKILLed while its
+    actors load the model and evaluate; every
+    process its Ray started (they all inherit the driver's environment, so a mark in it finds
+    them) is gone within 10 s (without the watchdog, Ray's dashboard and runtime-env agents
+    outlived it)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    import uuid
+
+    from _hostile_helpers import ROOT
+
+    mark = uuid.uuid4().hex
+    env = dict(os.environ, PYTHONPATH=str(ROOT), EVOCL_TEST_MARK=mark, OMP_NUM_THREADS="1")
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "evocl.cli", "search", "--run-dir", str(tmp_path / "run"),
+         "--space", "tiny", "--stream", "synthetic", "--backbone", "tiny", "--device", "cpu",
+         "--population", "4", "--generations", "3", "--workers", "2", "--quiet",
+         "-o", "max_eval_per_task=32"], env=env, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
+    journal = tmp_path / "run" / "journal.jsonl"
+    try:
+        end = time.monotonic() + 120
+        while time.monotonic() < end and driver.poll() is None:  # the actors are up, evaluating
+            if journal.exists() and b'"ask"' in journal.read_bytes() and len(_actors(mark)) >= 2:
+                break
+            time.sleep(0.2)
+        assert driver.poll() is None, "the search ended before it could be killed"
+        before = set(_marked(mark)) - {driver.pid}
+        assert len(before) >= 5, before  # GCS, raylet, Ray's agents, 2 actors (and the watchdog)
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+        end = time.monotonic() + 10  # without the watchdog, Ray's agents lived on (15 s+)
+        while time.monotonic() < end and _marked(mark):
+            time.sleep(0.5)
+        left = _marked(mark)
+        assert not left, {p: _cmdline(p) for p in left}
+    finally:
+        for pid in _marked(mark):  # the test never leaves its own processes behind
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass

@@ -12,6 +12,9 @@ Failures become failed Results and the search goes on:
     worker died (kill, OOM)      actor replaced; retried up to ``max_retries`` times, then failed
 ``result.metrics["attempts"]`` counts the attempts.
 
+A Ray instance started here ends with the driver, even after a SIGKILL of it: a watchdog ends
+every process of that instance and no other (`evocl.execution.reaper`).
+
 Per-task reports (``on_report``, early stopping): a worker's evaluation calls back after each
 task; the callback sends the report to ``_Broker``, a small asyncio actor, and waits for the
 answer while the model stays in the worker. The driver long-polls the broker inside
@@ -38,6 +41,7 @@ from evocl.errors import UserError
 from evocl.execution.base import (build_target, check_target_path, evaluate_guarded,
                                   fit_workers, machine_cpus, with_attempts)
 from evocl.execution.packing import AutoPacking, fraction_per_eval, keep_slots
+from evocl.execution.reaper import Reaper
 from evocl.records import Candidate, Result
 
 OBJECT_STORE_BYTES = 200 * 1024 * 1024
@@ -147,6 +151,7 @@ class RayExecutor:
         self.max_retries = max_retries
         self.threads = max(1, int(math.floor(cpus_per_eval)))
         self._started_ray = False
+        self._reaper: Reaper | None = None
         if not ray.is_initialized():
             common = dict(logging_level=logging.WARNING, log_to_driver=False,
                           configure_logging=True)
@@ -154,12 +159,15 @@ class RayExecutor:
                 if ray_address:
                     ray.init(address=ray_address, **common)
                 else:  # a new instance of our own ("local": never one found in /tmp/ray or
-                    # $RAY_ADDRESS), with no more CPUs than the machine has (one always fits)
-                    ray.init(address="local", num_cpus=max(1, math.ceil(cpus_per_eval),
-                                          min(math.ceil(workers * cpus_per_eval), machine_cpus())),
+                    # $RAY_ADDRESS), with no more CPUs than the machine has (one always fits),
+                    # whose processes end with this one (reaper.py)
+                    self._reaper = Reaper()
+                    cpus = min(math.ceil(workers * cpus_per_eval), machine_cpus())
+                    ray.init(address="local", num_cpus=max(1, math.ceil(cpus_per_eval), cpus),
                              include_dashboard=dashboard, dashboard_host="127.0.0.1",
                              object_store_memory=OBJECT_STORE_BYTES, **common)
             except (ConnectionError, ValueError, RuntimeError) as e:
+                self._close_reaper()
                 where = f"join Ray at {ray_address!r}" if ray_address else "start Ray"
                 raise UserError(f"cannot {where}: {str(e).splitlines()[0] if str(e) else e!r}",
                                 field="ray_address") from e
@@ -396,3 +404,9 @@ class RayExecutor:
         if self._started_ray and ray.is_initialized():
             ray.shutdown()
         self._started_ray = False
+        self._close_reaper()
+
+    def _close_reaper(self) -> None:
+        if self._reaper is not None:
+            self._reaper.close()
+            self._reaper = None
