@@ -417,9 +417,27 @@ def main(argv: Optional[List[str]] = None) -> int:
         warnings.formatwarning = saved
 
 
+def _empty_argument(args: List[str]) -> Optional[str]:
+    """The flag (or position) of an empty argument: ``--run-dir ""`` would otherwise mean the
+    current directory (Path("") is "."), and no flag or argument of evocl takes an empty value."""
+    for i, arg in enumerate(args):
+        if not arg.strip():
+            before = args[i - 1] if i else ""
+            return before if before.startswith("-") else f"argument {i + 1}"
+        flag, sep, value = arg.partition("=")
+        if arg.startswith("--") and sep and not value.strip():
+            return flag
+    return None
+
+
 def _main(args: List[str]) -> int:
     debug = "--debug" in args
     command = typer.main.get_command(app)
+    empty = _empty_argument(args)
+    if empty is not None:
+        typer.echo(f"evocl: error: {empty}: empty value; name a path or value "
+                   f"(the current directory is `.`)", err=True)
+        return 2
     try:
         rv = command.main(args=args, prog_name="evocl", standalone_mode=False)
         return int(rv or 0) if isinstance(rv, int) else 0

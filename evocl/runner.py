@@ -355,9 +355,13 @@ def resume_config(run_dir: str | Path, *, objective: str | None = None,
 
 def _check_setup(cfg: RunConfig) -> None:
     """Settings refused before a run directory exists (they would fail every evaluation)."""
-    from evocl.storage.optuna_mirror import check_storage_url
+    from evocl.storage.optuna_mirror import check_storage_url, open_storage
 
     check_storage_url(cfg.storage)
+    open_storage(cfg.storage)
+    if cfg.ray_dashboard and not cfg.ray_address:
+        from evocl.execution.ray_executor import check_dashboard
+        check_dashboard()
     if cfg.objective == "cl":
         from evocl.cl.names import Options
         try:

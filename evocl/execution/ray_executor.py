@@ -128,6 +128,18 @@ class _Job:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def check_dashboard() -> None:
+    """``--ray-dashboard`` needs Ray's dashboard packages (``pip install 'ray[default]'``):
+    refused with one line where they are missing, before anything starts."""
+    from ray._private.utils import get_dashboard_dependency_error
+
+    missing = get_dashboard_dependency_error()
+    if missing is not None:
+        raise UserError(f"Ray's dashboard needs packages that are not installed ({missing}); "
+                        f"pip install 'ray[default]', or run without it",
+                        field="--ray-dashboard")
+
+
 class RayExecutor:
     """``workers`` actors on a local Ray (started here) or an existing cluster (ray_address)."""
 
@@ -146,6 +158,8 @@ class RayExecutor:
         self.max_retries = max_retries
         self.threads = max(1, int(math.floor(cpus_per_eval)))
         self._started_ray = False
+        if dashboard and not ray_address:
+            check_dashboard()
         if not ray.is_initialized():
             common = dict(logging_level=logging.WARNING, log_to_driver=False,
                           configure_logging=True)

@@ -81,9 +81,11 @@ def _write_pages(view: Any, out_dir: Path) -> str:
     space = view.space
     objectives = list(space.objectives)
     evaluations = list(view.evaluations)
-    ok = [(c, r) for c, r, _, _ in pareto.scored(evaluations, space)]   # the one rule
+    drawn, off_scale = plots.plottable(evaluations, objectives)
+    ok = [(c, r) for c, r, _, _ in pareto.scored(drawn, space)]   # the one rule
     front = sorted(view.pareto_front(), key=lambda e: e[0].id)
     chosen = knee(front, objectives) if front else None
+    front_drawn = plots.plottable(front, objectives)[0]
     base = baseline_of(evaluations, space)
     label = baseline_label(view.config.objective)
     mark = {"baseline": base, "baseline_label": label}
@@ -91,12 +93,13 @@ def _write_pages(view: Any, out_dir: Path) -> str:
     images: list[tuple[str, str]] = []
     imp, imp_note = ({}, None)
     if ok:
-        images.append(("Hypervolume and best objectives over evaluations",
-                       plots.progress(evaluations, objectives, out_dir / "progress.png",
+        images.append(("Hypervolume and best objectives over evaluations"
+                       + plots.off_scale_note(off_scale),
+                       plots.progress(drawn, objectives, out_dir / "progress.png",
                                       space.constraints, **mark)))
         images.append(("Pareto front" if len(objectives) <= 2 else "Pareto front (2-D projections)",
-                       plots.pareto(ok, front, objectives, out_dir / "pareto.png", **mark)))
-        rank1, rank2 = front_ranks(evaluations, space)
+                       plots.pareto(ok, front_drawn, objectives, out_dir / "pareto.png", **mark)))
+        rank1, rank2 = front_ranks(drawn, space)
         if rank1:
             images.append(("Parallel coordinates of the Pareto front and the near-front "
                            "(objectives, then parameters; each axis scaled to [0, 1])",
@@ -190,7 +193,8 @@ def _html(view, evaluations: Sequence[Evaluation], front: Sequence[Evaluation],
     imp_html = (importance_table(imp, objectives) + "<p class='note'>fANOVA (Hutter et al. "
                 "2014, via optuna.importance) on the successful evaluations: each parameter's "
                 "share of an objective's variance. A parameter inactive in a configuration "
-                "counts at its default there.</p>") if imp else f"<p class='note'>{e(imp_note or '')}</p>"
+                "counts at its default there.</p>" if imp else "") + (
+                    f"<p class='note'>{e(imp_note)}</p>" if imp_note else "")
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>evocl run {e(Path(cfg.run_dir).name)}</title>
 <style>{STYLE}</style></head><body>

@@ -93,6 +93,32 @@ def check_storage_url(url: str | None) -> None:
                         field="--storage") from None
 
 
+def open_storage(url: str | None, timeout: float = 10.0) -> None:
+    """Connect to ``--storage`` once, before a run directory exists: a database Optuna cannot
+    open (a SQLite file in a missing folder, a server that refuses) is refused with one line
+    instead of a warning once the search runs. Connecting creates an empty SQLite file, as
+    the mirror would."""
+    if url is None:
+        return
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    args = {} if parsed.get_backend_name() == "sqlite" else {"connect_timeout": int(timeout)}
+    try:
+        engine = create_engine(parsed, connect_args=args)
+        try:
+            with engine.connect():
+                pass
+        finally:
+            engine.dispose()
+    except Exception as e:  # noqa: BLE001 - drivers raise their own types
+        why = str(getattr(e, "orig", None) or e).splitlines()
+        raise UserError(f"cannot open {parsed.render_as_string(hide_password=True)!r:.160} "
+                        f"({why[0] if why else type(e).__name__:.160}); nothing was created",
+                        field="--storage") from None
+
+
 class _FlockLock:
     """Optuna journal lock on ``fcntl.flock``: released by the kernel if the process dies.
 
