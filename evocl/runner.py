@@ -98,13 +98,17 @@ class _Progress:
 
 # ------------------------------------------------------------------------------ targets
 def evaluation_target(cfg: RunConfig) -> tuple[str, dict[str, Any]]:
-    """("module:Class", kwargs) that evaluates candidates of this run."""
+    """("module:Class", kwargs) that evaluates candidates of this run. With early stopping at
+    a low fidelity (``low_fidelity`` of the scheduler's options) the target is built with
+    ``low_fidelity=f``: it runs the cheap pass first and reports it (`evocl.cl.evaluation`)."""
+    low = ({} if cfg.early_stop == "none" or cfg.early_stop_options.get("low_fidelity") is None
+           else {"low_fidelity": cfg.early_stop_options["low_fidelity"]})
     if cfg.objective == "cl":
         return CL_TARGET, {"stream": cfg.stream, "backbone": cfg.backbone, "device": cfg.device,
-                           "fitness_tasks": cfg.fitness_tasks, **cfg.evaluator_options}
+                           "fitness_tasks": cfg.fitness_tasks, **cfg.evaluator_options, **low}
     if ":" not in cfg.objective:
         raise UserError(f"must be 'cl' or 'module:attr', got {cfg.objective!r}", field="objective")
-    return cfg.objective, dict(cfg.evaluator_options)
+    return cfg.objective, {**cfg.evaluator_options, **low}
 
 
 def _fingerprints(cfg: RunConfig) -> dict[str, Any]:
@@ -374,7 +378,8 @@ def _new_engine(space: Any, cfg: RunConfig) -> Any:
     engine = create(cfg.algorithm, space, population_size=cfg.population, seed=cfg.seed,
                     initial=list(cfg.initial) or None, **dict(cfg.algorithm_options))
     scheduler = _new_scheduler(space, cfg)
-    if scheduler.name == "asha" and scheduler.options["rungs"] is None:
+    if (scheduler.name == "asha" and scheduler.options["rungs"] is None
+            and scheduler.options["low_fidelity"] is None):
         engine.use_pruner(int(scheduler.options["eta"]), int(scheduler.options["min_tasks"]))
     return engine
 
