@@ -30,7 +30,7 @@ def rep(tasks_seen: int, n_tasks: int = 5, **values: float) -> dict:
 
 
 def test_registry_names_and_none_scheduler():
-    assert SCHEDULERS.names() == ("none", "asha")
+    assert SCHEDULERS.names() == ("none", "asha", "model")
     for name in SCHEDULERS:
         assert SCHEDULERS.load(name).name == name
     none = early_stop.create("none", TWO)

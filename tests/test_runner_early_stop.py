@@ -167,7 +167,7 @@ def test_cli_early_stop_flags(tmp_path, capsys):
               "-o", "name=\"zdt1\"", "-o", "n_var=4", "--population", "4", "--generations", "2",
               "--quiet"]
     assert main([*common, "--run-dir", str(tmp_path / "a"), "--early-stop", "ashaa"]) == 2
-    assert "early_stop: must be one of none, asha, got 'ashaa'; did you mean 'asha'" in \
+    assert "early_stop: must be one of none, asha, model, got 'ashaa'; did you mean 'asha'" in \
         capsys.readouterr().err
     assert main([*common, "--run-dir", str(tmp_path / "b"), "--early-stop", "asha",
                  "--early-stop-option", "eta=1"]) == 2
@@ -187,6 +187,15 @@ def test_cli_early_stop_flags(tmp_path, capsys):
     meta = yaml.safe_load((tmp_path / "d" / "run.yaml").read_text())
     assert meta["config"]["early_stop"] == "asha"
     assert meta["config"]["early_stop_options"] == {"eta": 2}
+    # issue 22's flags: the cheap pass, model-based stopping, cost-aware proposals
+    assert main([*common, "--run-dir", str(tmp_path / "e"), "--low-fidelity", "0.3"]) == 2
+    assert "--low-fidelity: needs an early-stop scheduler" in capsys.readouterr().err
+    assert main([*common, "--run-dir", str(tmp_path / "f"), "-o", "tasks=5",
+                 "--early-stop", "model", "--low-fidelity", "0.3", "--algorithm", "sa-nsga2",
+                 "--cost-aware"]) == 0
+    meta = yaml.safe_load((tmp_path / "f" / "run.yaml").read_text())["config"]
+    assert meta["early_stop"] == "model" and meta["early_stop_options"] == {"low_fidelity": 0.3}
+    assert meta["algorithm_options"] == {"cost_aware": True}
 
 
 def test_optuna_tpe_uses_optunas_pruner_on_one_objective(tmp_path):
@@ -247,9 +256,14 @@ def test_tiny_cl_search_with_asha(tmp_path):
 
 
 # ------------------------------------------------------------------ the cheap pass (issue 22)
-def low_cfg(tmp: Path, name: str, algorithm: str = "nsga2", **kw) -> RunConfig:
-    return asha_cfg(tmp, name, algorithm, early_stop_options={"low_fidelity": 0.25,
-                                                              "rungs": [3]}, **kw)
+SCHEDULERS_AT_LOW = {"asha": {"low_fidelity": 0.25, "rungs": [3]},
+                     "model": {"low_fidelity": 0.25, "rungs": [3], "min_results": 4}}
+
+
+def low_cfg(tmp: Path, name: str, algorithm: str = "nsga2", scheduler: str = "asha",
+            **kw) -> RunConfig:
+    return asha_cfg(tmp, name, algorithm, early_stop=scheduler,
+                    early_stop_options=SCHEDULERS_AT_LOW[scheduler], **kw)
 
 
 def test_low_fidelity_search_prunes_at_the_cheap_pass_and_records_it(tmp_path):
@@ -280,18 +294,21 @@ def test_low_fidelity_search_prunes_at_the_cheap_pass_and_records_it(tmp_path):
 
 
 @pytest.mark.slow
-def test_low_fidelity_killed_between_rungs_and_resumed_equals_uninterrupted(tmp_path):
+@pytest.mark.parametrize("scheduler", ["asha", "model"])
+def test_low_fidelity_killed_between_rungs_and_resumed_equals_uninterrupted(tmp_path,
+                                                                            scheduler):
     """kill -9 after the cheap pass's decision (promoted, not yet trained at full steps), after
     a cheap stop not yet told, and after the 3-task rung: the resumed run equals the
-    uninterrupted one and no decision is made twice."""
-    run_search(low_cfg(tmp_path, "ref"))
+    uninterrupted one and no decision is made twice (``model``: its trees refitted from the
+    journal's reports and results reach every recorded decision again)."""
+    run_search(low_cfg(tmp_path, "ref", scheduler=scheduler))
     ref, ref_decisions = comparable(tmp_path / "ref"), decisions(tmp_path / "ref")
     reports = journal_lines_of_reports(tmp_path / "ref")
     go_low = [k for k, (_, ok) in reports.items() if k[1] == 7 and ok]
     stop_low = [k for k, (_, ok) in reports.items() if k[1] == 7 and not ok]
     at3 = [k for k in reports if k[1] == 3]
     pauses = sorted({go_low[1], stop_low[1], at3[-1]}, key=lambda k: reports[k][0])
-    cfg = low_cfg(tmp_path, "killed")
+    cfg = low_cfg(tmp_path, "killed", scheduler=scheduler)
     cfg = cfg.replace(evaluator_options={**cfg.evaluator_options,
                                          "pause_at": [list(k) for k in pauses]})
     for n, key in enumerate(pauses):

@@ -66,12 +66,15 @@ class Scheduler:
         """The decision already made for this candidate at this task count, else None."""
         return self._decisions.get((int(candidate_id), int(tasks_seen)))
 
-    def decide(self, candidate_id: int, report: Mapping[str, Any]) -> bool:
-        """True: train the candidate on its next task; False: stop it (a pruned result)."""
+    def decide(self, candidate_id: int, report: Mapping[str, Any],
+               config: Mapping[str, Any] | None = None) -> bool:
+        """True: train the candidate on its next task; False: stop it (a pruned result).
+        ``config``: the candidate's configuration (a model-based scheduler reads it)."""
         tasks_seen = _count(report, "tasks_seen")
         known = self.decision(candidate_id, tasks_seen)
         if known is not None:
             return known
+        self._config = config
         ok = bool(self._decide(int(candidate_id), tasks_seen, _count(report, "n_tasks"), report))
         self._decisions[(int(candidate_id), tasks_seen)] = ok
         return ok
@@ -83,6 +86,9 @@ class Scheduler:
     def rungs(self, n_tasks: int) -> list[int]:
         """Task counts at which this scheduler may stop a candidate of ``n_tasks`` tasks."""
         return []
+
+    def observe(self, candidate_id: int, config: Mapping[str, Any], result: Result) -> None:
+        """A told result, in journal order (a model-based scheduler learns from them)."""
 
     # ------------------------------------------------------------------ state
     def state(self) -> dict[str, Any]:
