@@ -196,6 +196,9 @@ def test_cli_early_stop_flags(tmp_path, capsys):
     meta = yaml.safe_load((tmp_path / "f" / "run.yaml").read_text())["config"]
     assert meta["early_stop"] == "model" and meta["early_stop_options"] == {"low_fidelity": 0.3}
     assert meta["algorithm_options"] == {"cost_aware": True}
+    from evocl.report import write_report
+    page = write_report(tmp_path / "f").read_text()
+    assert "model-based stopping" in page and "cost-aware proposals" in page
 
 
 def test_optuna_tpe_uses_optunas_pruner_on_one_objective(tmp_path):
@@ -291,6 +294,10 @@ def test_low_fidelity_search_prunes_at_the_cheap_pass_and_records_it(tmp_path):
     for c in cheap_stops:
         assert by_id[c].state == optuna.trial.TrialState.PRUNED
         assert list(by_id[c].intermediate_values) == [0]
+    from evocl.report import write_report
+    page = write_report(tmp_path / "run").read_text()
+    assert (f"cheap pass (every task at 0.25 of its steps): 24 candidates, {len(cheap_stops)} "
+            f"stopped there, {24 - len(cheap_stops)} promoted") in page
 
 
 @pytest.mark.slow
