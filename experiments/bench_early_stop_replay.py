@@ -278,9 +278,9 @@ def main() -> None:
            "command": "PYTHONPATH=. nice -n 10 .venv/bin/python " + " ".join(sys.argv),
            "pool": {"files": args.pool, "excluded": args.exclude, "candidates": len(pool)},
            "settings": vars(args), "summary": summary, "runs": rows}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=1))
-    print(json.dumps(summary, indent=1))
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_early_stop import save
+    save(args.out, out, summary)
 
 
 if __name__ == "__main__":

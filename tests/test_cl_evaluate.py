@@ -221,6 +221,9 @@ def test_low_fidelity_pass_reports_the_whole_stream_and_a_promoted_run_is_a_plai
     cheap = seen[0]
     assert cheap["fidelity"] == 0.25 and cheap["steps_per_task"] == 5 and len(cheap["R"]) == 3
     assert 0.0 <= cheap["forgetting"] <= 1.0
+    # only the tasks trained so far are scored in the cheap pass: R[i][j > i] is null
+    assert cheap["R"][0][1] is None and cheap["R"][1][2] is None and None not in cheap["R"][2]
+    assert "fwt" not in cheap
     for k in ("acc", "forgetting", "bwt", "plasticity", "trainable_params"):
         assert promoted.objectives[k] == pytest.approx(plain.objectives[k], rel=1e-9, abs=1e-12)
     assert promoted.metrics["accuracy_matrix"] == plain.metrics["accuracy_matrix"]

@@ -118,7 +118,9 @@ def evaluate(config: Mapping[str, Any], stream: Any, backbone: Backbone, seed: i
     ``low_fidelity=f`` (with ``on_task_end``; the lowest rung of ``--early-stop-option
     low_fidelity=f``): first a cheap pass trains every task at ``max(1, round(f *
     steps_per_task))`` steps and reports once over the whole stream (``tasks_seen`` =
-    ``n_tasks``, ``fidelity`` = f, forgetting over every task); stopped there, the Result is
+    ``n_tasks``, ``fidelity`` = f, forgetting over every task; a classifier scores only the
+    tasks trained so far, so R[i][j > i] is NaN and FWT is not reported, and no test round is
+    run); stopped there, the Result is
     "pruned" with the cheap pass's metrics (``metrics["low_fidelity"]``, ``tasks_trained`` 0
     at full steps); continued (promoted), the candidate is trained again from the backbone's
     pristine weights at full steps, with the same seed, so its result equals a plain
@@ -144,8 +146,10 @@ def evaluate(config: Mapping[str, Any], stream: Any, backbone: Backbone, seed: i
     kind = getattr(backbone, "kind", "encoder")
 
     def train(p: Any, report: Callable[[dict[str, Any]], bool] | None,
-              trained_cb: Callable[[Any], None] | None) -> tuple[Any, int, list[float]]:
-        """One pass over the stream under ``p`` from the backbone's pristine weights."""
+              trained_cb: Callable[[Any], None] | None,
+              cheap: bool = False) -> tuple[Any, int, list[float]]:
+        """One pass over the stream under ``p`` from the backbone's pristine weights
+        (``cheap``: the low-fidelity pass: trained tasks scored only, no test round)."""
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats(dev)
         _reset_peak_rss()
@@ -162,6 +166,7 @@ def evaluate(config: Mapping[str, Any], stream: Any, backbone: Backbone, seed: i
                                           has_dropout=p.lora_dropout > 0.0)
             learner.shared = worker_cache(backbone.model, data)
             learner.tokenizer = backbone.tokenizer
+            learner.seen_only = cheap
             n_trainable = sum(x.numel() for x in learner.trainable_list)
             hook = None
             if report is not None:
@@ -171,7 +176,8 @@ def evaluate(config: Mapping[str, Any], stream: Any, backbone: Backbone, seed: i
                                wall_time=rep["elapsed"], peak_memory_mb=_peak_memory_mb(dev))
                     rep.update(retention_objectives(getattr(learner, "retention_scores", [])))
                     return bool(report(rep))
-            out = run_stream(learner, p, seed, opts, on_task_end=hook, observe=on_task_model)
+            out = run_stream(learner, p, seed, opts, on_task_end=hook, observe=on_task_model,
+                             test=not cheap)
             if trained_cb is not None and out.stopped_after is None:
                 trained_cb(model)
             retention = list(getattr(learner, "retention_scores", []))
@@ -183,9 +189,12 @@ def evaluate(config: Mapping[str, Any], stream: Any, backbone: Backbone, seed: i
         # the lowest rung: every task at a fraction of its steps (forgetting over the whole
         # stream); promoted, the candidate is trained again from the pristine weights
         cheap_p = low_fidelity_params(params, low_fidelity)
-        cheap, n_trainable, retention = train(cheap_p, None, None)
+        cheap, n_trainable, retention = train(cheap_p, None, None, cheap=True)
         rep = task_report(n_tasks - 1, n_tasks, cheap.R, cheap.baseline,
                           time.perf_counter() - start)
+        if any(math.isnan(v) for row in cheap.R for v in row):
+            rep.pop("fwt", None)     # tasks not yet trained were not scored: null in R
+            rep["R"] = [[None if math.isnan(v) else v for v in row] for row in cheap.R]
         rep.update(trainable_params=float(n_trainable), wall_time=rep["elapsed"],
                    peak_memory_mb=_peak_memory_mb(dev), fidelity=float(low_fidelity),
                    steps_per_task=int(cheap_p.steps_per_task))
@@ -253,7 +262,7 @@ def _low_fidelity_result(out: Any, report: dict[str, Any], low: dict[str, Any], 
                   if k in ALL_OBJECTIVES and isinstance(v, (int, float))}
     objectives["wall_time"] = wall
     return Result(objectives=objectives, status="pruned", metrics={
-        "accuracy_matrix": out.R, "baseline_acc": out.baseline, "tasks_planned": n_tasks,
+        "accuracy_matrix": report["R"], "baseline_acc": out.baseline, "tasks_planned": n_tasks,
         "tasks_trained": 0, "n_tasks_stream": data.n_tasks, "scenario": data.scenario,
         "stream_fingerprint": data.fingerprint, "backbone": backbone.name, "device": str(dev),
         "seed": int(seed), "config_resolved": p.to_dict(), "low_fidelity": low,
