@@ -34,8 +34,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_early_stop import (REF, at, common_args, curve, first_time, run_arms,  # noqa: E402
                               save)
 
-
-
 def arms(low: float) -> dict[str, list[str]]:
     f = str(low)
     return {"full": ["--early-stop", "none"],
@@ -44,12 +42,10 @@ def arms(low: float) -> dict[str, list[str]]:
             "model": ["--early-stop", "model", "--low-fidelity", f],
             "cost": ["--early-stop", "none", "--cost-aware"]}
 
-
 def run_seed(args: argparse.Namespace, seed: int, work: Path) -> dict[str, Path]:
     chosen = {a: ["--algorithm", "sa-nsga2", *x] for a, x in arms(args.low_fidelity).items()
               if a in args.arms.split(",")}
     return run_arms(args, seed, work, chosen)
-
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -95,7 +91,6 @@ def main() -> None:
            "machine": "2 shared CPU cores (other agents' jobs ran too); all arms of a seed at once",
            "settings": vars(args), "summary": summary, "runs": rows}
     save(args.out, out, summary)
-
 
 if __name__ == "__main__":
     main()

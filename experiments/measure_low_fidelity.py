@@ -158,19 +158,21 @@ def main() -> None:
     ap.add_argument("--max-eval", type=int, default=32)
     ap.add_argument("--eta", type=int, default=3)
     ap.add_argument("--summarize", action="store_true", help="only rebuild the summary")
+    ap.add_argument("--jsonl", default=None,
+                    help="the per-candidate lines (default: --out with .jsonl)")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     t0 = time.time()
     if not args.summarize:
         run(args)
-    rows = [json.loads(line) for line in Path(args.out).with_suffix(".jsonl").read_text()
-            .splitlines() if line]
+    rows = [json.loads(line) for line in Path(args.jsonl or Path(args.out).with_suffix(".jsonl"))
+            .read_text().splitlines() if line]
     fractions = [float(f) for f in args.fractions.split(",")]
     summary = summarize(rows, fractions, args.eta)
     result = {"benchmark": "low_fidelity_ranking", "date": time.strftime("%Y-%m-%d %H:%M"),
               "command": " ".join(sys.argv), "settings": vars(args),
               "complete": len(rows) >= args.n, "seconds": time.time() - t0, "summary": summary}
-    Path(args.out).write_text(json.dumps(result, indent=1))
+    Path(args.out).write_text(json.dumps(result, indent=1, default=str).replace("NaN", "null"))
     print(json.dumps(summary, indent=1))
 
 

@@ -77,7 +77,7 @@ def test_larger_kappa_stops_less():
 
 
 def test_low_fidelity_rung_and_state_replays_exactly():
-    sched = early_stop.create("model", SPACE, low_fidelity=0.25, min_results=4)
+    sched = early_stop.create("model", SPACE, low_fidelity=0.25, min_results=4, min_residuals=2)
     assert sched.rungs(5) == []
     cheap = {**report(0.0, 0.0, tasks_seen=5), "fidelity": 0.25}
     for k, x in enumerate(np.linspace(0.1, 0.9, 8)):
@@ -91,8 +91,29 @@ def test_low_fidelity_rung_and_state_replays_exactly():
 
 @pytest.mark.parametrize("options, field", [
     ({"kappa": -1}, "kappa"), ({"min_results": 1}, "min_results"), ({"rungs": []}, "rungs"),
-    ({"rungs": [1]}, "rungs"), ({"low_fidelity": 2}, "low_fidelity"), ({"eta": 3}, "early_stop_options")])
+    ({"rungs": [1]}, "rungs"), ({"low_fidelity": 2}, "low_fidelity"), ({"quantile": 0}, "quantile"),
+    ({"eta": 3}, "early_stop_options")])
 def test_bad_options(options, field):
     with pytest.raises(UserError) as e:
         early_stop.create("model", SPACE, **options)
     assert e.value.field == field and "\n" not in e.value.one_line()
+
+
+def test_residual_quantile_widens_the_optimism_where_the_model_is_wrong():
+    """Finals that the partial report predicts only up to noise of +-0.3: calibrated on its
+    own residuals (quantile 0.9) the scheduler stops fewer candidates than with a tiny
+    quantile, and the residuals it used are in its state."""
+    stops = {}
+    for q in (0.05, 0.9):
+        rng = np.random.default_rng(7)
+        sched = early_stop.create("model", SPACE, kappa=0.0, quantile=q, min_results=6,
+                                  n_trees=16)
+        for k in range(60):
+            h = float(rng.random())
+            noisy = min(1.0, max(0.0, h + rng.uniform(-0.3, 0.3)))
+            a, f = final(noisy)
+            if sched.decide(k, report(h + 0.1, 0.6 - 0.3 * h), {"x": float(rng.random())}):
+                sched.observe(k, {"x": 0.0}, Result(objectives={"acc": a, "forgetting": f}))
+        stops[q] = sched.summary()["stopped"]
+        assert len(sched.state()["extra"]["resid"]["2"]) >= 5
+    assert stops[0.9] < stops[0.05]

@@ -16,14 +16,20 @@ and the task counts of ``rungs``):
    the configuration, which the engine's surrogate makes before a candidate starts, is
    corrected by what the candidate has shown so far, as learning-curve extrapolation does
    (Domhan et al. 2015; LC-PFN, Adriaensen et al. 2023) but for every objective at once.
-2. **The decision.** The trees' predictions of the candidate's final point give a mean and a
-   standard deviation per objective; its optimistic point is mean - ``kappa`` x sd -
-   ``margin`` (scaled units). The candidate stops iff a finished feasible result dominates
-   that optimistic point: even at its best plausible outcome it would not join the front.
-   Anything else continues, however many members the rung has.
-3. **Until the model can judge** (fewer than ``min_results`` finished candidates that reported
-   at this rung) every candidate continues. A report missing an objective, or with a
-   non-finite one, stops the candidate (as in ``asha``).
+2. **The model's own errors.** Each decision records the trees' mean prediction of the
+   candidate's final point; when a continued candidate finishes, |final - prediction| per
+   objective joins the rung's residuals: a prequential (predict, then see) measure of how
+   wrong the model is, which the spread of the trees alone underestimates.
+3. **The decision.** The candidate's optimistic point is, per objective, the mean prediction
+   minus the larger of ``kappa`` x the trees' standard deviation and the ``quantile`` (0.9)
+   of the rung's residuals (minus ``margin``, scaled units). The candidate stops iff a
+   finished feasible result dominates that optimistic point: even at its best plausible
+   outcome it would not join the front. Anything else continues, however many members the
+   rung has.
+4. **Until the model can judge** (fewer than ``min_results`` finished candidates that reported
+   at this rung, or fewer than ``min_residuals`` residuals) every candidate continues. A
+   report missing an objective, or with a non-finite one, stops the candidate (as in
+   ``asha``).
 
 The model is the scheduler's own, fitted only on what the runner journals and hands it in
 journal order (each report, each told result), never on the engine's state: so it works with
@@ -53,7 +59,8 @@ class ModelStop(Scheduler):
 
     name = "model"
     DEFAULTS: ClassVar[dict[str, Any]] = {"rungs": None, "low_fidelity": None, "kappa": 1.0,
-                                          "margin": 0.0, "min_results": 8, "n_trees": 64}
+                                          "quantile": 0.9, "min_residuals": 5, "margin": 0.0,
+                                          "min_results": 8, "n_trees": 64}
 
     def __init__(self, space: Any, **options: Any):
         super().__init__(space, **options)
@@ -76,7 +83,11 @@ class ModelStop(Scheduler):
             if not (isinstance(v, (int, float)) and not isinstance(v, bool)
                     and math.isfinite(v) and v >= 0):
                 raise UserError(f"must be a number >= 0, got {v!r}", source=src, field=key)
-        for key, low in (("min_results", 2), ("n_trees", 1)):
+        q = o["quantile"]
+        if not (isinstance(q, (int, float)) and not isinstance(q, bool) and 0.0 < q <= 1.0):
+            raise UserError(f"must be a number in (0, 1], got {q!r}", source=src,
+                            field="quantile")
+        for key, low in (("min_results", 2), ("n_trees", 1), ("min_residuals", 1)):
             v = o[key]
             if not (isinstance(v, int) and not isinstance(v, bool) and v >= low):
                 raise UserError(f"must be an int >= {low}, got {v!r}", source=src, field=key)
@@ -89,7 +100,10 @@ class ModelStop(Scheduler):
         self._seen: dict[int, dict[int, tuple[list[float], tuple[float, ...]]]] = {}
         self._final: dict[int, tuple[float, ...]] = {}    # finished, feasible, finite
         self._models: dict[int, tuple[int, Any, np.ndarray, np.ndarray]] = {}
-        self._predicted: dict[tuple[int, int], list[float]] = {}   # for reports and tests
+        # (candidate, rung) -> the mean prediction of its final point when it was decided;
+        # rung -> |final - that prediction| of each candidate that finished since
+        self._pred: dict[tuple[int, int], tuple[float, ...]] = {}
+        self._resid: dict[int, list[tuple[float, ...]]] = {}
 
     def rungs(self, n_tasks: int) -> list[int]:
         return [r for r in self.options["rungs"] if r < n_tasks]
@@ -102,7 +116,13 @@ class ModelStop(Scheduler):
         fmin = pareto.min_vector(self._signs, result)
         if fmin is None or pareto.violation(self.space.constraints, result) > 0:
             return
-        self._final[int(candidate_id)] = tuple(float(x) for x in fmin)
+        cid = int(candidate_id)
+        self._final[cid] = tuple(float(x) for x in fmin)
+        for rung in sorted(self._seen):
+            pred = self._pred.get((cid, rung))
+            if pred is not None:
+                self._resid.setdefault(rung, []).append(
+                    tuple(abs(a - b) for a, b in zip(self._final[cid], pred)))
 
     # ------------------------------------------------------------------ the rule
     def _decide(self, cid: int, tasks_seen: int, n_tasks: int,
@@ -126,8 +146,14 @@ class ModelStop(Scheduler):
         x = np.array([feats + list(part)])
         P = np.stack([t.predict(x) for t in trees.estimators_])[:, 0]     # (trees, m)
         P = P.reshape(len(trees.estimators_), -1)
-        best = P.mean(axis=0) - self.options["kappa"] * P.std(axis=0) - self.options["margin"]
-        self._predicted[(cid, rung)] = [float(v) for v in best * span + lo]
+        mu = P.mean(axis=0)
+        self._pred[(cid, rung)] = tuple(float(v) for v in mu * span + lo)
+        resid = self._resid.get(rung, [])
+        if len(resid) < int(self.options["min_residuals"]):
+            return True          # not calibrated yet: the model's errors are unknown
+        err = np.quantile(np.array(resid), float(self.options["quantile"]), axis=0) / span
+        best = mu - np.maximum(self.options["kappa"] * P.std(axis=0), err) \
+            - self.options["margin"]
         finals = (np.array([self._final[i] for i in sorted(self._final)]) - lo) / span
         dominated = np.any(np.all(finals <= best, axis=1) & np.any(finals < best, axis=1))
         return not bool(dominated)
@@ -163,12 +189,18 @@ class ModelStop(Scheduler):
     def _extra_state(self) -> dict[str, Any]:
         return {"seen": {str(r): [[c, f, list(p)] for c, (f, p) in sorted(m.items())]
                          for r, m in self._seen.items()},
-                "final": [[c, list(v)] for c, v in sorted(self._final.items())]}
+                "final": [[c, list(v)] for c, v in sorted(self._final.items())],
+                "pred": [[c, r, list(v)] for (c, r), v in sorted(self._pred.items())],
+                "resid": {str(r): [list(v) for v in vs] for r, vs in self._resid.items()}}
 
     def _load_extra(self, extra: Mapping[str, Any]) -> None:
         self._seen = {int(r): {int(c): ([float(x) for x in f], tuple(float(x) for x in p))
                                for c, f, p in ms} for r, ms in dict(extra.get("seen", {})).items()}
         self._final = {int(c): tuple(float(x) for x in v) for c, v in extra.get("final", [])}
+        self._pred = {(int(c), int(r)): tuple(float(x) for x in v)
+                      for c, r, v in extra.get("pred", [])}
+        self._resid = {int(r): [tuple(float(x) for x in v) for v in vs]
+                       for r, vs in dict(extra.get("resid", {})).items()}
         self._models = {}
 
     def summary(self) -> dict[str, Any]:
