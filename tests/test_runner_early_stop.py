@@ -260,7 +260,8 @@ def test_tiny_cl_search_with_asha(tmp_path):
 
 # ------------------------------------------------------------------ the cheap pass (issue 22)
 SCHEDULERS_AT_LOW = {"asha": {"low_fidelity": 0.25, "rungs": [3]},
-                     "model": {"low_fidelity": 0.25, "rungs": [3], "min_results": 4}}
+                     "model": {"low_fidelity": 0.25, "rungs": [3], "min_results": 4,
+                               "min_residuals": 2, "quantile": 0.5}}
 
 
 def low_cfg(tmp: Path, name: str, algorithm: str = "nsga2", scheduler: str = "asha",
