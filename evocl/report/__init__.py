@@ -159,6 +159,34 @@ def importance_table(imp: dict[str, dict[str, float]], objectives: Sequence) -> 
     return f"<table><tr><th>parameter</th>{heads}</tr>{rows}</table>"
 
 
+def _efficiency_html(cfg: Any, evaluations: Sequence[Evaluation],
+                     reports: Any) -> str:
+    """What the run did to spend less (issue 22): the cheap pass's stops and promotions,
+    model-based stopping, cost-aware proposals; empty when none was on."""
+    parts = []
+    low = cfg.early_stop_options.get("low_fidelity") if cfg.early_stop != "none" else None
+    if low is not None:
+        cheap = [r for reps in (reports or {}).values() for r in reps
+                 if r.get("fidelity") is not None]
+        stopped = sum(1 for _, r in evaluations
+                      if r.status == "pruned" and r.metrics.get("tasks_trained") == 0)
+        spent = sum(float(r.get("elapsed", 0.0)) for r in cheap)
+        parts.append(f"cheap pass (every task at {float(low):g} of its steps): {len(cheap)} "
+                     f"candidates, {stopped} stopped there, {len(cheap) - stopped} promoted to "
+                     f"full evaluation (retrained from the start), {spent:.0f} s in cheap passes")
+    if cfg.early_stop == "model":
+        parts.append("model-based stopping: a candidate stopped only when a finished result "
+                     "dominated its predicted final point (optimistic by kappa "
+                     f"{cfg.early_stop_options.get('kappa', 1.0)} standard deviations)")
+    if cfg.algorithm_options.get("cost_aware"):
+        ok = [r.wall_time for _, r in evaluations if r.ok and math.isfinite(r.wall_time)]
+        mean = f", mean {sum(ok) / len(ok):.1f} s per full evaluation" if ok else ""
+        parts.append(f"cost-aware proposals: expected improvement per predicted second{mean}")
+    if not parts:
+        return ""
+    return "<p>Search efficiency: " + "; ".join(html.escape(p) for p in parts) + ".</p>"
+
+
 def _html(view, evaluations: Sequence[Evaluation], front: Sequence[Evaluation],
           chosen: Evaluation | None, objectives: Sequence, images: Sequence[tuple[str, str]],
           base: Evaluation | None, label: str, imp: dict[str, dict[str, float]],
@@ -172,6 +200,7 @@ def _html(view, evaluations: Sequence[Evaluation], front: Sequence[Evaluation],
     pruned = (f", {n_pruned} pruned early by <b>{e(cfg.early_stop)}</b> (about "
               f"{seconds_saved(r for _, r in evaluations):.0f} s of evaluation saved)"
               if n_pruned else "")
+    efficiency = _efficiency_html(cfg, evaluations, getattr(view, "reports", None))
     obj_heads = "".join(f"<th>{e(o.name)} ({o.direction})</th>" for o in objectives)
 
     def row(c: Candidate, r: Result, mark: str = "", cls: str = "") -> str:
@@ -203,6 +232,7 @@ def _html(view, evaluations: Sequence[Evaluation], front: Sequence[Evaluation],
 stream <b>{e(cfg.stream)}</b>, backbone <b>{e(cfg.backbone)}</b>, space <code>{e(cfg.space)}</code></p>
 <p>{len(evaluations)} evaluations ({n_failed} failed{pruned}), {len(view.pending)} in flight or pending,
 {len(front)} on the Pareto front.</p>
+{efficiency}
 {base_txt}
 {figures(images)}
 <h2>What matters</h2>

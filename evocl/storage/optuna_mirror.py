@@ -8,7 +8,7 @@ One study named after the run, directions from the space's objectives; one trial
 result: parameters with their distributions (inactive ones absent), objective values, state
 COMPLETE, PRUNED (stopped early, see ``evocl.evolution.early_stop``) or FAIL, metrics and the
 candidate's id / hash / generation as user attributes. With early stopping, each per-task
-report is an intermediate value at step ``tasks_seen`` (as ``trial.report`` would give): the
+report is an intermediate value at step ``tasks_seen`` (the cheap pass of a low fidelity at step 0; as ``trial.report`` would give): the
 space's first objective over the tasks seen (Optuna's intermediate values are single numbers);
 every objective per report is in the user attribute ``task_reports``.
 
@@ -251,7 +251,9 @@ class OptunaMirror:
         for rep in reports:
             v = rep.get(self._names[0])
             if isinstance(v, (int, float)) and math.isfinite(v) and "tasks_seen" in rep:
-                steps[int(rep["tasks_seen"])] = float(v)
+                f = rep.get("fidelity")   # the cheap pass (every task at a fraction): step 0
+                low = isinstance(f, (int, float)) and not isinstance(f, bool) and f < 1.0
+                steps[0 if low else int(rep["tasks_seen"])] = float(v)
         attrs = {"candidate_id": candidate.id, "config_hash": candidate.config_hash,
                  "generation": candidate.generation, "origin": candidate.origin,
                  "parents": list(candidate.parents), "seed": candidate.seed,
@@ -259,7 +261,7 @@ class OptunaMirror:
         if result.error:
             attrs["error"] = result.error
         if reports:
-            keep = ("tasks_seen", "elapsed", *self._names)
+            keep = ("tasks_seen", "fidelity", "elapsed", *self._names)
             attrs["task_reports"] = [_attr({k: r[k] for k in keep if k in r}) for r in reports]
         for k, v in result.metrics.items():
             attrs.setdefault(f"metric:{k}" if k in attrs else k, _attr(v))
