@@ -167,7 +167,10 @@ class RayExecutor:
                 if ray_address:
                     ray.init(address=ray_address, **common)
                 else:
-                    ray.init(num_cpus=max(1, math.ceil(workers * cpus_per_eval)),
+                    # "local": a Ray of our own, never a cluster found on this machine
+                    # (/tmp/ray/ray_current_cluster, RAY_ADDRESS) that was not named
+                    ray.init(address="local",
+                             num_cpus=max(1, math.ceil(workers * cpus_per_eval)),
                              include_dashboard=dashboard, dashboard_host="127.0.0.1",
                              object_store_memory=OBJECT_STORE_BYTES, **common)
             except (ConnectionError, ValueError, RuntimeError) as e:
