@@ -9,10 +9,6 @@ R=experiments/results
 # 1. model-based stopping replayed on the GPU journals (asha and the 2-task baseline alongside)
 $PY experiments/bench_early_stop_replay.py --seeds 20 --workers 16 --model 'rungs=[2]' \
     --out $R/early_stop_replay_variants/model.json
-$PY experiments/bench_early_stop_replay.py --seeds 20 --workers 16 --model 'rungs=[2];quantile=0.5' \
-    --out $R/early_stop_replay_variants/model_q05.json
-$PY experiments/bench_early_stop_replay.py --seeds 20 --workers 16 --model 'rungs=[2,3,4]' \
-    --out $R/early_stop_replay_variants/model234.json
 $PY experiments/bench_early_stop_replay.py --seeds 20 --workers 16 --model 'rungs=[2]' \
     --pool 'wn-*.jsonl' --exclude wn-joint.jsonl --out $R/early_stop_replay_variants/model_other_stream.json
 # 2. cost-aware proposals and model-based stopping with the default engine (surrogate benchmark)

@@ -146,6 +146,31 @@ def summarize(rows: list[dict[str, Any]], fractions: list[float], eta: int) -> d
     return out
 
 
+def gpu_cost_shares(data: str, fractions: list[float]) -> dict[str, float]:
+    """What the cheap pass would cost on the GPU runs (`/work/shared/data/gpu-runs`, def-*,
+    joint training excluded), estimated from each successful evaluation's timings: f of its
+    training and Fisher seconds, half of its evaluation rounds (only the tasks trained so far
+    are scored), all of the rest (model build, data), no test round; medians of the share of
+    its wall time. The 2-task rung's share is in `bench_early_stop_replay.py`'s output."""
+    import glob
+    shares: dict[float, list[float]] = {f: [] for f in fractions}
+    for path in sorted(glob.glob(f"{data}/def-*.jsonl")):
+        if path.endswith("def-joint.jsonl"):
+            continue
+        for line in open(path):
+            e = json.loads(line)
+            if e.get("event") != "tell" or e["result"]["status"] != "ok":
+                continue
+            r, tm = e["result"], e["result"]["metrics"].get("timings") or {}
+            if "train" not in tm:
+                continue
+            w, fi = r["wall_time"], tm.get("fisher", 0.0)
+            other = w - tm["train"] - tm["eval"] - tm.get("test", 0.0) - fi
+            for f in fractions:
+                shares[f].append((f * (tm["train"] + fi) + 0.5 * tm["eval"] + other) / w)
+    return {f"{f:g}": statistics.median(v) for f, v in shares.items()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=36)
@@ -160,6 +185,8 @@ def main() -> None:
     ap.add_argument("--summarize", action="store_true", help="only rebuild the summary")
     ap.add_argument("--jsonl", default=None,
                     help="the per-candidate lines (default: --out with .jsonl)")
+    ap.add_argument("--gpu-data", default="/work/shared/data/gpu-runs",
+                    help="GPU journals for the cheap pass's estimated cost share there")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     t0 = time.time()
@@ -169,6 +196,9 @@ def main() -> None:
             .read_text().splitlines() if line]
     fractions = [float(f) for f in args.fractions.split(",")]
     summary = summarize(rows, fractions, args.eta)
+    if Path(args.gpu_data).is_dir():
+        summary["gpu_runs_estimated_cost_share"] = gpu_cost_shares(args.gpu_data,
+                                                                   [0.1, 0.25, 0.5])
     result = {"benchmark": "low_fidelity_ranking", "date": time.strftime("%Y-%m-%d %H:%M"),
               "command": " ".join(sys.argv), "settings": vars(args),
               "complete": len(rows) >= args.n, "seconds": time.time() - t0, "summary": summary}

@@ -11,8 +11,10 @@ and the task counts of ``rungs``):
    ExtraTreesRegressor, as ``sa-nsga2``'s surrogate, on the same features of the
    configuration: `evocl.evolution.genome.GenomeCodec.features`) with the candidate's partial
    objectives at this rung as further inputs, fitted on every finished candidate that reported
-   at this rung: inputs (its configuration, its report there) -> its final objectives
-   (minimization, each scaled to [0, 1] over the finished results). So the prediction from
+   at this rung: inputs (its configuration, its report there) -> the change from that report
+   to its final objectives (minimization, scaled by their range over the finished results):
+   trees cannot predict beyond the values they were fitted on, so predicting the final
+   values themselves would cap every prediction at the current front. So the prediction from
    the configuration, which the engine's surrogate makes before a candidate starts, is
    corrected by what the candidate has shown so far, as learning-curve extrapolation does
    (Domhan et al. 2015; LC-PFN, Adriaensen et al. 2023) but for every objective at once.
@@ -146,7 +148,7 @@ class ModelStop(Scheduler):
         x = np.array([feats + list(part)])
         P = np.stack([t.predict(x) for t in trees.estimators_])[:, 0]     # (trees, m)
         P = P.reshape(len(trees.estimators_), -1)
-        mu = P.mean(axis=0)
+        mu = P.mean(axis=0) + (np.array(part) - lo) / span      # partial + predicted change
         self._pred[(cid, rung)] = tuple(float(v) for v in mu * span + lo)
         resid = self._resid.get(rung, [])
         if len(resid) < int(self.options["min_residuals"]):
@@ -177,7 +179,11 @@ class ModelStop(Scheduler):
         lo, hi = F.min(axis=0), F.max(axis=0)
         span = np.where(hi > lo, hi - lo, 1.0)
         X = np.array([self._seen[rung][i][0] + list(self._seen[rung][i][1]) for i in rows])
-        Y = (np.array([self._final[i] for i in rows]) - lo) / span
+        # the change from the partial report to the final point: trees cannot predict past
+        # the targets they have seen, so a candidate better than every finished one at this
+        # rung is predicted better than them at the end too (not capped at the front)
+        Y = (np.array([self._final[i] for i in rows])
+             - np.array([self._seen[rung][i][1] for i in rows])) / span
         trees = ExtraTreesRegressor(n_estimators=int(self.options["n_trees"]),
                                     min_samples_leaf=1, max_features=1.0, bootstrap=False,
                                     random_state=derive_seed(0, "model-stop", rung, len(rows)),
