@@ -295,13 +295,13 @@ def _parse_options(items: List[str], flag: str) -> dict:
     return out
 
 
-def _run(cfg, *, resume: bool, quiet: bool):
+def _run(cfg, *, resume: bool, quiet: bool, keep: tuple[str, ...] = ()):
     from evocl.progress import RichProgress
     from evocl.runner import run_search
     from evocl.ui import print_summary
 
     progress = None if quiet else RichProgress()
-    summary = run_search(cfg, resume=resume, progress=progress)
+    summary = run_search(cfg, resume=resume, progress=progress, keep=keep)
     print_summary(summary, cfg.run_dir)
     return summary
 
@@ -317,17 +317,36 @@ def resume_cmd(
     trust_objective: bool = typer.Option(
         False, "--trust-objective", help="Import the objective named in run.yaml without naming "
                                          "it (only for run directories you trust)."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Parallel evaluations (default 1: run.yaml's is used only with --trust-run-settings)."),
+    executor: Optional[str] = typer.Option(None, "--executor", help=f"auto, {EXECUTORS.help()}."),
+    cpus_per_eval: Optional[float] = typer.Option(None, "--cpus-per-eval", help="CPUs per evaluation (default 1)."),
+    gpus_per_eval: Optional[str] = typer.Option(None, "--gpus-per-eval", help="GPUs per evaluation (default 0)."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Join this Ray cluster (run.yaml's is never joined unless named here or trusted)."),
+    ray_dashboard: Optional[bool] = typer.Option(None, "--ray-dashboard/--no-ray-dashboard", help="Start Ray's dashboard on 127.0.0.1."),
+    storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage URL for the dashboard mirror (run.yaml's is never opened unless named here or trusted)."),
+    trust_run_settings: bool = typer.Option(
+        False, "--trust-run-settings", help="Use run.yaml's workers, executor, CPUs/GPUs per "
+                                            "evaluation, Ray address and dashboard and storage "
+                                            "URL without naming them (only for run directories "
+                                            "you trust)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
-    """Continue a stopped or killed search exactly where it stood."""
-    from evocl.runner import resume_config
+    """Continue a stopped or killed search exactly where it stood (on this machine, with
+    default resources, unless its network and resource settings are named again)."""
+    from evocl.runner import resume_plan
 
-    cfg = resume_config(run_dir, objective=objective, trust_objective=trust_objective)
+    named = {k: v for k, v in (
+        ("workers", workers), ("executor", executor), ("cpus_per_eval", cpus_per_eval),
+        ("gpus_per_eval", None if gpus_per_eval is None else _gpus(gpus_per_eval)),
+        ("ray_address", ray_address), ("ray_dashboard", ray_dashboard),
+        ("storage", storage)) if v is not None}
+    cfg, keep = resume_plan(run_dir, objective=objective, trust_objective=trust_objective,
+                            named=named, trust_run_settings=trust_run_settings)
     if budget is not None:
         cfg = cfg.replace(budget=budget)
     if generations is not None:
         cfg = cfg.replace(generations=generations)
-    _run(cfg, resume=True, quiet=quiet)
+    _run(cfg, resume=True, quiet=quiet, keep=keep)
 
 
 # --------------------------------------------------------------------------------- export

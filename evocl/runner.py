@@ -31,9 +31,9 @@ import json
 import math
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Collection, Mapping
 
 from evocl.errors import RunDirError, UserError
 from evocl.evolution.early_stop import seconds_saved
@@ -336,14 +336,36 @@ def _replay_resume(space: Any, cfg: RunConfig, rd: RunDir) -> tuple[Any, "_Fidel
     return engine, fidelity
 
 
+#: Settings that contact a machine (a Ray cluster, a database) or spend its resources: a
+#: resume takes them from run.yaml only when they are named again or trusted.
+RUN_SETTINGS = ("workers", "executor", "cpus_per_eval", "gpus_per_eval", "ray_address",
+                "ray_dashboard", "storage")
+_FLAGS = {"workers": "--workers", "executor": "--executor", "cpus_per_eval": "--cpus-per-eval",
+          "gpus_per_eval": "--gpus-per-eval", "ray_address": "--ray-address",
+          "ray_dashboard": "--ray-dashboard", "storage": "--storage"}
+
+
 def resume_config(run_dir: str | Path, *, objective: str | None = None,
-                  trust_objective: bool = False) -> RunConfig:
+                  trust_objective: bool = False, named: Mapping[str, Any] | None = None,
+                  trust_run_settings: bool = False) -> RunConfig:
     """The saved RunConfig of a run, for ``evocl resume`` and ``evocl.search(resume=True)``.
 
     A run directory is data, not code: an objective other than ``cl`` is an import path,
     and it is used only when the caller names it again (``objective``) or explicitly trusts
-    the directory (``trust_objective``, like transformers' ``trust_remote_code``).
+    the directory (``trust_objective``, like transformers' ``trust_remote_code``). Likewise
+    nothing is contacted or spent on run.yaml's word: its `RUN_SETTINGS` (workers, Ray
+    address, storage URL, ...) are replaced by the defaults unless given again in ``named``
+    (which this config then holds) or ``trust_run_settings``; see `resume_plan`.
     """
+    return resume_plan(run_dir, objective=objective, trust_objective=trust_objective,
+                       named=named, trust_run_settings=trust_run_settings)[0]
+
+
+def resume_plan(run_dir: str | Path, *, objective: str | None = None,
+                trust_objective: bool = False, named: Mapping[str, Any] | None = None,
+                trust_run_settings: bool = False) -> tuple[RunConfig, tuple[str, ...]]:
+    """(`resume_config`, the run.yaml settings it left out). One warning line names those
+    and how to use them; pass them to ``run_search(keep=...)`` so run.yaml keeps them."""
     from evocl.storage import read_run
 
     cfg = read_run(run_dir).config.replace(run_dir=str(run_dir))
@@ -358,7 +380,22 @@ def resume_config(run_dir: str | Path, *, objective: str | None = None,
             f"names {cfg.objective!r:.80}, code that evocl imports only when you name it "
             f"again: resume with --objective {cfg.objective:.80} (or --trust-objective) if "
             "you trust this run directory", source=source, field="config.objective")
-    return cfg
+    named = {k: v for k, v in (named or {}).items() if k in RUN_SETTINGS}
+    cfg = cfg.replace(**named)
+    if trust_run_settings:
+        return cfg, ()
+    defaults = {f.name: f.default for f in fields(RunConfig) if f.name in RUN_SETTINGS}
+    left = {k: getattr(cfg, k) for k in RUN_SETTINGS
+            if k not in named and getattr(cfg, k) != defaults[k]}
+    if left:
+        again = " ".join(_FLAGS[k] if v is True else f"{_FLAGS[k]} {v}" for k, v in left.items())
+        warnings.warn(
+            f"{source}: not used unless named again: "
+            + ", ".join(f"{k}={v!r:.60}" for k, v in left.items())
+            + f"; this resume runs on this machine with the defaults (resume with {again:.200} "
+            "or --trust-run-settings to use them)", stacklevel=2)
+        cfg = cfg.replace(**{k: defaults[k] for k in left})
+    return cfg, tuple(left)
 
 
 def _check_setup(cfg: RunConfig) -> None:
@@ -516,13 +553,14 @@ def _stats(engine: Any, space_objectives: list[Any], total: int | None, elapsed:
 # ------------------------------------------------------------------------------ main
 def run_search(run_config: RunConfig, *, resume: bool = False, progress: Any = None,
                extend_budget: int | None = None, extend_generations: int | None = None,
-               poll: float = 1.0) -> RunSummary:
+               poll: float = 1.0, keep: Collection[str] = ()) -> RunSummary:
     """Run (or resume) a search; every ask and tell is journaled before it is used.
 
     ``resume=True`` continues the run in ``run_config.run_dir``: identity fields must match
     the saved run; budget / generations / wall time / workers / executor settings may change
     (recorded in run.yaml). ``extend_budget`` / ``extend_generations`` add to the given
-    budget / generations (to the evaluations done when no budget was set).
+    budget / generations (to the evaluations done when no budget was set). ``keep``: fields
+    this session runs without (run.yaml settings `resume_plan` left out); run.yaml keeps them.
     """
     t_start = time.monotonic()
     prog = _Progress(progress)
@@ -554,8 +592,8 @@ def run_search(run_config: RunConfig, *, resume: bool = False, progress: Any = N
                                  extend_generations)
             engine, fidelity = _replay_resume(space, cfg, rd)
             changes = {k: (v, getattr(cfg, k)) for k, v in stored.to_dict().items()
-                       if getattr(cfg, k) != v}
-            rd.record_changes(cfg, changes)
+                       if getattr(cfg, k) != v and k not in keep}
+            rd.record_changes(cfg.replace(**{k: getattr(stored, k) for k in keep}), changes)
         else:
             cfg = run_config
             engine = _new_engine(space, cfg)
@@ -642,5 +680,5 @@ def run_search(run_config: RunConfig, *, resume: bool = False, progress: Any = N
         rd.close()
 
 
-__all__ = ["CL_TARGET", "IDENTITY_FIELDS", "RunSummary", "evaluation_target", "resume_config",
-           "run_search"]
+__all__ = ["CL_TARGET", "IDENTITY_FIELDS", "RUN_SETTINGS", "RunSummary", "evaluation_target",
+           "resume_config", "resume_plan", "run_search"]

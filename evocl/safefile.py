@@ -24,8 +24,9 @@ import fcntl
 import os
 import secrets
 import stat
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from typing import BinaryIO, Iterator
 
 from evocl.errors import UnsafePathError
 
@@ -326,3 +327,27 @@ class Box:
             pass
         finally:
             os.close(dfd)
+
+
+@contextmanager
+def entry_lock(path: str | os.PathLike[str]) -> Iterator[bool]:
+    """Hold an exclusive ``fcntl.flock`` on the lock file ``path`` (created beside a cache
+    entry) while the block runs, waiting for another process that holds it: two workers never
+    build or convert one cache entry at once; the second finds it built. Yields whether the
+    lock is held: a lock file that cannot be made (a read-only cache, a link or a FIFO in its
+    place) costs only that guarantee, never the evaluation. The kernel drops a flock when
+    its process dies, so a killed builder never blocks the next."""
+    fd = None
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fd = open_fd(path, os.O_RDWR | os.O_CREAT, 0o644, follow=False)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except (OSError, UnsafePathError):
+        if fd is not None:
+            os.close(fd)
+        fd = None
+    try:
+        yield fd is not None
+    finally:
+        if fd is not None:
+            os.close(fd)  # closing drops the flock

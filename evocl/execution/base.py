@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import math
+import os
 import time
 import traceback
-import inspect
+import warnings
 from typing import Any, Callable, Iterator, Mapping, Protocol, runtime_checkable
 
 from evocl.errors import EvaluationError, UserError
@@ -142,3 +144,32 @@ def with_attempts(result: Result, attempts: int) -> Result:
     """The same result with ``metrics["attempts"]`` set."""
     return Result(result.objectives, {**result.metrics, "attempts": attempts}, result.status,
                   result.error, result.wall_time)
+
+
+def machine_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def fit_workers(workers: int, cpus_per_eval: float, gpus_per_eval: float,
+                have: Mapping[str, float], where: str) -> int:
+    """How many of ``workers`` parallel evaluations fit in ``have`` (``{"CPU": n, "GPU": m}``,
+    a machine's or a Ray cluster's resources) at ``cpus_per_eval`` / ``gpus_per_eval`` each:
+    ``workers`` or fewer, with one warning line naming the cap (0 when not even one fits; the
+    caller refuses that). A worker never runs beyond what it was given: ``--workers 100000``
+    on two cores is two workers, not a hundred thousand processes."""
+    fits = workers
+    for name, need in (("CPU", cpus_per_eval), ("GPU", gpus_per_eval)):
+        if need > 0:
+            fits = min(fits, int(math.floor(float(have.get(name, 0.0)) / need + 1e-9)))
+    if 0 < fits < workers:
+        per = f"{cpus_per_eval:g} CPU" + (f" and {gpus_per_eval:g} GPU" if gpus_per_eval else "")
+        warnings.warn(
+            f"workers={workers} but {where} has {float(have.get('CPU', 0.0)):g} CPU"
+            + (f" and {float(have.get('GPU', 0.0)):g} GPU" if gpus_per_eval else "")
+            + f" for evaluations of {per} each: running {fits} workers (a lower "
+            "--cpus-per-eval packs more)", stacklevel=2)
+    return max(0, fits)

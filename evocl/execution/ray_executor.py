@@ -35,7 +35,8 @@ import ray
 import ray.exceptions as rex
 
 from evocl.errors import UserError
-from evocl.execution.base import build_target, check_target_path, evaluate_guarded, with_attempts
+from evocl.execution.base import (build_target, check_target_path, evaluate_guarded,
+                                  fit_workers, machine_cpus, with_attempts)
 from evocl.execution.packing import AutoPacking, fraction_per_eval, keep_slots
 from evocl.records import Candidate, Result
 
@@ -166,11 +167,10 @@ class RayExecutor:
             try:
                 if ray_address:
                     ray.init(address=ray_address, **common)
-                else:
-                    # "local": a Ray of our own, never a cluster found on this machine
-                    # (/tmp/ray/ray_current_cluster, RAY_ADDRESS) that was not named
-                    ray.init(address="local",
-                             num_cpus=max(1, math.ceil(workers * cpus_per_eval)),
+                else:  # a new instance of our own ("local": never one found in /tmp/ray or
+                    # $RAY_ADDRESS), with no more CPUs than the machine has (one always fits)
+                    ray.init(address="local", num_cpus=max(1, math.ceil(cpus_per_eval),
+                                          min(math.ceil(workers * cpus_per_eval), machine_cpus())),
                              include_dashboard=dashboard, dashboard_host="127.0.0.1",
                              object_store_memory=OBJECT_STORE_BYTES, **common)
             except (ConnectionError, ValueError, RuntimeError) as e:
@@ -179,6 +179,11 @@ class RayExecutor:
                                 field="ray_address") from e
             self._started_ray = True
         have = ray.cluster_resources()
+        fits = fit_workers(workers, cpus_per_eval,
+                           0.0 if gpus_per_eval == "auto" else float(gpus_per_eval), have,
+                           f"the Ray cluster at {ray_address}" if ray_address else
+                           "this machine" if self._started_ray else "the running Ray instance")
+        self.workers = workers = max(1, fits)  # none fits: refused below, naming the resource
         self.packing: AutoPacking | None = None
         if gpus_per_eval == "auto":  # pack by measured memory; no GPU in the cluster: none
             gpus_per_eval = fraction_per_eval(workers, have.get("GPU", 0.0))

@@ -4,6 +4,9 @@ Key: (stream fingerprint, tokenizer identity, max_length). The memory cache is a
 module-level LRU dict, so every candidate a worker evaluates reuses the same object; the disk
 cache (``$EVOCL_CACHE`` or ``~/.cache/evocl``, folder ``tokens/``) is a plain ``.npz`` read with
 ``allow_pickle=False`` and written atomically, so workers in other processes reuse it too.
+Each entry carries the SHA-256 of its content and is checked against its source (the stream's
+labels and row counts; shapes, masks, id range) on load: a damaged or mismatched entry is
+rebuilt with one warning line naming it. ``fcntl`` locks one entry while it is read or built.
 
 Padding: each split is padded to its own longest sequence (at most ``max_length``), with the
 tokenizer's pad id and ``attention_mask`` 0. ``TokenizedSplit.batch(idx)`` trims a batch to
@@ -22,6 +25,7 @@ import hashlib
 import json
 import os
 import tempfile
+import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +38,7 @@ from evocl.streams.types import GENERATIVE, SPLITS, Stream
 
 MEMORY_CACHE_SIZE = 8
 _MEMORY: "OrderedDict[tuple[Any, ...], TokenizedStream]" = OrderedDict()
-FORMAT_VERSION = "evocl-tokens-v1"
+FORMAT_VERSION = "evocl-tokens-v2"  # v2: a digest of the content in each entry
 VOCAB_PAD_ALLOWANCE = 128
 
 
@@ -186,7 +190,9 @@ def clear_memory_cache() -> None:
 def tokenize_stream(stream: Stream, tokenizer: Any, max_length: int, *,
                     disk_cache: bool = True) -> TokenizedStream:
     """Tokens for every task and split of ``stream``, from the memory cache, the disk cache, or
-    the tokenizer (then stored in both). The same arguments return the same object."""
+    the tokenizer (then stored in both). The same arguments return the same object. A disk
+    entry that fails its checks (`_read_npz`) is rebuilt with one warning line naming it; a
+    file lock beside it makes two workers build one entry once, not at the same time."""
     if int(max_length) < 2:
         raise StreamError(f"max_length must be >= 2, got {max_length}", source="tokenize",
                           field="max_length")
@@ -200,11 +206,18 @@ def tokenize_stream(stream: Stream, tokenizer: Any, max_length: int, *,
         _MEMORY.move_to_end(key)
         return hit
     path = _disk_path(key) if disk_cache else None
-    tok = _read_npz(path, stream, key) if path is not None else None
-    if tok is None:
+    if path is None:
         tok = _tokenize(stream, tokenizer, key)
-        if path is not None:
-            _write_npz(path, tok)
+    else:
+        from evocl.safefile import entry_lock
+
+        with entry_lock(path.with_suffix(".lock")):
+            tok, fault = _read_npz(path, stream, key, vocab=len(tokenizer))
+            if tok is None:
+                if fault:
+                    warnings.warn(f"{path}: token cache entry {fault}; rebuilt", stacklevel=2)
+                tok = _tokenize(stream, tokenizer, key)
+                _write_npz(path, tok)
     _MEMORY[key] = tok
     while len(_MEMORY) > MEMORY_CACHE_SIZE:
         _MEMORY.popitem(last=False)
@@ -243,8 +256,21 @@ def _disk_path(key: tuple[Any, ...]) -> Path:
     return cache_dir() / "tokens" / f"{key[0]}-{digest}.npz"
 
 
+def _digest(arrays: dict[str, np.ndarray]) -> str:
+    """SHA-256 of an entry's arrays (names, dtypes, shapes and bytes), ``key`` included."""
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        if name == "digest":
+            continue
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
 def _write_npz(path: Path, tok: TokenizedStream) -> None:
-    """Atomic write (temp file in the same folder, fsync, replace); failures only cost speed."""
+    """Atomic write (temp file in the same folder, fsync, replace), with the digest of its
+    content; failures only cost speed."""
     arrays: dict[str, np.ndarray] = {
         "key": np.frombuffer(json.dumps([FORMAT_VERSION, *tok.key]).encode(), dtype=np.uint8)}
     for t in tok.tasks:
@@ -257,6 +283,7 @@ def _write_npz(path: Path, tok: TokenizedStream) -> None:
                 arrays[f"t{t.index}_{which}_rows"] = s.rows
             else:
                 arrays[f"t{t.index}_{which}_labels"] = s.labels
+    arrays["digest"] = np.frombuffer(_digest(arrays).encode(), dtype=np.uint8)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npz")
@@ -273,37 +300,88 @@ def _write_npz(path: Path, tok: TokenizedStream) -> None:
         pass
 
 
-def _read_npz(path: Path, stream: Stream, key: tuple[Any, ...]) -> TokenizedStream | None:
-    """The cached tokens, or None when absent, unreadable or for another key."""
-    if not path.is_file():
-        return None
+def _read_npz(path: Path, stream: Stream, key: tuple[Any, ...], vocab: int
+              ) -> tuple[TokenizedStream | None, str | None]:
+    """(the cached tokens, None), or (None, what is wrong with the entry) -- (None, None) when
+    there is none. An entry is used only when it is a regular file that reads without error
+    (CRC included), its digest matches its content, its key is this one and every split
+    passes `_split_fault` against the stream (its source): shapes, 0/1 right-padded masks,
+    ids in [0, vocab), labels equal to the stream's, rows in range."""
+    import zipfile
+    import zlib
+
+    if not path.exists() and not path.is_symlink():
+        return None, None
+    if path.is_symlink() or not path.is_file():
+        _discard(path)
+        return None, "is not a regular file"
     generative = stream.scenario == GENERATIVE
     try:
         with np.load(path, allow_pickle=False) as data:
-            stored = json.loads(bytes(data["key"]).decode())
-            if stored != [FORMAT_VERSION, *key]:
-                return None
-            tasks = []
-            for task in stream.tasks:
-                parts: dict[str, Any] = {}
-                for which in SPLITS:
-                    p = f"t{task.index}_{which}"
-                    ids = np.array(data[p + "_ids"], dtype=np.int64)
-                    mask = np.array(data[p + "_mask"], dtype=np.int64)
-                    if generative:
-                        part: Any = TokenizedGenerativeSplit(
-                            ids, mask, np.array(data[p + "_target"], dtype=np.int64),
-                            np.array(data[p + "_rows"], dtype=np.int64))
-                        if len(part) and int(part.rows.max()) >= len(task.split(which)):
-                            return None
-                    else:
-                        part = TokenizedSplit(ids, mask, np.array(data[p + "_labels"],
-                                                                  dtype=np.int64))
-                        if len(part) != len(task.split(which)):
-                            return None
-                    parts[which] = part
-                tasks.append(TokenizedTask(task.index, task.classes, **parts))
-    except (OSError, ValueError, KeyError):
-        return None
+            arrays = {name: np.array(data[name]) for name in data.files}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        return None, f"cannot be read ({type(exc).__name__}: {str(exc)[:80]})"
+    if "digest" not in arrays or "key" not in arrays:
+        return None, "has no digest or key (an older format)"
+    if bytes(arrays["digest"]).decode(errors="replace") != _digest(arrays):
+        return None, "does not match its digest (changed or damaged)"
+    try:
+        stored = json.loads(bytes(arrays["key"]).decode())
+    except ValueError:
+        return None, "has an unreadable key"
+    if stored != [FORMAT_VERSION, *key]:
+        return None, "holds another key"
+    tasks = []
+    for task in stream.tasks:
+        parts: dict[str, Any] = {}
+        for which in SPLITS:
+            p = f"t{task.index}_{which}"
+            names = ("ids", "mask", "target", "rows") if generative else ("ids", "mask", "labels")
+            if any(f"{p}_{n}" not in arrays for n in names):
+                return None, f"lacks task {task.index}'s {which} split"
+            got = [arrays[f"{p}_{n}"] for n in names]
+            fault = _split_fault(got, task.split(which), generative, int(key[2]), vocab)
+            if fault:
+                return None, f"task {task.index} {which}: {fault}"
+            got = [np.asarray(a, dtype=np.int64) for a in got]
+            parts[which] = TokenizedGenerativeSplit(*got) if generative else TokenizedSplit(*got)
+        tasks.append(TokenizedTask(task.index, task.classes, **parts))
     rule = str(key[3]) if generative else ""
-    return TokenizedStream(stream, key[1], key[2], tuple(tasks), rule=rule)
+    return TokenizedStream(stream, key[1], key[2], tuple(tasks), rule=rule), None
+
+
+def _split_fault(got: list[np.ndarray], split: Any, generative: bool, max_length: int,
+                 vocab: int) -> str | None:
+    """What is wrong with a cached split's arrays (ids, mask, then labels or target and
+    rows) for the stream's ``split``, or None."""
+    ids, mask = got[0], got[1]
+    if any(a.dtype.kind not in "iu" for a in got):
+        return "arrays are not integers"
+    if ids.ndim != 2 or mask.shape != ids.shape or not 1 <= ids.shape[1] <= max_length:
+        return f"ids {ids.shape} and mask {mask.shape} are not [rows, <= {max_length}] alike"
+    if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= vocab):
+        return f"ids outside [0, {vocab})"
+    if mask.size and (not np.isin(mask, (0, 1)).all() or (np.diff(mask, axis=1) > 0).any()):
+        return "the attention mask is not right-padded 0/1"
+    n = ids.shape[0]
+    if generative:
+        target, rows = got[2], got[3]
+        if target.shape != ids.shape or rows.shape != (n,):
+            return f"target mask {target.shape} or rows {rows.shape} do not fit ids {ids.shape}"
+        if target.size and (not np.isin(target, (0, 1)).all() or (target > mask).any()
+                            or target[:, 0].any()):
+            return "the target mask is not a 0/1 subset of the attention mask after token 0"
+        if n and (int(rows.min()) < 0 or int(rows.max()) >= len(split)):
+            return f"rows outside [0, {len(split)})"
+        return None
+    labels = got[2]
+    if n != len(split) or not np.array_equal(labels, np.asarray(split.labels)):
+        return "labels are not the stream's"
+    return None
+
+
+def _discard(path: Path) -> None:
+    try:
+        path.unlink()
+    except OSError:
+        pass
