@@ -187,6 +187,12 @@ class PackedClassifier(_Candidate):
                           attention_mask=attention_mask if encoder_mask is None else encoder_mask)
         return self.head_out(out.last_hidden_state, attention_mask)
 
+    @property
+    def encoder(self) -> nn.Module:
+        """The shared encoder routed to this candidate (`evocl.cl.evalcache` hooks its layers;
+        its adapters' names hold no layer index, so the cache never skips layers for it)."""
+        return self.solo()
+
     def head_out(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Its logits from hidden states the shared encoder computed for its rows."""
         return self.head(mean_pool(hidden, attention_mask))

@@ -39,6 +39,7 @@ import torch.nn.functional as F
 
 from evocl.cl.evaluation import (_seeded, autocast_dtype, build_result, evaluate,
                                  fidelity_hook, resolve_device)
+from evocl.cl.evalcache import worker_cache
 from evocl.cl.learners import LEARNERS
 from evocl.cl.model import build_model
 from evocl.cl.multilora import (NotPackable, PackedClassifier, PackedLM, SharedBackbone,
@@ -82,7 +83,7 @@ class Member:
             lr = self.learner = LEARNERS.load(pack.kind)(
                 model, pack.data, pack.n_tasks, dev, pack.amp, opts,
                 has_dropout=p.lora_dropout > 0.0)
-            lr.shared = None  # the worker cache keys on PEFT's module names: not used here
+            lr.shared = worker_cache(pack.backbone.model, pack.data)  # as alone
             lr.tokenizer = pack.backbone.tokenizer
             self.rng_batch, self.strategies = build_strategies(lr, p, seed)
             other = [s.name for s in self.strategies if s.name not in PACKED_STRATEGIES]

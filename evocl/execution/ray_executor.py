@@ -135,7 +135,11 @@ class RayExecutor:
                  workers: int = 1, cpus_per_eval: float = 1.0, gpus_per_eval: float | str = 0.0,
                  ray_address: str | None = None, eval_timeout: float | None = None,
                  max_retries: int = 1, dashboard: bool = False,
-                 on_report: Callable[[Candidate, dict[str, Any]], bool] | None = None):
+                 on_report: Callable[[Candidate, dict[str, Any]], bool] | None = None,
+                 pack: int = 1):
+        if pack > 1:  # docs/packing.md: not built for Ray actors yet
+            raise UserError(f"--pack {pack} runs on the local executor only (one worker); "
+                            "Ray actors train one candidate at a time", field="pack")
         check_target_path(target)
         self.on_report = on_report
         self.target = target
