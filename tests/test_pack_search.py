@@ -88,3 +88,28 @@ def test_packed_search_with_asha(tmp_path):
     assert {t["result"]["status"] for t in tells} <= {"ok", "pruned"}
     assert any(t["result"]["status"] == "pruned" for t in tells)
     assert all(t["result"]["metrics"]["pack"]["packed"] for t in tells)
+
+
+def test_packed_search_on_ray_actors(tmp_path):
+    """Two Ray actors, two candidates packed in each: every result as the candidate alone."""
+    # RAY_ADDRESS=local: a Ray of its own even where another process runs a cluster here
+    env = {**os.environ, "EVOCL_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1",
+           "RAY_ADDRESS": "local"}
+    run = tmp_path / "ray"
+    args = ["--space", "tiny", "--stream", "synthetic", "--backbone", "tiny", "--population",
+            "4", "--generations", "1", "--seed", "3", "--quiet", "-o", "max_eval_per_task=16",
+            "--pack", "2", "--workers", "2", "--executor", "ray"]
+    proc = subprocess.Popen([sys.executable, "-m", "evocl.cli", "search", *args, "--run-dir",
+                             str(run)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    assert proc.wait(timeout=300) == 0, proc.stderr.read().decode()
+    got = _results(run)
+    assert sorted(got) == [0, 1, 2, 3]
+    from evocl.cl import CLEvaluator
+    from evocl.records import Candidate
+
+    ev = CLEvaluator(stream="synthetic", backbone="tiny", device="cpu", max_eval_per_task=16)
+    for cid, (config, res) in got.items():
+        assert res.ok and res.metrics["pack"]["packed"], res.error
+        solo = ev(Candidate(cid, config, "h", seed=res.metrics["seed"]))
+        assert solo.metrics["accuracy_matrix"] == res.metrics["accuracy_matrix"], cid
