@@ -78,6 +78,17 @@ def test_encoder_pack_equals_solo(tiny, data) -> None:
         assert_same(solo, packed[c.id])
 
 
+def test_fgm_packed_equals_solo(tiny, data) -> None:
+    """FGM's perturbed second pass packed: members with and without it, different epsilons."""
+    cs = cands([{**ENCODER[0], "adversarial": True, "adv_epsilon": 0.05},
+                {**ENCODER[1], "adversarial": True, "adv_epsilon": 0.2},
+                ENCODER[2]])
+    packed = run_pack(tiny, data, cs, 3, device="cpu")
+    for c in cs:
+        assert packed[c.id].metrics["pack"]["packed"] is True
+        assert_same(evaluate(c.config, data, tiny, c.seed, device="cpu"), packed[c.id])
+
+
 def test_slot_refill_and_one_failure_stays_its_own(tiny, data) -> None:
     """Pack of 2 over 4 candidates: slots refill as members leave; a diverging member fails
     alone; the backbone copy the pack holds leaves the pristine one untouched."""
@@ -94,13 +105,14 @@ def test_slot_refill_and_one_failure_stays_its_own(tiny, data) -> None:
 
 def test_unpackable_runs_solo_with_reason(tiny, data) -> None:
     cfg = {"lr": 3e-2, "steps_per_task": 6, "batch_size": 8, "lora_dropout": 0.0}
-    cs = cands([{**cfg, "adversarial": True}, {**cfg, "mer": True}, cfg])
+    cs = cands([{**cfg, "mer": True}, {**cfg, "mer": True,
+                                        "lora_rank": 2}, cfg])
     pack = Pack(tiny, data, 3, device="cpu")
     res = [pack.join(c) for c in cs]
     assert res[2] is None and len(pack.members) == 1  # the plain one is packed
     for c, r in zip(cs[:2], res[:2]):
         assert r is not None and r.metrics["pack"]["packed"] is False
-        assert "not packed" in r.metrics["pack"]["reason"]
+        assert "strategy mer is not packed" in r.metrics["pack"]["reason"]
         solo = evaluate(c.config, data, tiny, c.seed, device="cpu")
         assert r.metrics["accuracy_matrix"] == solo.metrics["accuracy_matrix"]
     assert [s["id"] for s in pack.solo_runs] == [0, 1]

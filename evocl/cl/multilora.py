@@ -201,13 +201,15 @@ class PackedClassifier(_Candidate):
         return self.shared.model.get_input_embeddings()
 
 
-def shared_hidden(shared: SharedBackbone, ids: torch.Tensor, mask: torch.Tensor,
-                  causal: bool) -> torch.Tensor:
+def shared_hidden(shared: SharedBackbone, ids: torch.Tensor | None, mask: torch.Tensor,
+                  causal: bool, inputs_embeds: torch.Tensor | None = None) -> torch.Tensor:
     """The last hidden states of a packed batch (the route already set)."""
     if causal:
         body = getattr(shared.model, shared.model.base_model_prefix)
-        return body(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
-    return shared.model(input_ids=ids, attention_mask=mask).last_hidden_state
+        return body(input_ids=ids, inputs_embeds=inputs_embeds, attention_mask=mask,
+                    use_cache=False).last_hidden_state
+    return shared.model(input_ids=ids, inputs_embeds=inputs_embeds,
+                        attention_mask=mask).last_hidden_state
 
 
 class PackedLM(_Candidate):

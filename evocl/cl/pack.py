@@ -22,9 +22,11 @@ rounding of different matrix shapes -- except LoRA dropout: alone it draws from 
 torch RNG, in the pack from the member's generator (same distribution, other masks).
 
 Strategies: replay, online EWC (its own Fisher), distillation (its own teacher: its adapters
-after the previous task, a no-grad pass routed to it alone) and A-GEM (its own memory gradient)
-are packed; FGM (a perturbed second pass), MER (its own update rule) and gradient checkpointing
-(recomputation would see another route) are not: `Pack.join` raises `NotPackable` with the
+after the previous task, a no-grad pass routed to it alone), A-GEM (its own memory gradient)
+and FGM (the forward takes the input embeddings as a leaf; each perturbing member's
+perturbation comes from its own rows' gradient, and their second passes are one more packed
+forward) are packed; MER (its own update rule around several inner steps) and gradient
+checkpointing (recomputation would see another route) are not: `Pack.join` raises `NotPackable` with the
 reason, and the caller runs that candidate solo (`evocl.cl.evaluation.evaluate`).
 """
 
@@ -52,7 +54,7 @@ from evocl.errors import EvaluationError, UserError
 from evocl.records import Candidate, Result
 
 #: strategies whose hooks a packed step runs as they are (the rest: `NotPackable`)
-PACKED_STRATEGIES = ("replay", "ewc", "distill", "agem")
+PACKED_STRATEGIES = ("replay", "ewc", "distill", "agem", "adversarial")
 
 
 class Member:
@@ -93,6 +95,7 @@ class Member:
             pack.shared.detach(self.key)
             raise
         self.mixers = [s for s in self.strategies if type(s).n_mix is not Strategy.n_mix]
+        self.perturbers = [s for s in self.strategies if s.needs_input_grad]
         self.transforms = [s for s in self.strategies
                            if type(s).transform_grads is not Strategy.transform_grads]
         self.plist = lr.trainable_list
@@ -279,7 +282,7 @@ class Pack:
         if not members:
             return done
         try:
-            losses = self._forward(members, batches)
+            losses, embeds = self._forward(members, batches)
             values = torch.stack([x.detach().float() for x in losses]).tolist()  # one sync
             kept = []
             for m, x, v in zip(members, losses, values):
@@ -292,6 +295,13 @@ class Pack:
                     done.append(self._leave(m, Result.failed(exc.reason)))
             if kept:
                 sum(x for _, x, _ in kept).backward()
+            if embeds is not None:
+                left, skipped = self._adversarial([m for m, _, _ in kept], members, batches,
+                                                  embeds)
+                done += left
+                for m in skipped:
+                    m.opt.zero_grad(set_to_none=True)
+                kept = [k for k in kept if k[0] in self.members and k[0] not in skipped]
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as exc:  # noqa: BLE001 - the shared pass failed: every member fails
@@ -320,10 +330,13 @@ class Pack:
                 done.append(self._leave(m, res))
         return done
 
-    def _forward(self, members: list[Member], batches: list[Any]) -> list[torch.Tensor]:
+    def _forward(self, members: list[Member], batches: list[Any],
+                 embeds: list[torch.Tensor] | None = None, task_loss_only: bool = False
+                 ) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+        """Each member's loss of one packed forward; with a perturbing member (FGM) the
+        forward takes the input embeddings as a leaf that requires grad (returned too).
+        ``embeds``: the members' own input embeddings instead of their ids."""
         width = max(b.ids.shape[1] for b in batches)
-        ids = torch.cat([F.pad(b.ids, (0, width - b.ids.shape[1]), value=self.pad_id)
-                         for b in batches])
         mask = torch.cat([F.pad(b.mask, (0, width - b.mask.shape[1]), value=0)
                           for b in batches])
         slices, s = [], 0
@@ -332,12 +345,60 @@ class Pack:
             s += len(b.ids)
         self.shared.route.set_slices(slices)
         self.shared.model.train()
-        outs = []
+        outs, leaf = [], None
         with members[0].learner.autocast():
-            hidden = shared_hidden(self.shared, ids, mask, self.causal)
+            if embeds is not None:
+                inputs = torch.cat([F.pad(e, (0, 0, 0, width - e.shape[1])) for e in embeds])
+            else:
+                ids = torch.cat([F.pad(b.ids, (0, width - b.ids.shape[1]), value=self.pad_id)
+                                 for b in batches])
+                inputs = None
+                if any(m.perturbers for m in members):
+                    inputs = leaf = self.shared.model.get_input_embeddings()(ids) \
+                        .detach().requires_grad_(True)
+            hidden = shared_hidden(self.shared, None if inputs is not None else ids, mask,
+                                   self.causal, inputs)
             for m, b, (_, s0, s1) in zip(members, batches, slices):
                 outs.append(m.learner.model.head_out(hidden[s0:s1, :b.ids.shape[1]], b.mask))
-        return [m.loss(b, o) for m, b, o in zip(members, batches, outs)]
+        if task_loss_only:
+            return [m.learner.loss(b, o) for m, b, o in zip(members, batches, outs)], None
+        return [m.loss(b, o) for m, b, o in zip(members, batches, outs)], leaf
+
+    def _adversarial(self, kept: list[Member], members: list[Member], batches: list[Any],
+                     embeds: torch.Tensor) -> tuple[list[tuple[Candidate, Result]],
+                                                    list[Member]]:
+        """FGM's second pass for the perturbing members, packed: each one's perturbation from
+        its own rows' embedding gradient, its task loss on embeddings + perturbation."""
+        done: list[tuple[Candidate, Result]] = []
+        skipped: list[Member] = []
+        adv_m, adv_b, adv_e, s = [], [], [], 0
+        for m, b in zip(members, batches):
+            n, width = len(b.ids), b.ids.shape[1]
+            if m in kept and m.perturbers:
+                e = embeds[s:s + n, :width]
+                g = embeds.grad[s:s + n, :width]  # type: ignore[index]
+                for st in m.perturbers:
+                    adv_m.append(m)
+                    adv_b.append(b)
+                    adv_e.append(e.detach() + st.perturb(st.ctx, b, g))
+            s += n
+        if not adv_m:
+            return done, skipped
+        losses, _ = self._forward(adv_m, adv_b, adv_e, task_loss_only=True)
+        values = torch.stack([x.detach().float() for x in losses]).tolist()
+        keep = []
+        for m, x, v in zip(adv_m, losses, values):
+            try:
+                m.guard.check(v, m.t, m.step_in_task)
+                keep.append(x)
+            except _Skip:  # the whole step of this member is skipped, as alone
+                skipped.append(m)
+            except EvaluationError as exc:
+                if m in self.members:
+                    done.append(self._leave(m, Result.failed(exc.reason)))
+        if keep:
+            sum(keep).backward()
+        return done, skipped
 
     def _leave(self, m: Member, res: Result) -> tuple[Candidate, Result]:
         self.shared.detach(m.key)
