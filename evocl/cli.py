@@ -200,6 +200,8 @@ def search_cmd(
                                       help="GPUs per evaluation; fractions pack several on one "
                                            "GPU; auto packs by the memory the first "
                                            "evaluations used."),
+    pack: int = typer.Option(1, "--pack", help="Candidates each worker trains together on one "
+                                               "frozen backbone (docs/packing.md)."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Join a Ray cluster (address or 'auto')."),
     ray_dashboard: bool = typer.Option(False, "--ray-dashboard", help="Start Ray's dashboard on 127.0.0.1."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
@@ -252,7 +254,8 @@ def search_cmd(
         population=population, generations=generations,
         budget=budget, max_wall_time=max_wall_time, stagnation=stagnation, seed=seed,
         workers=workers, executor=executor, cpus_per_eval=cpus_per_eval,
-        gpus_per_eval=_gpus(gpus_per_eval), ray_address=ray_address, ray_dashboard=ray_dashboard,
+        gpus_per_eval=_gpus(gpus_per_eval), pack=pack, ray_address=ray_address,
+        ray_dashboard=ray_dashboard,
         device=device, eval_timeout=eval_timeout, storage=storage, fitness_tasks=fitness_tasks,
         evaluator_options=_with_retention(_parse_options(option, "--option"), retention),
         initial=initial,

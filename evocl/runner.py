@@ -609,7 +609,7 @@ def run_search(run_config: RunConfig, *, resume: bool = False, progress: Any = N
             resolve_kind(cfg.executor, cfg.workers, cfg.ray_address, cfg.gpus_per_eval),
             target=target,
             target_kwargs=kwargs, workers=cfg.workers, cpus_per_eval=cfg.cpus_per_eval,
-            gpus_per_eval=cfg.gpus_per_eval, ray_address=cfg.ray_address,
+            gpus_per_eval=cfg.gpus_per_eval, pack=cfg.pack, ray_address=cfg.ray_address,
             eval_timeout=cfg.eval_timeout, max_retries=cfg.max_retries,
             dashboard=cfg.ray_dashboard, on_report=fidelity if fidelity.active else None)
         queue = collections.deque(engine.in_flight)  # asked, never told: evaluated once more

@@ -168,14 +168,7 @@ def evaluate(config: Mapping[str, Any], stream: Any, backbone: Backbone, seed: i
             learner.tokenizer = backbone.tokenizer
             learner.seen_only = cheap
             n_trainable = sum(x.numel() for x in learner.trainable_list)
-            hook = None
-            if report is not None:
-                def hook(t: int, R: list[list[float]], b: list[float]) -> bool:
-                    rep = task_report(t, n_tasks, R, b, time.perf_counter() - start)
-                    rep.update(trainable_params=float(n_trainable),
-                               wall_time=rep["elapsed"], peak_memory_mb=_peak_memory_mb(dev))
-                    rep.update(retention_objectives(getattr(learner, "retention_scores", [])))
-                    return bool(report(rep))
+            hook = fidelity_hook(report, learner, n_tasks, n_trainable, start, dev)
             out = run_stream(learner, p, seed, opts, on_task_end=hook, observe=on_task_model,
                              test=not cheap)
             if trained_cb is not None and out.stopped_after is None:
@@ -206,9 +199,35 @@ def evaluate(config: Mapping[str, Any], stream: Any, backbone: Backbone, seed: i
             return _low_fidelity_result(cheap, rep, low, n_tasks, data, backbone, dev, seed,
                                         cheap_p, opts, time.perf_counter() - start)
     out, n_trainable, retention = train(params, on_task_end, on_trained)
+    return build_result(out, params, data, n_tasks, n_trainable, backbone.name, dev, seed,
+                        opts, retention, time.perf_counter() - start, low=low)
+
+
+def fidelity_hook(on_task_end: Callable[[dict[str, Any]], bool] | None, learner: Any,
+                  n_tasks: int, n_trainable: int, start: float, dev: torch.device
+                  ) -> Callable[[int, list[list[float]], list[float]], bool] | None:
+    """The loop's ``on_task_end(t, R, baseline)`` around a scheduler's ``on_task_end(report)``:
+    the fidelity report of `task_report` plus every other objective so far."""
+    if on_task_end is None:
+        return None
+
+    def hook(t: int, R: list[list[float]], b: list[float]) -> bool:
+        report = task_report(t, n_tasks, R, b, time.perf_counter() - start)
+        report.update(trainable_params=float(n_trainable),
+                      wall_time=report["elapsed"], peak_memory_mb=_peak_memory_mb(dev))
+        report.update(retention_objectives(getattr(learner, "retention_scores", [])))
+        return bool(on_task_end(report))
+    return hook
+
+
+def build_result(out: Any, params: Any, data: StreamTensors, n_tasks: int, n_trainable: int,
+                 backbone_name: str, dev: torch.device, seed: int, opts: Options,
+                 retention: list[float], wall: float,
+                 low: dict[str, Any] | None = None) -> Result:
+    """The Result of one candidate's `run_stream` output (``out``: a `RunOutput`; ``low``:
+    the cheap pass of a promoted candidate, kept in its metrics)."""
     trained = n_tasks if out.stopped_after is None else out.stopped_after
     summary = metrics.summarize([row[:trained] for row in out.R], out.baseline[:trained])
-    wall = time.perf_counter() - start
     objectives = {**summary, "trainable_params": float(n_trainable), "wall_time": wall,
                   "peak_memory_mb": _peak_memory_mb(dev)}
     names = OBJECTIVES
@@ -229,7 +248,7 @@ def evaluate(config: Mapping[str, Any], stream: Any, backbone: Backbone, seed: i
             "test_acc": test, "tasks_planned": n_tasks,
             "tasks_trained": trained, "n_tasks_stream": data.n_tasks,
             "scenario": data.scenario, "stream_fingerprint": data.fingerprint,
-            "backbone": backbone.name, "device": str(dev), "seed": int(seed),
+            "backbone": backbone_name, "device": str(dev), "seed": int(seed),
             "config_resolved": params.to_dict(), "final_task_loss": out.final_losses,
             **_metric_names(data, n_tasks, retention),
             "drift_from_task0": out.drift_from_task0,

@@ -64,6 +64,14 @@ class CLEvaluator:
                                  traceback=traceback.format_exc(limit=-3).splitlines()[-6:])
 
 
+    def pack(self, size: int) -> Any:
+        """A `evocl.cl.pack.Pack` of ``size`` over this worker's backbone and stream."""
+        from evocl.cl.pack import Pack
+
+        return Pack(self.backbone, self.data, size, self.device, self.fitness_tasks,
+                    self.options)
+
+
 def _reason(exc: BaseException) -> str:
     first = (str(exc).splitlines() or [""])[0][:300]
     if type(exc).__name__ == "OutOfMemoryError" or "out of memory" in first.lower():

@@ -46,7 +46,7 @@ def resolve_kind(kind: str, workers: int, ray_address: str | None,
 def create_executor(kind: str = "auto", *, target: str, target_kwargs: Mapping[str, Any] | None = None,
                     workers: int = 1, cpus_per_eval: float = 1.0, gpus_per_eval: float | str = 0.0,
                     ray_address: str | None = None, eval_timeout: float | None = None,
-                    max_retries: int = 1, dashboard: bool = False,
+                    max_retries: int = 1, dashboard: bool = False, pack: int = 1,
                     on_report: Callable[[Candidate, dict[str, Any]], bool] | None = None
                     ) -> Executor:
     """Build an executor; the target is built at once (locally) or by each actor (Ray).
@@ -55,4 +55,5 @@ def create_executor(kind: str = "auto", *, target: str, target_kwargs: Mapping[s
     cls = EXECUTORS.load(resolve_kind(kind, workers, ray_address, gpus_per_eval))
     return cls(target, target_kwargs, workers=workers, cpus_per_eval=cpus_per_eval,
                gpus_per_eval=gpus_per_eval, ray_address=ray_address, eval_timeout=eval_timeout,
-               max_retries=max_retries, dashboard=dashboard, on_report=on_report)
+               max_retries=max_retries, dashboard=dashboard, on_report=on_report,
+               **({"pack": pack} if pack != 1 else {}))

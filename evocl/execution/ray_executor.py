@@ -49,7 +49,7 @@ _DEAD = (rex.RayActorError, rex.WorkerCrashedError, rex.OutOfMemoryError,
 class _Worker:
     """The actor body: builds the target once; a build failure fails every evaluation."""
 
-    def __init__(self, target: str, kwargs: dict[str, Any], threads: int):
+    def __init__(self, target: str, kwargs: dict[str, Any], threads: int, pack: int = 1):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         self._error: str | None = None
@@ -62,6 +62,14 @@ class _Worker:
         # for targets that do not use it (it would cost seconds per actor start)
         if "torch" in sys.modules:
             sys.modules["torch"].set_num_threads(threads)
+        if pack > 1 and self._target is not None:  # K calls at once train in one pack
+            from evocl.execution.pack_server import PackServer
+
+            try:
+                self._target = PackServer(self._target, pack)
+            except Exception as e:  # noqa: BLE001
+                self._target = None
+                self._error = f"--pack {pack}: {type(e).__name__}: {e}"
 
     def ready(self) -> int:
         return os.getpid()
@@ -148,8 +156,13 @@ class RayExecutor:
                  workers: int = 1, cpus_per_eval: float = 1.0, gpus_per_eval: float | str = 0.0,
                  ray_address: str | None = None, eval_timeout: float | None = None,
                  max_retries: int = 1, dashboard: bool = False,
-                 on_report: Callable[[Candidate, dict[str, Any]], bool] | None = None):
+                 on_report: Callable[[Candidate, dict[str, Any]], bool] | None = None,
+                 pack: int = 1):
+        if pack > 1 and gpus_per_eval == "auto":
+            raise UserError(f"--pack {pack} takes a fixed --gpus-per-eval (auto sizes actors "
+                            "by one candidate's memory)", field="pack")
         check_target_path(target)
+        self.pack = int(pack)
         self.on_report = on_report
         self.target = target
         self.target_kwargs = dict(target_kwargs or {})
@@ -201,7 +214,7 @@ class RayExecutor:
         pypath = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
         self._actor_cls = ray.remote(_Worker).options(
             num_cpus=cpus_per_eval, num_gpus=gpus_per_eval, max_restarts=0,
-            max_concurrency=1,
+            max_concurrency=self.pack,
             runtime_env={"env_vars": {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
                                       "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": pypath,
                                       "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}})
@@ -210,7 +223,9 @@ class RayExecutor:
         if on_report is not None:
             self._broker = ray.remote(_Broker).options(num_cpus=0, max_concurrency=1000).remote()
             self._take_ref = self._broker.take.remote()
-        self._slots: list[_Slot] = [self._new_slot() for _ in range(workers)]
+        self._slots: list[_Slot] = []
+        for _ in range(workers):  # with --pack K, K slots share one actor
+            self._slots += [self._new_slot()] * self.pack
         self._busy: dict[int, Any] = {}          # slot index -> ref
         self._jobs: dict[Any, _Job] = {}         # ref -> job
         self._queue: collections.deque[tuple[Candidate, int]] = collections.deque()
@@ -219,15 +234,23 @@ class RayExecutor:
 
     # -- actors --------------------------------------------------------------------------
     def _new_slot(self) -> _Slot:
-        actor = self._actor_cls.remote(self.target, self.target_kwargs, self.threads)
+        actor = self._actor_cls.remote(self.target, self.target_kwargs, self.threads, self.pack)
         return _Slot(actor=actor, ready_ref=actor.ready.remote())
 
-    def _replace(self, idx: int) -> None:
+    def _replace(self, idx: int, actor: Any = None) -> None:
+        """A new actor for slot ``idx`` (and the slots sharing its actor); ``actor``: only if
+        the slot still holds that one (a pack's other calls see the same death)."""
+        old = self._slots[idx]
+        if actor is not None and old.actor is not actor:
+            return
         try:
-            ray.kill(self._slots[idx].actor, no_restart=True)
+            ray.kill(old.actor, no_restart=True)
         except Exception:  # noqa: BLE001 - already dead
             pass
-        self._slots[idx] = self._new_slot()
+        new = self._new_slot()
+        for i, s in enumerate(self._slots):
+            if s is old:
+                self._slots[i] = new
         self.replaced += 1
 
     def wait_ready(self, timeout: float | None = None) -> list[int]:
@@ -298,7 +321,8 @@ class RayExecutor:
             cand, attempts = self._queue.popleft()
             ref = self._slots[idx].actor.evaluate.remote(cand.to_dict(), self._broker)
             self._busy[idx] = ref
-            self._jobs[ref] = _Job(cand, idx, time.monotonic(), attempts)
+            self._jobs[ref] = _Job(cand, idx, time.monotonic(), attempts,
+                                   extra={"actor": self._slots[idx].actor})
 
     def _deadline(self, job: _Job) -> float | None:
         if self.eval_timeout is None:
@@ -319,7 +343,7 @@ class RayExecutor:
             out = ray.get(ref)
             res, transient = Result.from_dict(out["result"]), bool(out["transient"])
         except _DEAD as e:
-            self._replace(job.slot)
+            self._replace(job.slot, job.extra.get("actor"))
             res = Result.failed(f"worker died: {type(e).__name__}: {str(e).splitlines()[0][:300]}")
             transient = True
         except rex.RayError as e:
@@ -344,7 +368,7 @@ class RayExecutor:
             if dl is not None and now >= dl:
                 del self._jobs[ref]
                 del self._busy[job.slot]
-                self._replace(job.slot)
+                self._replace(job.slot, job.extra.get("actor"))
                 out.append((job.candidate, with_attempts(
                     Result.failed(f"timeout after {self.eval_timeout:g}s",
                                   wall_time=now - job.submitted), job.attempts)))
