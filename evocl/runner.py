@@ -403,6 +403,10 @@ def _check_setup(cfg: RunConfig) -> None:
     from evocl.storage.optuna_mirror import check_storage_url, open_storage
 
     check_storage_url(cfg.storage)
+    if cfg.pack > 1 and cfg.early_stop != "none" \
+            and cfg.early_stop_options.get("low_fidelity") is not None:
+        raise UserError("a pack does not run the cheap pass of low_fidelity yet: use --pack 1 "
+                        "with it, or drop low_fidelity", field="--pack")
     open_storage(cfg.storage)
     if cfg.ray_dashboard and not cfg.ray_address:
         from evocl.execution.ray_executor import check_dashboard

@@ -113,3 +113,14 @@ def test_packed_search_on_ray_actors(tmp_path):
         assert res.ok and res.metrics["pack"]["packed"], res.error
         solo = ev(Candidate(cid, config, "h", seed=res.metrics["seed"]))
         assert solo.metrics["accuracy_matrix"] == res.metrics["accuracy_matrix"], cid
+
+
+def test_pack_with_the_low_fidelity_pass_is_refused_before_a_run_exists(tmp_path, capsys):
+    from evocl.cli import main
+
+    code = main(["search", "--run-dir", str(tmp_path / "run"), "--space", "tiny", "--stream",
+                 "synthetic", "--backbone", "tiny", "--pack", "2", "--early-stop", "asha",
+                 "--early-stop-option", "low_fidelity=0.25", "--quiet"])
+    assert code == 2
+    assert "--pack" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
