@@ -526,7 +526,7 @@ def run_search(run_config: RunConfig, *, resume: bool = False, progress: Any = N
         _check_retention(space, run_config.space, fingerprints)
         rd = RunDir.create(run_config.run_dir, run_config, space, fingerprints=fingerprints)
         created = True
-    executor = None
+    executor = mirror = None
     try:
         if resume:
             stored = rd.config
@@ -618,6 +618,8 @@ def run_search(run_config: RunConfig, *, resume: bool = False, progress: Any = N
     finally:
         if executor is not None:
             executor.shutdown()
+        if mirror is not None:
+            mirror.close()
         rd.close()
 
 
