@@ -65,13 +65,14 @@ class Recorded:
     """Wraps ``evocl.evolution.problems:Problem``; appends each evaluated id to ``log`` first.
 
     The log shows how often each candidate was really evaluated (kill/resume tests check that
-    no told evaluation runs twice).
+    no told evaluation runs twice); ``log_pid``: each line is "id pid" (which worker process
+    evaluated it: node-loss tests).
     """
 
     def __init__(self, log: str, pause_at: Any = (), pause_s: float = 60.0,
-                 **problem_kwargs: Any):
+                 log_pid: bool = False, **problem_kwargs: Any):
         from evocl.evolution.problems import Problem
-        self.log = log
+        self.log, self.log_pid = log, bool(log_pid)
         self.pause_at = {(int(c), int(t)) for c, t in pause_at}
         self.pause_s = float(pause_s)
         self.problem = Problem(**problem_kwargs)
@@ -79,7 +80,8 @@ class Recorded:
     def __call__(self, candidate: Candidate, on_task_end: Any = None) -> Result:
         fd = os.open(self.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            os.write(fd, f"{candidate.id}\n".encode())
+            os.write(fd, (f"{candidate.id} {os.getpid()}\n" if self.log_pid
+                          else f"{candidate.id}\n").encode())
         finally:
             os.close(fd)
         hook = on_task_end
