@@ -554,7 +554,8 @@ def run_search(run_config: RunConfig, *, resume: bool = False, progress: Any = N
             target_kwargs=kwargs, workers=cfg.workers, cpus_per_eval=cfg.cpus_per_eval,
             gpus_per_eval=cfg.gpus_per_eval, ray_address=cfg.ray_address,
             eval_timeout=cfg.eval_timeout, max_retries=cfg.max_retries,
-            dashboard=cfg.ray_dashboard, on_report=fidelity if fidelity.active else None)
+            dashboard=cfg.ray_dashboard, on_report=fidelity if fidelity.active else None,
+            stream_fingerprint=(rd.meta.get("fingerprints") or {}).get("stream"))
         queue = collections.deque(engine.in_flight)  # asked, never told: evaluated once more
         cap = _max_evaluations(cfg)
         n_failed = sum(1 for _, r in engine.evaluations() if r.status == "failed")

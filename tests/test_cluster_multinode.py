@@ -152,3 +152,67 @@ def test_node_killed_mid_search_then_one_joins(cluster, tmp_path):
     # the node that joined took the replacement actor: evaluations ran in 4 worker processes
     pids = {pid for _, pid in calls(tmp_path, "ray")}
     assert len(pids) == 4, pids
+
+
+def write_stream(folder: Path) -> Path:
+    """A user's class-incremental JSONL stream: a spec and its data file, both only here."""
+    import json
+    folder.mkdir(parents=True)
+    rows = [{"text": f"{label} sample {i} " + "w" * (i % 7), "label": label}
+            for label in ("ant", "bee", "cat", "dog") for i in range(30)]
+    (folder / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    spec = folder / "mine.yaml"
+    spec.write_text(yaml.safe_dump({"name": "mine", "scenario": "class-incremental",
+                                    "source": {"format": "jsonl", "path": "rows.jsonl"},
+                                    "tasks": [["ant", "bee"], ["cat", "dog"]]}))
+    return spec
+
+
+def test_user_stream_is_shipped_to_every_node(cluster, tmp_path):
+    import shutil
+
+    from evocl.execution.ray_executor import RayExecutor
+    from evocl.streams import load_stream
+    from evocl.testing.executors import candidate
+    spec = write_stream(tmp_path / "laptop")
+    want = load_stream(spec).fingerprint
+    ex = RayExecutor("evocl.execution.testing:StreamProbe", {"stream": str(spec), "delay": 0.2},
+                     workers=3, stream_fingerprint=want)
+    try:
+        assert Path(ex.shipped).name != "laptop" and (Path(ex.shipped) / "stream.yaml").is_file()
+        shutil.rmtree(tmp_path / "laptop")      # the workers can only read the shipped copy
+        ex.wait_ready(60)                         # every node has built it (and checked it)
+        for i in range(6):
+            ex.submit(candidate(i, x=i / 10))
+        got = []
+        end = time.monotonic() + 60
+        while len(got) < 6 and time.monotonic() < end:
+            got += list(ex.results(timeout=1))
+        assert len(got) == 6
+        assert all(r.ok and r.metrics["stream_fingerprint"] == want for _, r in got), got
+        assert len({r.metrics["pid"] for _, r in got}) == 3   # one worker per node, each busy
+    finally:
+        ex.shutdown()
+
+
+def test_node_with_other_data_or_missing_package_refuses(cluster, tmp_path):
+    from evocl.errors import UserError
+    from evocl.execution.ray_executor import RayExecutor
+    spec = write_stream(tmp_path / "laptop")
+    ex = RayExecutor("evocl.execution.testing:StreamProbe", {"stream": str(spec)}, workers=1,
+                     stream_fingerprint="0123456789abcdef")
+    try:
+        with pytest.raises(UserError, match=r"Ray node 127\.0\.0\.1 \(\w+\) sees another "
+                                            r"stream \(fingerprint \w+, the run's is 0123"):
+            ex.wait_ready(60)
+    finally:
+        ex.shutdown()
+    ex = RayExecutor("evocl.execution.testing:NeedsPackage", {"package": "evocl_absent_pkg"},
+                     workers=1)
+    try:
+        with pytest.raises(UserError, match=r"Ray node 127\.0\.0\.1 \(\w+\) lacks the Python "
+                                            r"package 'evocl_absent_pkg'") as e:
+            ex.wait_ready(60)
+        assert "\n" not in str(e.value)
+    finally:
+        ex.shutdown()

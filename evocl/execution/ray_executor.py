@@ -18,6 +18,10 @@ Failures become failed Results and the search goes on:
 built its target, so a replacement still waiting for room holds nothing up: the search goes
 on on the other nodes, and uses the new actor once a node has joined.
 
+A stream spec named by the target's ``stream`` travels to the nodes with the workers'
+``runtime_env`` (``evocl.execution.shipping``); each actor reports its node, the stream
+fingerprint it built and a missing package, checked before it gets a candidate.
+
 Per-task reports (``on_report``, early stopping): a worker's evaluation calls back after each
 task; the callback sends the report to ``_Broker``, a small asyncio actor, and waits for the
 answer while the model stays in the worker. The driver long-polls the broker inside
@@ -43,6 +47,7 @@ import ray.exceptions as rex
 from evocl.errors import UserError
 from evocl.execution.base import build_target, check_target_path, evaluate_guarded, with_attempts
 from evocl.execution.packing import AutoPacking, fraction_per_eval, keep_slots
+from evocl.execution.shipping import SPEC_NAME, check_node, is_spec, stage, target_fingerprint
 from evocl.records import Candidate, Result
 
 OBJECT_STORE_BYTES = 200 * 1024 * 1024
@@ -59,11 +64,17 @@ class _Worker:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         self._error: str | None = None
+        self._missing: str | None = None
         try:
             self._target = build_target(target, kwargs)
         except Exception as e:  # noqa: BLE001
             self._target = None
             self._error = f"building {target} failed: {type(e).__name__}: {e}"
+            cause: BaseException | None = e
+            while cause is not None and self._missing is None:
+                if isinstance(cause, ModuleNotFoundError) and cause.name:
+                    self._missing = cause.name.split(".")[0]
+                cause = cause.__cause__ or cause.__context__
         # torch threads = cpus_per_eval (OMP_NUM_THREADS is set too); torch is not imported
         # for targets that do not use it (it would cost seconds per actor start)
         if "torch" in sys.modules:
@@ -76,7 +87,8 @@ class _Worker:
         """This actor's node (id, address) and process."""
         ctx = ray.get_runtime_context()
         return {"node_id": ctx.get_node_id(), "node_ip": ray.util.get_node_ip_address(),
-                "pid": os.getpid()}
+                "pid": os.getpid(), "missing": self._missing, "error": self._error,
+                "fingerprint": target_fingerprint(self._target)}
 
     def gpu_ids(self) -> list[str]:
         return [str(g) for g in ray.get_gpu_ids()]
@@ -123,6 +135,16 @@ class _Broker:
             future.set_result(bool(ok))
 
 
+def _upload(folder: str) -> str:
+    """Put a staged folder into the cluster's object store (once per content): its ``gcs://``
+    URI, which an actor's ``runtime_env`` accepts (a local path only ``ray.init`` does)."""
+    from ray._private.runtime_env.packaging import (get_uri_for_directory,
+                                                    upload_package_if_needed)
+    uri = get_uri_for_directory(folder, include_gitignore=False)
+    upload_package_if_needed(uri, os.path.dirname(folder), folder, include_gitignore=False)
+    return uri
+
+
 @dataclass
 class _Slot:
     actor: Any
@@ -146,12 +168,16 @@ class _Job:
 class RayExecutor:
     """``workers`` actors on a local Ray (started here) or an existing cluster (ray_address)."""
 
+    ships_streams = True
+
     def __init__(self, target: str, target_kwargs: Mapping[str, Any] | None = None, *,
                  workers: int = 1, cpus_per_eval: float = 1.0, gpus_per_eval: float | str = 0.0,
                  ray_address: str | None = None, eval_timeout: float | None = None,
                  max_retries: int = 1, dashboard: bool = False,
-                 on_report: Callable[[Candidate, dict[str, Any]], bool] | None = None):
+                 on_report: Callable[[Candidate, dict[str, Any]], bool] | None = None,
+                 stream_fingerprint: str | None = None):
         check_target_path(target)
+        self.stream_fingerprint = stream_fingerprint
         self.on_report = on_report
         self.target = target
         self.target_kwargs = dict(target_kwargs or {})
@@ -192,12 +218,19 @@ class RayExecutor:
         # workers import evocl (and the target) even when evocl is not installed in the venv
         root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         pypath = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+        self.shipped: str | None = None
+        runtime_env: dict[str, Any] = {}
+        if is_spec(self.target_kwargs.get("stream")):  # the user's files travel with the workers
+            self.shipped = str(stage(self.target_kwargs["stream"]))
+            runtime_env["working_dir"] = _upload(self.shipped)
+            self.target_kwargs["stream"] = SPEC_NAME
         self._actor_cls = ray.remote(_Worker).options(
             num_cpus=cpus_per_eval, num_gpus=gpus_per_eval, max_restarts=0,
             max_concurrency=1,
             runtime_env={"env_vars": {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
                                       "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": pypath,
-                                      "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}})
+                                      "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
+                         **runtime_env})
         self._broker: Any = None
         self._take_ref: Any = None
         if on_report is not None:
@@ -251,7 +284,8 @@ class RayExecutor:
                 info = ray.get(slot.actor.where.remote(), timeout=60)
                 slot.node_id = info["node_id"]
             except Exception:  # noqa: BLE001 - its evaluations report the reason
-                pass
+                continue
+            check_node(info, self.stream_fingerprint)  # a node that cannot take part: refused
 
     def wait_ready(self, timeout: float | None = None) -> list[int]:
         """Block until every actor has built its target; returns the worker pids."""

@@ -122,3 +122,32 @@ class FakeGpu:
         return Result(objectives={"f1": float(candidate.id), "f2": 0.0},
                       metrics={"pid": os.getpid(), "gpu": {
                           "total_mb": self.total_mb, "peak_reserved_mb": float(cfg["peak_mb"])}})
+
+
+class StreamProbe:
+    """Loads a stream as the CL evaluator does (a built-in name or a spec path) and scores a
+    candidate with ``Toy``'s function; ``stream_fingerprint`` is what a worker reports, and each
+    result names it (``metrics["stream_fingerprint"]``): stream-shipping tests."""
+
+    def __init__(self, stream: str = "synthetic", stream_seed: int = 0, delay: float = 0.0,
+                 **_: Any):
+        from evocl.streams import load_stream
+        loaded = load_stream(stream, seed=int(stream_seed))
+        self.stream_fingerprint = loaded.fingerprint
+        self.toy = Toy(delay=delay)
+
+    def __call__(self, candidate: Candidate) -> Result:
+        res = self.toy(candidate)
+        return Result(res.objectives, {**res.metrics, "stream_fingerprint":
+                                       self.stream_fingerprint}, wall_time=res.wall_time)
+
+
+class NeedsPackage:
+    """A target whose build imports ``package`` (a node that lacks it: missing-package tests)."""
+
+    def __init__(self, package: str, **_: Any):
+        import importlib
+        importlib.import_module(package)
+
+    def __call__(self, candidate: Candidate) -> Result:
+        return noop(candidate)
