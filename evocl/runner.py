@@ -587,7 +587,7 @@ def run_search(run_config: RunConfig, *, resume: bool = False, progress: Any = N
         _check_retention(space, run_config.space, fingerprints)
         rd = RunDir.create(run_config.run_dir, run_config, space, fingerprints=fingerprints)
         created = True
-    executor = None
+    executor = mirror = None
     try:
         if resume:
             stored = rd.config
@@ -615,7 +615,8 @@ def run_search(run_config: RunConfig, *, resume: bool = False, progress: Any = N
             target_kwargs=kwargs, workers=cfg.workers, cpus_per_eval=cfg.cpus_per_eval,
             gpus_per_eval=cfg.gpus_per_eval, pack=cfg.pack, ray_address=cfg.ray_address,
             eval_timeout=cfg.eval_timeout, max_retries=cfg.max_retries,
-            dashboard=cfg.ray_dashboard, on_report=fidelity if fidelity.active else None)
+            dashboard=cfg.ray_dashboard, on_report=fidelity if fidelity.active else None,
+            stream_fingerprint=(rd.meta.get("fingerprints") or {}).get("stream"))
         queue = collections.deque(engine.in_flight)  # asked, never told: evaluated once more
         cap = _max_evaluations(cfg)
         n_failed = sum(1 for _, r in engine.evaluations() if r.status == "failed")
@@ -681,6 +682,8 @@ def run_search(run_config: RunConfig, *, resume: bool = False, progress: Any = N
     finally:
         if executor is not None:
             executor.shutdown()
+        if mirror is not None:
+            mirror.close()
         rd.close()
 
 
