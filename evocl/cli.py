@@ -174,8 +174,18 @@ def search_cmd(
                                    help=f"Stop candidates early over tasks seen: {SCHEDULERS.help()}."),
     early_stop_option: List[str] = typer.Option(
         [], "--early-stop-option",
-        help="Early-stop option KEY=VALUE (JSON value), repeatable: eta (3), min_tasks (2), "
-             "rungs (e.g. [2,3])."),
+        help="Early-stop option KEY=VALUE (JSON value), repeatable: asha: eta (3), min_tasks "
+             "(2), rungs (e.g. [2,3]), low_fidelity; model: rungs ([2]), low_fidelity, kappa "
+             "(1), min_results (8) (docs/early-stopping.md)."),
+    low_fidelity: Optional[float] = typer.Option(
+        None, "--low-fidelity",
+        help="Lowest rung of --early-stop: every task at this fraction of its steps first "
+             "(forgetting over the whole stream); a promoted candidate is trained again at "
+             "full steps (same as --early-stop-option low_fidelity=F)."),
+    cost_aware: Optional[bool] = typer.Option(
+        None, "--cost-aware/--no-cost-aware",
+        help="sa-nsga2: rank proposals by expected improvement per predicted second "
+             "(same as --algorithm-option cost_aware=true|false)."),
     population: int = typer.Option(8, "--population", help="Population size."),
     generations: Optional[int] = typer.Option(None, "--generations", help="Stop after this many generations."),
     budget: Optional[int] = typer.Option(None, "--budget", help="Stop after this many evaluations."),
@@ -190,6 +200,8 @@ def search_cmd(
                                       help="GPUs per evaluation; fractions pack several on one "
                                            "GPU; auto packs by the memory the first "
                                            "evaluations used."),
+    pack: int = typer.Option(1, "--pack", help="Candidates each worker trains together on one "
+                                               "frozen backbone (docs/packing.md)."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Join a Ray cluster (address or 'auto')."),
     ray_dashboard: bool = typer.Option(False, "--ray-dashboard", help="Start Ray's dashboard on 127.0.0.1."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
@@ -225,16 +237,25 @@ def search_cmd(
     if baseline is None:
         baseline = objective == "cl"
     initial = [load(space_path).default_config()] if baseline else []
+    stop_options = _parse_options(early_stop_option, "--early-stop-option")
+    if low_fidelity is not None:
+        if early_stop == "none":
+            raise UserError("needs an early-stop scheduler (--early-stop asha or model)",
+                            field="--low-fidelity")
+        stop_options["low_fidelity"] = low_fidelity
+    engine_options = _parse_options(algorithm_option, "--algorithm-option")
+    if cost_aware is not None:
+        engine_options["cost_aware"] = cost_aware
     cfg = RunConfig(
         space=str(space_path), run_dir=str(run_dir), stream=stream, backbone=backbone,
         objective=objective, algorithm=algorithm,
-        algorithm_options=_parse_options(algorithm_option, "--algorithm-option"),
-        early_stop=early_stop,
-        early_stop_options=_parse_options(early_stop_option, "--early-stop-option"),
+        algorithm_options=engine_options, early_stop=early_stop,
+        early_stop_options=stop_options,
         population=population, generations=generations,
         budget=budget, max_wall_time=max_wall_time, stagnation=stagnation, seed=seed,
         workers=workers, executor=executor, cpus_per_eval=cpus_per_eval,
-        gpus_per_eval=_gpus(gpus_per_eval), ray_address=ray_address, ray_dashboard=ray_dashboard,
+        gpus_per_eval=_gpus(gpus_per_eval), pack=pack, ray_address=ray_address,
+        ray_dashboard=ray_dashboard,
         device=device, eval_timeout=eval_timeout, storage=storage, fitness_tasks=fitness_tasks,
         evaluator_options=_with_retention(_parse_options(option, "--option"), retention),
         initial=initial,
@@ -436,9 +457,27 @@ def main(argv: Optional[List[str]] = None) -> int:
         warnings.formatwarning = saved
 
 
+def _empty_argument(args: List[str]) -> Optional[str]:
+    """The flag (or position) of an empty argument: ``--run-dir ""`` would otherwise mean the
+    current directory (Path("") is "."), and no flag or argument of evocl takes an empty value."""
+    for i, arg in enumerate(args):
+        if not arg.strip():
+            before = args[i - 1] if i else ""
+            return before if before.startswith("-") else f"argument {i + 1}"
+        flag, sep, value = arg.partition("=")
+        if arg.startswith("--") and sep and not value.strip():
+            return flag
+    return None
+
+
 def _main(args: List[str]) -> int:
     debug = "--debug" in args
     command = typer.main.get_command(app)
+    empty = _empty_argument(args)
+    if empty is not None:
+        typer.echo(f"evocl: error: {empty}: empty value; name a path or value "
+                   f"(the current directory is `.`)", err=True)
+        return 2
     try:
         rv = command.main(args=args, prog_name="evocl", standalone_mode=False)
         return int(rv or 0) if isinstance(rv, int) else 0

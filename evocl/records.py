@@ -187,6 +187,7 @@ class RunConfig:
     executor: str = "auto"
     cpus_per_eval: float = 1.0
     gpus_per_eval: float | str = 0.0  # or "auto": packed by measured memory
+    pack: int = 1  # candidates trained together per worker on one backbone (evocl.cl.pack)
     ray_address: str | None = None
     ray_dashboard: bool = False
     device: str = "auto"
@@ -212,6 +213,8 @@ class RunConfig:
             raise UserError(f"must be >= 2, got {self.population}", field="population")
         if self.workers < 1:
             raise UserError(f"must be >= 1, got {self.workers}", field="workers")
+        if self.pack < 1:
+            raise UserError(f"must be >= 1, got {self.pack}", field="pack")
         if self.executor != "auto" and self.executor not in EXECUTORS:
             raise UserError(f"must be auto or one of {', '.join(EXECUTORS)}, got "
                             f"{self.executor!r}", field="executor")

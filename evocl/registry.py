@@ -147,4 +147,6 @@ SCHEDULERS = Registry("early_stop", {
     "none": ("evocl.evolution.early_stop:NoEarlyStop", "train every candidate on every task"),
     "asha": ("evocl.evolution.early_stop:ASHA",
              "asynchronous successive halving over tasks seen, multi-objective promotion"),
+    "model": ("evocl.evolution.model_stop:ModelStop",
+              "stop only a candidate whose predicted final point cannot reach the front"),
 })

@@ -98,13 +98,17 @@ class _Progress:
 
 # ------------------------------------------------------------------------------ targets
 def evaluation_target(cfg: RunConfig) -> tuple[str, dict[str, Any]]:
-    """("module:Class", kwargs) that evaluates candidates of this run."""
+    """("module:Class", kwargs) that evaluates candidates of this run. With early stopping at
+    a low fidelity (``low_fidelity`` of the scheduler's options) the target is built with
+    ``low_fidelity=f``: it runs the cheap pass first and reports it (`evocl.cl.evaluation`)."""
+    low = ({} if cfg.early_stop == "none" or cfg.early_stop_options.get("low_fidelity") is None
+           else {"low_fidelity": cfg.early_stop_options["low_fidelity"]})
     if cfg.objective == "cl":
         return CL_TARGET, {"stream": cfg.stream, "backbone": cfg.backbone, "device": cfg.device,
-                           "fitness_tasks": cfg.fitness_tasks, **cfg.evaluator_options}
+                           "fitness_tasks": cfg.fitness_tasks, **cfg.evaluator_options, **low}
     if ":" not in cfg.objective:
         raise UserError(f"must be 'cl' or 'module:attr', got {cfg.objective!r}", field="objective")
-    return cfg.objective, dict(cfg.evaluator_options)
+    return cfg.objective, {**cfg.evaluator_options, **low}
 
 
 def _fingerprints(cfg: RunConfig) -> dict[str, Any]:
@@ -227,7 +231,11 @@ def _replay(space: Any, cfg: RunConfig, rd: RunDir, use_snapshot: bool) -> tuple
                 by_id[c.id] = c
     for i, e in enumerate(rd.events):
         if e["event"] == "report":
-            fidelity.replay(i, e, into_engine=i >= start)
+            cand = by_id.get(int(e["id"]))
+            fidelity.replay(i, e, into_engine=i >= start,
+                            config=None if cand is None else cand.config)
+        elif e["event"] == "tell" and fidelity.active and int(e["id"]) in by_id:
+            fidelity.observe(by_id[int(e["id"])], Result.from_dict(e["result"]))
         if i < start:
             continue
         if e["event"] == "ask":
@@ -392,9 +400,17 @@ def resume_plan(run_dir: str | Path, *, objective: str | None = None,
 
 def _check_setup(cfg: RunConfig) -> None:
     """Settings refused before a run directory exists (they would fail every evaluation)."""
-    from evocl.storage.optuna_mirror import check_storage_url
+    from evocl.storage.optuna_mirror import check_storage_url, open_storage
 
     check_storage_url(cfg.storage)
+    if cfg.pack > 1 and cfg.early_stop != "none" \
+            and cfg.early_stop_options.get("low_fidelity") is not None:
+        raise UserError("a pack does not run the cheap pass of low_fidelity yet: use --pack 1 "
+                        "with it, or drop low_fidelity", field="--pack")
+    open_storage(cfg.storage)
+    if cfg.ray_dashboard and not cfg.ray_address:
+        from evocl.execution.ray_executor import check_dashboard
+        check_dashboard()
     if cfg.objective == "cl":
         from evocl.cl.names import Options
         try:
@@ -411,7 +427,8 @@ def _new_engine(space: Any, cfg: RunConfig) -> Any:
     engine = create(cfg.algorithm, space, population_size=cfg.population, seed=cfg.seed,
                     initial=list(cfg.initial) or None, **dict(cfg.algorithm_options))
     scheduler = _new_scheduler(space, cfg)
-    if scheduler.name == "asha" and scheduler.options["rungs"] is None:
+    if (scheduler.name == "asha" and scheduler.options["rungs"] is None
+            and scheduler.options["low_fidelity"] is None):
         engine.use_pruner(int(scheduler.options["eta"]), int(scheduler.options["min_tasks"]))
     return engine
 
@@ -456,21 +473,27 @@ class _Fidelity:
             return True
         if key in self.decided:
             return self.decided[key]
-        ok = self._decide(candidate.id, report, into_engine=True)
+        ok = self._decide(candidate.id, report, into_engine=True, config=candidate.config)
         ok = True if ok is None else ok
         self.rd.append_report(candidate.id, report, ok)
         self._keep(candidate.id, report, ok)
         return ok
 
-    def _decide(self, cid: int, report: dict[str, Any], into_engine: bool) -> bool | None:
+    def _decide(self, cid: int, report: dict[str, Any], into_engine: bool,
+                config: Any = None) -> bool | None:
         said = self.engine.report(cid, report) if into_engine else None
         if self.engine.prunes:
             return said          # None: already in the engine's state (before the snapshot)
-        return self.scheduler.decide(cid, report)
+        return self.scheduler.decide(cid, report, config)
 
-    def replay(self, index: int, event: dict[str, Any], into_engine: bool) -> None:
+    def observe(self, candidate: Candidate, result: Result) -> None:
+        """A told result for the scheduler (in journal order, on resume too)."""
+        self.scheduler.observe(candidate.id, candidate.config, result)
+
+    def replay(self, index: int, event: dict[str, Any], into_engine: bool,
+               config: Any = None) -> None:
         cid, report, recorded = int(event["id"]), event["report"], bool(event["continue"])
-        ok = self._decide(cid, report, into_engine)
+        ok = self._decide(cid, report, into_engine, config)
         if ok is not None and ok != recorded:
             raise RunDirError(
                 f"event {index}: the early stop decision for candidate {cid} after "
@@ -564,7 +587,7 @@ def run_search(run_config: RunConfig, *, resume: bool = False, progress: Any = N
         _check_retention(space, run_config.space, fingerprints)
         rd = RunDir.create(run_config.run_dir, run_config, space, fingerprints=fingerprints)
         created = True
-    executor = None
+    executor = mirror = None
     try:
         if resume:
             stored = rd.config
@@ -590,9 +613,10 @@ def run_search(run_config: RunConfig, *, resume: bool = False, progress: Any = N
             resolve_kind(cfg.executor, cfg.workers, cfg.ray_address, cfg.gpus_per_eval),
             target=target,
             target_kwargs=kwargs, workers=cfg.workers, cpus_per_eval=cfg.cpus_per_eval,
-            gpus_per_eval=cfg.gpus_per_eval, ray_address=cfg.ray_address,
+            gpus_per_eval=cfg.gpus_per_eval, pack=cfg.pack, ray_address=cfg.ray_address,
             eval_timeout=cfg.eval_timeout, max_retries=cfg.max_retries,
-            dashboard=cfg.ray_dashboard, on_report=fidelity if fidelity.active else None)
+            dashboard=cfg.ray_dashboard, on_report=fidelity if fidelity.active else None,
+            stream_fingerprint=(rd.meta.get("fingerprints") or {}).get("stream"))
         queue = collections.deque(engine.in_flight)  # asked, never told: evaluated once more
         cap = _max_evaluations(cfg)
         n_failed = sum(1 for _, r in engine.evaluations() if r.status == "failed")
@@ -627,6 +651,8 @@ def run_search(run_config: RunConfig, *, resume: bool = False, progress: Any = N
             for cand, res in executor.results(timeout=wait):
                 rd.append_tell(cand.id, res, elapsed=time.monotonic() - t0)
                 engine.tell(cand, res)
+                if fidelity.active:
+                    fidelity.observe(cand, res)
                 need_ask = True
                 n_failed += res.status == "failed"
                 n_pruned += res.status == "pruned"
@@ -656,6 +682,8 @@ def run_search(run_config: RunConfig, *, resume: bool = False, progress: Any = N
     finally:
         if executor is not None:
             executor.shutdown()
+        if mirror is not None:
+            mirror.close()
         rd.close()
 
 

@@ -36,21 +36,29 @@ REF = {"acc": 0.0, "forgetting": 1.0}   # reference point (as measured, not nega
 
 def run_pair(args: argparse.Namespace, seed: int, work: Path) -> dict[str, Path]:
     """Start both arms at once; wait for both; return their run directories."""
+    extra = ["--algorithm", args.algorithm] + (
+        ["--fitness-tasks", str(args.fitness_tasks)] if args.fitness_tasks else [])
+    arms = {"none": [*extra, "--early-stop", "none"],
+            "asha": [*extra, "--early-stop", "asha",
+                     *[x for opt in args.early_stop_option for x in ("--early-stop-option", opt)]]}
+    return run_arms(args, seed, work, arms)
+
+
+def run_arms(args: argparse.Namespace, seed: int, work: Path,
+             arms: dict[str, list[str]]) -> dict[str, Path]:
+    """One `evocl search` per arm (its extra flags), all started at once with one worker and
+    the same wall time; wait for all; return their run directories."""
     procs, dirs = {}, {}
-    for arm in ("none", "asha"):
+    for arm, extra in arms.items():
         run_dir = work / f"seed{seed}-{arm}"
         dirs[arm] = run_dir
         cmd = [sys.executable, "-m", "evocl.cli", "search", "--run-dir", str(run_dir),
                "--space", args.space, "--stream", args.stream, "--backbone", args.backbone,
-               "--algorithm", args.algorithm, "--population", str(args.population),
+               "--population", str(args.population),
                "--max-wall-time", str(args.wall), "--workers", "1", "--seed", str(seed),
-               "--device", "cpu", "--early-stop", arm, "--quiet"]
-        if args.fitness_tasks:
-            cmd += ["--fitness-tasks", str(args.fitness_tasks)]
+               "--device", "cpu", "--quiet", *extra]
         for opt in args.option:
             cmd += ["-o", opt]
-        for opt in args.early_stop_option if arm == "asha" else []:
-            cmd += ["--early-stop-option", opt]
         env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
         procs[arm] = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL,
                                       stderr=open(work / f"seed{seed}-{arm}.log", "w"))
@@ -103,20 +111,32 @@ def at(points: list[tuple[float, float]], t: float) -> float:
     return best
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def common_args(ap: argparse.ArgumentParser, seeds: str, wall: float) -> None:
+    """The options every real-search benchmark of early stopping takes."""
     ap.add_argument("--backbone", default="tiny")
     ap.add_argument("--stream", default="synthetic")
     ap.add_argument("--space", default="cl_lora")
-    ap.add_argument("--algorithm", default="nsga2")
     ap.add_argument("--population", type=int, default=8)
-    ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--wall", type=float, default=300.0)
-    ap.add_argument("--fitness-tasks", type=int, default=None)
+    ap.add_argument("--seeds", default=seeds)
+    ap.add_argument("--wall", type=float, default=wall)
     ap.add_argument("-o", "--option", action="append", default=[])
-    ap.add_argument("--early-stop-option", action="append", default=[])
     ap.add_argument("--work", default=None, help="keep the run directories here")
     ap.add_argument("--out", required=True)
+
+
+def save(path: str, out: dict, summary: dict) -> None:
+    """Write a benchmark's JSON (folders made) and print its summary."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(out, indent=1))
+    print(json.dumps(summary, indent=1))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    common_args(ap, "0,1,2", 300.0)
+    ap.add_argument("--algorithm", default="nsga2")
+    ap.add_argument("--fitness-tasks", type=int, default=None)
+    ap.add_argument("--early-stop-option", action="append", default=[])
     args = ap.parse_args()
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="evocl-es-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -157,9 +177,7 @@ def main() -> None:
                        "note": "2 shared cores: other jobs ran at the same time; both arms "
                                "of a seed ran at once, so they saw the same load"},
            "reference_point": REF, "settings": vars(args), "summary": summary, "runs": rows}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=1))
-    print(json.dumps(summary))
+    save(args.out, out, summary)
     if not args.work:
         shutil.rmtree(work, ignore_errors=True)
 

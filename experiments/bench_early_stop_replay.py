@@ -57,8 +57,11 @@ def load_pool(data: Path, pattern: str) -> list[dict[str, Any]]:
     if not paths:
         raise SystemExit(f"no journals {pattern} in {data} (give --data)")
     for path in paths:
+        configs: dict[int, dict[str, Any]] = {}
         for line in open(path):
             e = json.loads(line)
+            if e.get("event") == "ask":
+                configs.update({d["id"]: d["config"] for d in e["candidates"]})
             if e.get("event") != "tell" or e["result"]["status"] != "ok":
                 continue
             r = e["result"]
@@ -73,7 +76,7 @@ def load_pool(data: Path, pattern: str) -> list[dict[str, Any]]:
             task_s[0] += max(0.0, other)            # start-up: model build, data
             pool.append({"R": R, "b": m["baseline_acc"], "task_s": task_s,
                          "test_s": tm.get("test", 0.0), "objectives": r["objectives"],
-                         "source": Path(path).name})
+                         "source": Path(path).name, "config": configs.get(e["id"], {})})
     return pool
 
 
@@ -88,6 +91,7 @@ def simulate(order: list[dict[str, Any]], workers: int, scheduler: Any,
     from evocl.cl.evaluation import task_report
     from evocl.evolution import pareto
     from evocl.evolution.early_stop import as_result, promoted
+    from evocl.records import Result
 
     done: list[tuple[float, dict[str, float]]] = []
     seq = 0
@@ -142,14 +146,15 @@ def simulate(order: list[dict[str, Any]], workers: int, scheduler: Any,
                         go_on.extend((k, 2) for k in sorted(keep))
                     cont = None     # the worker moves on; kept ones resume later
             else:
-                cont = scheduler.decide(cid, rep)
+                cont = scheduler.decide(cid, rep, c["config"])
         if cont is True and task < T - 1:
             d = c["task_s"][task + 1]
             seq += 1
             heapq.heappush(heap, (now + d, seq, w, cid, task + 1))
             continue
         if task == T - 1:
-            done.append((now + c["test_s"], c["objectives"]))
+            done.append((now + c["test_s"], c["objectives"], cid))
+            scheduler.observe(cid, c["config"], Result(objectives=c["objectives"]))
         free.append(w)
         for w2 in sorted(free):
             if start(w2, now):
@@ -163,10 +168,17 @@ def simulate(order: list[dict[str, Any]], workers: int, scheduler: Any,
 def hv_curve(done: list[tuple[float, dict[str, float]]]) -> list[tuple[float, float]]:
     from evocl.evolution import pareto
     pts, out = [], []
-    for t, o in done:
+    for t, o, *_ in done:
         pts.append([-o["acc"], o["forgetting"]])
         out.append((t, pareto.hypervolume(np.array(pts), [0.0, 1.0])))
     return out
+
+
+def front_of(done: list[tuple[float, dict[str, float], int]]) -> set[int]:
+    """Ids of the non-dominated (max acc, min forgetting) results."""
+    pts = {c: (o["acc"], o["forgetting"]) for _, o, c in done}
+    return {c for c, (a, f) in pts.items()
+            if not any(a2 >= a and f2 <= f and (a2 > a or f2 < f) for a2, f2 in pts.values())}
 
 
 def first_time(curve: list[tuple[float, float]], level: float) -> float | None:
@@ -185,6 +197,9 @@ def main() -> None:
                     help="what asha ranks on (cl_lora.yaml adds trainable_params)")
     ap.add_argument("--eta", type=int, default=3)
     ap.add_argument("--rungs", default=None, help="explicit task counts, e.g. 2,3,4")
+    ap.add_argument("--model", default=None, metavar="KEY=VALUE;...",
+                    help="add the arm `model` (model-based stopping) with these options, "
+                         "e.g. 'rungs=[2];kappa=1' ('' for the defaults)")
     ap.add_argument("--batch", type=int, default=None,
                     help="batch of the '2 tasks, best third' arm (default 3 x workers)")
     ap.add_argument("--out", required=True)
@@ -196,14 +211,20 @@ def main() -> None:
     pool = [c for c in load_pool(Path(args.data), args.pool)
             if c["source"] not in args.exclude.split(",")]
     directions = {"acc": "maximize", "forgetting": "minimize", "trainable_params": "minimize"}
+    from evocl.space import load
+    # the GPU runs' space (cl_lora.yaml) with the objectives ranked on: the model scheduler
+    # reads the configurations' genes
+    cl = load(str(Path(__file__).resolve().parents[1] / "search_spaces" / "cl_lora.yaml"))
     space = SearchSpace.from_dict({
-        "parameters": {"x": {"type": "float", "low": 0, "high": 1}},
+        "parameters": cl.to_dict()["parameters"],
         "objectives": {k: directions[k] for k in args.objectives.split(",")}})
     rows = []
     for seed in range(args.seeds):
         rng = np.random.default_rng(seed)
         order = [pool[i] for i in rng.permutation(len(pool))[:4 * args.budget]]
-        full = hv_curve(simulate(order, args.workers, create("none", space)))
+        full_done = simulate(order, args.workers, create("none", space))
+        full = hv_curve(full_done)
+        front_ids = front_of(full_done[:args.budget])
         t_end = full[args.budget - 1][0]
         hv_star = full[args.budget - 1][1]
         t_full = first_time(full, hv_star)
@@ -215,6 +236,10 @@ def main() -> None:
                                  create("asha", space, eta=args.eta, rungs=rungs)),
                 "2 tasks, best third": simulate(order, args.workers, create("none", space),
                                                 batch_sha=args.batch or 3 * args.workers)}
+        if args.model is not None:
+            mopts = {k: json.loads(v) for k, _, v in
+                     (p.partition("=") for p in args.model.split(";") if p)}
+            arms["model"] = simulate(order, args.workers, create("model", space, **mopts))
         for name, done in arms.items():
             curve = hv_curve(done)
             t = first_time(curve, hv_star)
@@ -222,13 +247,16 @@ def main() -> None:
                          "ratio_to_budget_time": None if t is None else t / t_end,
                          "hv_at_half_budget_time": max([hv for s, hv in curve if s <= t_end / 2],
                                                        default=0.0),
-                         "completed_by_budget_time": sum(1 for s, _ in done if s <= t_end)}
+                         "completed_by_budget_time": sum(1 for s, *_ in done if s <= t_end),
+                         # full evaluation's final front members (its first budget results)
+                         # that this arm pruned
+                         "front_lost": sorted(front_ids - {c for *_, c in done})}
         rows.append(row)
         said = ["never" if row[n]["ratio"] is None else f"{row[n]['ratio']:.2f}" for n in arms]
         print(f"seed {seed}: full HV {hv_star:.4f} at {t_full:.0f}s (budget {t_end:.0f}s); "
               + "; ".join(f"{n} {r}" for n, r in zip(arms, said)), flush=True)
     summary = {}
-    for name in ("asha", "2 tasks, best third"):
+    for name in ("asha", "2 tasks, best third") + (("model",) if args.model is not None else ()):
         ratios = [r[name]["ratio"] for r in rows]
         finite = [x if x is not None else float("inf") for x in ratios]
         med = statistics.median(finite)
@@ -236,7 +264,9 @@ def main() -> None:
                          "share_at_most_half": sum(x <= 0.5 for x in finite) / len(finite),
                          "never": sum(x is None for x in ratios),
                          "median_hv_at_half_budget_time": statistics.median(
-                             r[name]["hv_at_half_budget_time"] for r in rows)}
+                             r[name]["hv_at_half_budget_time"] for r in rows),
+                         "seeds_losing_a_front_point": sum(bool(r[name]["front_lost"])
+                                                           for r in rows)}
     summary["median_hv_full"] = statistics.median(r["hv_full"] for r in rows)
     summary["full_median_hv_at_half_budget_time"] = statistics.median(
         r["full"]["hv_at_half_budget_time"] for r in rows)
@@ -248,9 +278,9 @@ def main() -> None:
            "command": "PYTHONPATH=. nice -n 10 .venv/bin/python " + " ".join(sys.argv),
            "pool": {"files": args.pool, "excluded": args.exclude, "candidates": len(pool)},
            "settings": vars(args), "summary": summary, "runs": rows}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=1))
-    print(json.dumps(summary, indent=1))
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_early_stop import save
+    save(args.out, out, summary)
 
 
 if __name__ == "__main__":

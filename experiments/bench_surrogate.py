@@ -126,13 +126,20 @@ def run_one(algorithm: str, sur: sg.Surrogate, space: Any, seed: int, workers: i
             algorithm_options: Mapping[str, Any] | None = None,
             n_tasks: int = sg.N_TASKS) -> dict[str, Any]:
     """One simulated search; returns its hypervolume and counts."""
-    engine = create(algorithm, space, population_size=population, seed=seed,
-                    initial=[space.default_config()], **dict(algorithm_options or {}))
+    engine_name, _, variant = algorithm.partition("@")   # "sa-nsga2@cost": cost_aware on
+    opts = dict(algorithm_options or {})
+    if variant == "cost":
+        opts["cost_aware"] = True
+    elif variant:
+        raise SystemExit(f"unknown variant {variant!r} of {engine_name} (known: cost)")
+    engine = create(engine_name, space, population_size=population, seed=seed,
+                    initial=[space.default_config()], **opts)
     # as evocl.runner: the scheduler beside the engine, or (asha at its default rungs) the
     # engine's own pruner where it has one; every report reaches the engine (engine.report)
     from evocl.evolution.early_stop import create as create_scheduler
     scheduler = create_scheduler(early_stop, space, **dict(early_stop_options or {}))
-    if scheduler.name == "asha" and scheduler.options["rungs"] is None:
+    if (scheduler.name == "asha" and scheduler.options["rungs"] is None
+            and scheduler.options["low_fidelity"] is None):
         engine.use_pruner(int(scheduler.options["eta"]), int(scheduler.options["min_tasks"]))
     events: list[tuple[float, int, int, int]] = []   # (time, candidate id, task, seq)
     running: dict[int, SimulatedEvaluation] = {}
@@ -156,6 +163,7 @@ def run_one(algorithm: str, sur: sg.Surrogate, space: Any, seed: int, workers: i
         ev = running.pop(cid)
         t0 = time.process_time()
         engine.tell(ev.cand, res)
+        scheduler.observe(cid, ev.cand.config, res)
         cpu += time.process_time() - t0
         told.append((now, res))
         counts[res.status] += 1
@@ -193,7 +201,9 @@ def run_one(algorithm: str, sur: sg.Surrogate, space: Any, seed: int, workers: i
         if scheduler.active:
             report = ev.report(t)
             said = engine.report(cid, report)
-            go = said if engine.prunes else scheduler.decide(cid, report)
+            t0 = time.process_time()
+            go = said if engine.prunes else scheduler.decide(cid, report, ev.cand.config)
+            cpu += time.process_time() - t0
             go = True if go is None else go
         if not go:
             finish(cid, ev.result(t + 1), clock)

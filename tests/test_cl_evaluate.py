@@ -206,3 +206,32 @@ def test_a_non_finite_step_is_skipped_under_autocast_and_fails_in_fp32(stream, t
     _poisoned_loss(monkeypatch, set(range(3, 40)))  # a diverging run still fails under autocast
     with pytest.raises(EvaluationError, match="steps skipped under bfloat16 autocast"):
         run({}, stream, tiny, precision="bf16")
+
+
+def test_low_fidelity_pass_reports_the_whole_stream_and_a_promoted_run_is_a_plain_one(
+        stream, tiny) -> None:
+    """The cheap pass trains every task at a quarter of its steps and reports forgetting over
+    all 3 tasks; promoted, the full run equals an evaluation without it (same seed, pristine
+    weights; same process and thread count, so exact here); stopped, a pruned Result."""
+    plain = run({}, stream, tiny, seed=3)
+    seen: list[dict] = []
+    promoted = run({}, stream, tiny, seed=3, low_fidelity=0.25,
+                   on_task_end=lambda r: seen.append(r) or True)
+    assert [r["tasks_seen"] for r in seen] == [3, 1, 2]
+    cheap = seen[0]
+    assert cheap["fidelity"] == 0.25 and cheap["steps_per_task"] == 5 and len(cheap["R"]) == 3
+    assert 0.0 <= cheap["forgetting"] <= 1.0
+    # only the tasks trained so far are scored in the cheap pass: R[i][j > i] is null
+    assert cheap["R"][0][1] is None and cheap["R"][1][2] is None and None not in cheap["R"][2]
+    assert "fwt" not in cheap
+    for k in ("acc", "forgetting", "bwt", "plasticity", "trainable_params"):
+        assert promoted.objectives[k] == pytest.approx(plain.objectives[k], rel=1e-9, abs=1e-12)
+    assert promoted.metrics["accuracy_matrix"] == plain.metrics["accuracy_matrix"]
+    assert promoted.metrics["low_fidelity"]["steps_per_task"] == 5
+    assert promoted.wall_time > promoted.metrics["low_fidelity"]["seconds"] > 0
+    stopped = run({}, stream, tiny, seed=3, low_fidelity=0.25, on_task_end=lambda r: False)
+    assert stopped.status == "pruned" and stopped.metrics["tasks_trained"] == 0
+    assert stopped.objectives["acc"] == pytest.approx(cheap["acc"])
+    assert stopped.metrics["accuracy_matrix"] == cheap["R"]
+    # without a listener there is nothing to decide: no cheap pass
+    assert "low_fidelity" not in run({}, stream, tiny, seed=3, low_fidelity=0.25).metrics

@@ -30,7 +30,7 @@ def rep(tasks_seen: int, n_tasks: int = 5, **values: float) -> dict:
 
 
 def test_registry_names_and_none_scheduler():
-    assert SCHEDULERS.names() == ("none", "asha")
+    assert SCHEDULERS.names() == ("none", "asha", "model")
     for name in SCHEDULERS:
         assert SCHEDULERS.load(name).name == name
     none = early_stop.create("none", TWO)
@@ -271,3 +271,44 @@ def test_rl_scores_a_pruned_result_as_a_failure():
     assert engine._reward(a.id) == -2.0 and engine._lo is None   # partial values not used
     engine.tell(b, Result(objectives={"f1": 1.0, "f2": 2.0}))
     assert -1.0 <= engine._reward(b.id) <= 0.0
+
+
+# ------------------------------------------------------------------ the cheap pass (issue 22)
+def low(n_tasks: int = 5, f: float = 0.25, **values: float) -> dict:
+    return {**rep(n_tasks, n_tasks, **values), "fidelity": f}
+
+
+def test_low_fidelity_rung_keeps_the_best_third_and_task_rungs_are_optional():
+    asha = early_stop.create("asha", TWO, low_fidelity=0.25, rungs=[])
+    assert asha.rungs(5) == []
+    assert asha.decide(0, low(acc=0.5, forgetting=0.5))
+    assert not asha.decide(1, low(acc=0.4, forgetting=0.6))
+    assert asha.decide(2, low(acc=0.9, forgetting=0.1))
+    assert asha.decide(2, rep(2, acc=0.0, forgetting=1.0))   # no task rung: continues
+    assert asha.summary()["rung_members"] == {early_stop.LOW_RUNG: 3}
+    # with the default task rungs as well, a promoted candidate meets the 2-task rung too
+    both = early_stop.create("asha", TWO, low_fidelity=0.5)
+    assert both.decide(0, low(f=0.5, acc=0.5, forgetting=0.5)) and both.rungs(5) == [2]
+    assert both.decide(0, rep(2, acc=0.5, forgetting=0.5))
+    again = early_stop.from_state(TWO, json.loads(json.dumps(asha.state())))
+    assert again.decide(3, low(acc=0.45, forgetting=0.55)) == asha.decide(
+        3, low(acc=0.45, forgetting=0.55))
+
+
+@pytest.mark.parametrize("value", [0, 1, 1.5, -0.1, True, "0.5"])
+def test_low_fidelity_must_be_a_fraction(value):
+    with pytest.raises(UserError) as e:
+        early_stop.create("asha", TWO, low_fidelity=value)
+    assert e.value.field == "low_fidelity" and "(0, 1)" in e.value.one_line()
+
+
+def test_seconds_saved_counts_the_cheap_pass():
+    from evocl.records import Result
+    pruned = Result(objectives={"acc": 0.1}, status="pruned", wall_time=3.0, metrics={
+        "tasks_trained": 0, "tasks_planned": 5,
+        "low_fidelity": {"fidelity": 0.25, "seconds": 3.0, "train_seconds": 2.0}})
+    promoted = Result(objectives={"acc": 0.5}, wall_time=12.0, metrics={
+        "tasks_trained": 5, "tasks_planned": 5,
+        "low_fidelity": {"fidelity": 0.25, "seconds": 3.0, "train_seconds": 2.0}})
+    assert early_stop.seconds_saved([pruned]) == pytest.approx(6.0)   # 2 / 0.25 - 2
+    assert early_stop.seconds_saved([pruned, promoted]) == pytest.approx(3.0)

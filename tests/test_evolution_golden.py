@@ -4,6 +4,11 @@ and tells must give these exact candidates. Pinned before the engines were split
 
 To re-pin after an intended change of behaviour, print ``_digest(...)`` for each case and
 say in the commit why the engines' results changed.
+
+Any CPU: the digest is taken over the candidates with every float rounded to 12 significant
+digits, so that NumPy's SIMD kernels (AVX-512, AVX2, baseline x86-64: their exp/log differ in
+the last bits) cannot move it; a change of behaviour moves candidates by far more. Checked here
+with ``NPY_DISABLE_CPU_FEATURES="AVX512_SPR AVX512_ICL X86_V4 X86_V3"``.
 """
 
 from __future__ import annotations
@@ -36,6 +41,16 @@ def _zdt(c: Candidate) -> Result:
     return Result(objectives=evaluate("zdt1", c.config))
 
 
+def _rounded(value):
+    if isinstance(value, float):
+        return float(f"{value:.12g}")
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return value
+
+
 def _digest(algorithm: str, space: SearchSpace, objective, budget: int, **opts) -> str:
     engine = create(algorithm, space, population_size=6, seed=13, **opts)
     asked = []
@@ -44,7 +59,7 @@ def _digest(algorithm: str, space: SearchSpace, objective, budget: int, **opts) 
         asked += cands
         for c in reversed(cands):             # arrival order differs from ask order
             engine.tell(c, objective(c))
-    text = json.dumps([c.to_dict() for c in asked], sort_keys=True)
+    text = json.dumps([_rounded(c.to_dict()) for c in asked], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

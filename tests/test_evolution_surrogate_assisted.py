@@ -247,8 +247,37 @@ def test_good_split_takes_fronts_then_the_largest_contributors() -> None:
     ({"parzen_share": 0.7, "random_share": 0.5}, "random_share"), ({"refit": 2}, "refit"),
     ({"acquisition": "pi"}, "acquisition"), ({"kappa": -1}, "kappa"), ({"n_ei": 0}, "n_ei"),
     ({"n_trees": 1.5}, "n_trees"), ({"eta_c": -1}, "eta_c"), ({"model_until": -1}, "model_until"),
+    ({"cost_aware": "yes"}, "cost_aware"),
 ])
 def test_bad_options_name_the_field(opts, field) -> None:
     with pytest.raises(UserError) as err:
         create("sa-nsga2", problem_space("zdt1", 3), **opts)
     assert err.value.field == field
+
+
+def _timed(c: Candidate) -> Result:
+    """ZDT1 (4 variables) whose evaluation costs 1 + 50 x1**2 seconds: the cheap half of the
+    front (small x1) is where a cost-aware engine should spend its proposals."""
+    x1 = float(c.config["x0"])
+    return Result(objectives=evaluate("zdt1", c.config), wall_time=1.0 + 50.0 * x1 * x1)
+
+
+def test_cost_aware_prefers_cheap_proposals_and_resumes_exactly() -> None:
+    space = problem_space("zdt1", n_var=4)
+    mean_cost = {}
+    for cost_aware in (False, True):
+        secs = []
+        for seed in range(3):
+            engine = create("sa-nsga2", space, population_size=8, seed=seed,
+                            cost_aware=cost_aware, pool_size=64, n_trees=16)
+            got = _asked(engine, _timed, 30, 1)
+            secs += [1.0 + 50.0 * float(c["config"]["x0"]) ** 2 for c in got[10:]]
+        mean_cost[cost_aware] = float(np.mean(secs))
+    assert mean_cost[True] < 0.7 * mean_cost[False]
+    engine = create("sa-nsga2", space, population_size=8, seed=4, cost_aware=True,
+                    pool_size=64, n_trees=16)
+    _asked(engine, _timed, 14, 1)
+    assert engine.predicted_seconds([{"x0": 0.0, "x1": 0.5, "x2": 0.5, "x3": 0.5}])[0] < \
+        engine.predicted_seconds([{"x0": 1.0, "x1": 0.5, "x2": 0.5, "x3": 0.5}])[0]
+    clone = from_state(space, json.loads(json.dumps(engine.state(), allow_nan=False)))
+    assert _asked(engine, _timed, 5, 1) == _asked(clone, _timed, 5, 1)

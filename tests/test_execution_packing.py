@@ -67,7 +67,7 @@ def test_ray_executor_packs_by_reported_memory(tmp_path) -> None:
 
     if ray.is_initialized():
         ray.shutdown()
-    ray.init(num_cpus=4, num_gpus=1, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=4, num_gpus=1, include_dashboard=False, log_to_driver=False)
     try:
         ex = create_executor("ray", target="evocl.execution.testing:FakeGpu",
                              target_kwargs={"marker_dir": str(tmp_path)}, workers=4,

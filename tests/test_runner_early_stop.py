@@ -44,6 +44,13 @@ def decisions(run_dir: Path) -> list[tuple[int, int, bool]]:
             for e in read_run(run_dir).events if e["event"] == "report"]
 
 
+def journal_lines_of_reports(run_dir: Path) -> dict[tuple[int, int], tuple[int, bool]]:
+    """(candidate, tasks seen) -> (journal lines up to its decision, the decision)."""
+    lines = [json.loads(x) for x in (run_dir / "journal.jsonl").read_text().splitlines()]
+    return {(e["id"], e["report"]["tasks_seen"]): (i + 1, e["continue"])
+            for i, e in enumerate(lines) if e["event"] == "report"}
+
+
 def test_asha_search_prunes_and_keeps_pruned_off_fronts_and_exports(tmp_path):
     cfg = asha_cfg(tmp_path, "run")
     summary = run_search(cfg)
@@ -114,10 +121,7 @@ def test_killed_between_rungs_and_resumed_equals_uninterrupted(tmp_path, algorit
     run equals the uninterrupted one."""
     run_search(asha_cfg(tmp_path, "ref", algorithm))
     ref, ref_decisions = comparable(tmp_path / "ref"), decisions(tmp_path / "ref")
-    lines = [json.loads(x) for x in
-             (tmp_path / "ref" / "journal.jsonl").read_text().splitlines()]
-    reports = {(e["id"], e["report"]["tasks_seen"]): (i + 1, e["continue"])
-               for i, e in enumerate(lines) if e["event"] == "report"}
+    reports = journal_lines_of_reports(tmp_path / "ref")
     go2 = [k for k, (_, ok) in reports.items() if k[1] == 2 and ok]
     stop = [k for k, (_, ok) in reports.items() if not ok]
     go4 = [k for k, (_, ok) in reports.items() if k[1] == 4 and ok]
@@ -163,7 +167,7 @@ def test_cli_early_stop_flags(tmp_path, capsys):
               "-o", "name=\"zdt1\"", "-o", "n_var=4", "--population", "4", "--generations", "2",
               "--quiet"]
     assert main([*common, "--run-dir", str(tmp_path / "a"), "--early-stop", "ashaa"]) == 2
-    assert "early_stop: must be one of none, asha, got 'ashaa'; did you mean 'asha'" in \
+    assert "early_stop: must be one of none, asha, model, got 'ashaa'; did you mean 'asha'" in \
         capsys.readouterr().err
     assert main([*common, "--run-dir", str(tmp_path / "b"), "--early-stop", "asha",
                  "--early-stop-option", "eta=1"]) == 2
@@ -183,6 +187,18 @@ def test_cli_early_stop_flags(tmp_path, capsys):
     meta = yaml.safe_load((tmp_path / "d" / "run.yaml").read_text())
     assert meta["config"]["early_stop"] == "asha"
     assert meta["config"]["early_stop_options"] == {"eta": 2}
+    # issue 22's flags: the cheap pass, model-based stopping, cost-aware proposals
+    assert main([*common, "--run-dir", str(tmp_path / "e"), "--low-fidelity", "0.3"]) == 2
+    assert "--low-fidelity: needs an early-stop scheduler" in capsys.readouterr().err
+    assert main([*common, "--run-dir", str(tmp_path / "f"), "-o", "tasks=5",
+                 "--early-stop", "model", "--low-fidelity", "0.3", "--algorithm", "sa-nsga2",
+                 "--cost-aware"]) == 0
+    meta = yaml.safe_load((tmp_path / "f" / "run.yaml").read_text())["config"]
+    assert meta["early_stop"] == "model" and meta["early_stop_options"] == {"low_fidelity": 0.3}
+    assert meta["algorithm_options"] == {"cost_aware": True}
+    from evocl.report import write_report
+    page = write_report(tmp_path / "f").read_text()
+    assert "model-based stopping" in page and "cost-aware proposals" in page
 
 
 def test_optuna_tpe_uses_optunas_pruner_on_one_objective(tmp_path):
@@ -240,3 +256,72 @@ def test_tiny_cl_search_with_asha(tmp_path):
             assert r.objectives["acc"] == pytest.approx(reps[-1]["acc"])
         else:
             assert len(reps) == r.metrics["tasks_planned"] - 1
+
+
+# ------------------------------------------------------------------ the cheap pass (issue 22)
+SCHEDULERS_AT_LOW = {"asha": {"low_fidelity": 0.25, "rungs": [3]},
+                     "model": {"low_fidelity": 0.25, "rungs": [3], "min_results": 4,
+                               "min_residuals": 2, "quantile": 0.5}}
+
+
+def low_cfg(tmp: Path, name: str, algorithm: str = "nsga2", scheduler: str = "asha",
+            **kw) -> RunConfig:
+    return asha_cfg(tmp, name, algorithm, early_stop=scheduler,
+                    early_stop_options=SCHEDULERS_AT_LOW[scheduler], **kw)
+
+
+def test_low_fidelity_search_prunes_at_the_cheap_pass_and_records_it(tmp_path):
+    summary = run_search(low_cfg(tmp_path, "run"))
+    view = read_run(tmp_path / "run")
+    meta = yaml.safe_load((tmp_path / "run" / "run.yaml").read_text())
+    assert meta["config"]["early_stop_options"] == {"low_fidelity": 0.25, "rungs": [3]}
+    low = [(c, t, ok) for c, t, ok in decisions(tmp_path / "run") if t == 7]
+    ok_ids = {c.id for c, r in view.evaluations if r.ok}
+    assert len(low) == 24   # every candidate's cheap pass reported once (failures come later)
+    cheap_stops = {c for c, _, ok in low if not ok}
+    assert cheap_stops and all(view.evaluations[c][1].metrics["tasks_trained"] == 0
+                               for c in cheap_stops)
+    for c, r in view.evaluations:
+        reps = view.reports.get(c.id, [])
+        if c.id in ok_ids:   # promoted: the cheap report first, then tasks 1..6 at full steps
+            assert sorted(x["tasks_seen"] for x in reps) == [1, 2, 3, 4, 5, 6, 7]
+            assert [x.get("fidelity") for x in reps if x["tasks_seen"] == 7] == [0.25]
+    assert summary.seconds_saved >= 0.0
+    study_db = tmp_path / "study.db"
+    assert main(["export", str(tmp_path / "run"), "--format", "optuna",
+                 "--out", str(study_db)]) == 0
+    study = optuna.load_study(study_name="run", storage=f"sqlite:///{study_db}")
+    by_id = {t.user_attrs["candidate_id"]: t for t in study.trials}
+    for c in cheap_stops:
+        assert by_id[c].state == optuna.trial.TrialState.PRUNED
+        assert list(by_id[c].intermediate_values) == [0]
+    from evocl.report import write_report
+    page = write_report(tmp_path / "run").read_text()
+    assert (f"cheap pass (every task at 0.25 of its steps): 24 candidates, {len(cheap_stops)} "
+            f"stopped there, {24 - len(cheap_stops)} promoted") in page
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scheduler", ["asha", "model"])
+def test_low_fidelity_killed_between_rungs_and_resumed_equals_uninterrupted(tmp_path,
+                                                                            scheduler):
+    """kill -9 after the cheap pass's decision (promoted, not yet trained at full steps), after
+    a cheap stop not yet told, and after the 3-task rung: the resumed run equals the
+    uninterrupted one and no decision is made twice (``model``: its trees refitted from the
+    journal's reports and results reach every recorded decision again)."""
+    run_search(low_cfg(tmp_path, "ref", scheduler=scheduler))
+    ref, ref_decisions = comparable(tmp_path / "ref"), decisions(tmp_path / "ref")
+    reports = journal_lines_of_reports(tmp_path / "ref")
+    go_low = [k for k, (_, ok) in reports.items() if k[1] == 7 and ok]
+    stop_low = [k for k, (_, ok) in reports.items() if k[1] == 7 and not ok]
+    at3 = [k for k in reports if k[1] == 3]
+    pauses = sorted({go_low[1], stop_low[1], at3[-1]}, key=lambda k: reports[k][0])
+    cfg = low_cfg(tmp_path, "killed", scheduler=scheduler)
+    cfg = cfg.replace(evaluator_options={**cfg.evaluator_options,
+                                         "pause_at": [list(k) for k in pauses]})
+    for n, key in enumerate(pauses):
+        assert run_and_kill(cfg, resume=n > 0, after_lines=reports[key][0])
+    summary = run_search(cfg, resume=True)
+    assert summary.n_evaluated == 24
+    assert comparable(tmp_path / "killed") == ref
+    assert decisions(tmp_path / "killed") == ref_decisions

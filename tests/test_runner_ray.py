@@ -20,7 +20,7 @@ def ray_session():
     import logging
 
     import ray
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING,
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING,
              log_to_driver=False, object_store_memory=200 * 1024 * 1024)
     yield
     ray.shutdown()

@@ -27,7 +27,8 @@ from evocl.cl.data import StreamTensors, stream_tensors
 from evocl.cl.evalcache import worker_cache
 from evocl.cl.learners import LEARNERS
 from evocl.cl.model import build_model
-from evocl.cl.names import LM_OBJECTIVES, OBJECTIVES, RETENTION_OBJECTIVES, Options
+from evocl.cl.names import (ALL_OBJECTIVES, LM_OBJECTIVES, OBJECTIVES,
+                             RETENTION_OBJECTIVES, Options)
 from evocl.cl.params import resolve
 from evocl.cl.strategies.ewc import fisher_samples_for
 from evocl.cl.train import run_stream
@@ -99,6 +100,7 @@ def evaluate(config: Mapping[str, Any], stream: Any, backbone: Backbone, seed: i
              on_trained: Callable[[Any], None] | None = None,
              on_task_end: Callable[[dict[str, Any]], bool] | None = None,
              on_task_model: Callable[[int, Any], None] | None = None,
+             low_fidelity: float | None = None,
              **option_values: Any) -> Result:
     """Fine-tune ``backbone`` with LoRA on ``stream`` under ``config``; score it.
 
@@ -113,6 +115,17 @@ def evaluate(config: Mapping[str, Any], stream: Any, backbone: Backbone, seed: i
     candidate there: the Result then has status "pruned" and the partial metrics (over the
     tasks trained), ``metrics["tasks_trained"]`` saying how many. ``on_task_model(t, model)``
     sees the model before training (t = -1) and after each task (e.g. to generate samples).
+    ``low_fidelity=f`` (with ``on_task_end``; the lowest rung of ``--early-stop-option
+    low_fidelity=f``): first a cheap pass trains every task at ``max(1, round(f *
+    steps_per_task))`` steps and reports once over the whole stream (``tasks_seen`` =
+    ``n_tasks``, ``fidelity`` = f, forgetting over every task; a classifier scores only the
+    tasks trained so far, so R[i][j > i] is NaN and FWT is not reported, and no test round is
+    run); stopped there, the Result is
+    "pruned" with the cheap pass's metrics (``metrics["low_fidelity"]``, ``tasks_trained`` 0
+    at full steps); continued (promoted), the candidate is trained again from the backbone's
+    pristine weights at full steps, with the same seed, so its result equals a plain
+    evaluation's; it keeps the cheap pass's report (journaled) and its seconds (in
+    ``wall_time`` and ``metrics["low_fidelity"]``).
     ``stream``: a streams.Stream, or StreamTensors from `prepare` (then max_length and the
     caps it was prepared with apply, not the options here). Raises UserError for a bad config
     and EvaluationError for a non-finite loss; CLEvaluator turns both into failed Results.
@@ -130,39 +143,91 @@ def evaluate(config: Mapping[str, Any], stream: Any, backbone: Backbone, seed: i
                         field="fitness_tasks")
     dev = resolve_device(device)
     amp = autocast_dtype(opts.precision, dev)
-    if dev.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(dev)
-    _reset_peak_rss()
     kind = getattr(backbone, "kind", "encoder")
-    with _seeded(seed, dev):
-        # a causal LM's frozen weights in bf16 on a GPU (its adapters stay fp32)
-        frozen_dtype = torch.bfloat16 if kind == "causal_lm" and amp == torch.bfloat16 else None
-        model = build_model(backbone, params, data.n_classes, seed, frozen_dtype).to(dev)
-        if opts.gradient_checkpointing:
-            from evocl.cl.model import enable_gradient_checkpointing
 
-            enable_gradient_checkpointing(model)
-        learner = LEARNERS.load(kind)(model, data, n_tasks, dev, amp, opts,
-                                               has_dropout=params.lora_dropout > 0.0)
-        learner.shared = worker_cache(backbone.model, data)
-        learner.tokenizer = backbone.tokenizer
-        n_trainable = sum(p.numel() for p in learner.trainable_list)
-        hook = None
-        if on_task_end is not None:
-            def hook(t: int, R: list[list[float]], b: list[float]) -> bool:
-                report = task_report(t, n_tasks, R, b, time.perf_counter() - start)
-                report.update(trainable_params=float(n_trainable),
-                              wall_time=report["elapsed"], peak_memory_mb=_peak_memory_mb(dev))
-                report.update(retention_objectives(getattr(learner, "retention_scores", [])))
-                return bool(on_task_end(report))
-        out = run_stream(learner, params, seed, opts, on_task_end=hook, observe=on_task_model)
-        if on_trained is not None and out.stopped_after is None:
-            on_trained(model)
-        retention = list(getattr(learner, "retention_scores", []))
-    del model, learner
+    def train(p: Any, report: Callable[[dict[str, Any]], bool] | None,
+              trained_cb: Callable[[Any], None] | None,
+              cheap: bool = False) -> tuple[Any, int, list[float]]:
+        """One pass over the stream under ``p`` from the backbone's pristine weights
+        (``cheap``: the low-fidelity pass: trained tasks scored only, no test round)."""
+        if dev.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(dev)
+        _reset_peak_rss()
+        with _seeded(seed, dev):
+            # a causal LM's frozen weights in bf16 on a GPU (its adapters stay fp32)
+            frozen_dtype = torch.bfloat16 if kind == "causal_lm" and amp == torch.bfloat16 \
+                else None
+            model = build_model(backbone, p, data.n_classes, seed, frozen_dtype).to(dev)
+            if opts.gradient_checkpointing:
+                from evocl.cl.model import enable_gradient_checkpointing
+
+                enable_gradient_checkpointing(model)
+            learner = LEARNERS.load(kind)(model, data, n_tasks, dev, amp, opts,
+                                          has_dropout=p.lora_dropout > 0.0)
+            learner.shared = worker_cache(backbone.model, data)
+            learner.tokenizer = backbone.tokenizer
+            learner.seen_only = cheap
+            n_trainable = sum(x.numel() for x in learner.trainable_list)
+            hook = fidelity_hook(report, learner, n_tasks, n_trainable, start, dev)
+            out = run_stream(learner, p, seed, opts, on_task_end=hook, observe=on_task_model,
+                             test=not cheap)
+            if trained_cb is not None and out.stopped_after is None:
+                trained_cb(model)
+            retention = list(getattr(learner, "retention_scores", []))
+        del model, learner
+        return out, n_trainable, retention
+
+    low: dict[str, Any] | None = None
+    if low_fidelity is not None and on_task_end is not None:
+        # the lowest rung: every task at a fraction of its steps (forgetting over the whole
+        # stream); promoted, the candidate is trained again from the pristine weights
+        cheap_p = low_fidelity_params(params, low_fidelity)
+        cheap, n_trainable, retention = train(cheap_p, None, None, cheap=True)
+        rep = task_report(n_tasks - 1, n_tasks, cheap.R, cheap.baseline,
+                          time.perf_counter() - start)
+        if any(math.isnan(v) for row in cheap.R for v in row):
+            rep.pop("fwt", None)     # tasks not yet trained were not scored: null in R
+            rep["R"] = [[None if math.isnan(v) else v for v in row] for row in cheap.R]
+        rep.update(trainable_params=float(n_trainable), wall_time=rep["elapsed"],
+                   peak_memory_mb=_peak_memory_mb(dev), fidelity=float(low_fidelity),
+                   steps_per_task=int(cheap_p.steps_per_task))
+        rep.update(retention_objectives(retention))
+        low = {"fidelity": float(low_fidelity), "steps_per_task": int(cheap_p.steps_per_task),
+               "seconds": rep["elapsed"], "train_seconds": cheap.timings.get("train", 0.0),
+               **{k: rep[k] for k in ("acc", "forgetting", "bwt", "plasticity") if k in rep}}
+        if not on_task_end(rep):
+            return _low_fidelity_result(cheap, rep, low, n_tasks, data, backbone, dev, seed,
+                                        cheap_p, opts, time.perf_counter() - start)
+    out, n_trainable, retention = train(params, on_task_end, on_trained)
+    return build_result(out, params, data, n_tasks, n_trainable, backbone.name, dev, seed,
+                        opts, retention, time.perf_counter() - start, low=low)
+
+
+def fidelity_hook(on_task_end: Callable[[dict[str, Any]], bool] | None, learner: Any,
+                  n_tasks: int, n_trainable: int, start: float, dev: torch.device
+                  ) -> Callable[[int, list[list[float]], list[float]], bool] | None:
+    """The loop's ``on_task_end(t, R, baseline)`` around a scheduler's ``on_task_end(report)``:
+    the fidelity report of `task_report` plus every other objective so far."""
+    if on_task_end is None:
+        return None
+
+    def hook(t: int, R: list[list[float]], b: list[float]) -> bool:
+        report = task_report(t, n_tasks, R, b, time.perf_counter() - start)
+        report.update(trainable_params=float(n_trainable),
+                      wall_time=report["elapsed"], peak_memory_mb=_peak_memory_mb(dev))
+        report.update(retention_objectives(getattr(learner, "retention_scores", [])))
+        return bool(on_task_end(report))
+    return hook
+
+
+def build_result(out: Any, params: Any, data: StreamTensors, n_tasks: int, n_trainable: int,
+                 backbone_name: str, dev: torch.device, seed: int, opts: Options,
+                 retention: list[float], wall: float,
+                 low: dict[str, Any] | None = None) -> Result:
+    """The Result of one candidate's `run_stream` output (``out``: a `RunOutput`; ``low``:
+    the cheap pass of a promoted candidate, kept in its metrics)."""
     trained = n_tasks if out.stopped_after is None else out.stopped_after
     summary = metrics.summarize([row[:trained] for row in out.R], out.baseline[:trained])
-    wall = time.perf_counter() - start
     objectives = {**summary, "trainable_params": float(n_trainable), "wall_time": wall,
                   "peak_memory_mb": _peak_memory_mb(dev)}
     names = OBJECTIVES
@@ -183,10 +248,11 @@ def evaluate(config: Mapping[str, Any], stream: Any, backbone: Backbone, seed: i
             "test_acc": test, "tasks_planned": n_tasks,
             "tasks_trained": trained, "n_tasks_stream": data.n_tasks,
             "scenario": data.scenario, "stream_fingerprint": data.fingerprint,
-            "backbone": backbone.name, "device": str(dev), "seed": int(seed),
+            "backbone": backbone_name, "device": str(dev), "seed": int(seed),
             "config_resolved": params.to_dict(), "final_task_loss": out.final_losses,
             **_metric_names(data, n_tasks, retention),
             "drift_from_task0": out.drift_from_task0,
+            **({"low_fidelity": low} if low is not None else {}),
             **({"matrices": out.extra} if out.extra else {}),
             **({"strategy_counters": out.counters} if out.counters else {}),
             "timings": _rounded(out.timings),
@@ -196,6 +262,30 @@ def evaluate(config: Mapping[str, Any], stream: Any, backbone: Backbone, seed: i
                         "fisher_samples": fisher_samples_for(params, opts.fisher_samples)},
         },
         wall_time=wall)
+
+
+def low_fidelity_params(params: Any, fraction: float) -> Any:
+    """``params`` with ``steps_per_task`` scaled by ``fraction`` (at least one step)."""
+    import dataclasses
+
+    steps = max(1, int(round(float(fraction) * params.steps_per_task)))
+    return dataclasses.replace(params, steps_per_task=steps)
+
+
+def _low_fidelity_result(out: Any, report: dict[str, Any], low: dict[str, Any], n_tasks: int,
+                         data: StreamTensors, backbone: Backbone, dev: torch.device, seed: int,
+                         p: Any, opts: Options, wall: float) -> Result:
+    """The pruned Result of a candidate stopped after the cheap pass: its objectives over the
+    whole stream at the low fidelity; ``tasks_trained`` 0 (no task at full steps)."""
+    objectives = {k: float(v) for k, v in report.items()
+                  if k in ALL_OBJECTIVES and isinstance(v, (int, float))}
+    objectives["wall_time"] = wall
+    return Result(objectives=objectives, status="pruned", metrics={
+        "accuracy_matrix": report["R"], "baseline_acc": out.baseline, "tasks_planned": n_tasks,
+        "tasks_trained": 0, "n_tasks_stream": data.n_tasks, "scenario": data.scenario,
+        "stream_fingerprint": data.fingerprint, "backbone": backbone.name, "device": str(dev),
+        "seed": int(seed), "config_resolved": p.to_dict(), "low_fidelity": low,
+        "timings": _rounded(out.timings)}, wall_time=wall)
 
 
 def retention_objectives(scores: list[float]) -> dict[str, float]:

@@ -21,10 +21,17 @@ class CLEvaluator:
     ``stream``: a built-in name, a spec path or a streams.Stream; ``backbone``: a registered
     name ("minilm", "tiny", ...), a checkpoint directory or a Backbone. ``options`` are the
     evaluator options of `evocl.cl.names.Options` (max_length, max_eval_per_task, ...).
+    ``low_fidelity``: the fraction of each task's steps of the cheap first pass that early
+    stopping's lowest rung sees (`evaluate`; set by the runner from the scheduler's options).
     """
 
     def __init__(self, stream: Any = "default", backbone: Any = "minilm", device: str = "auto",
-                 fitness_tasks: int | None = None, **options: Any):
+                 fitness_tasks: int | None = None, low_fidelity: float | None = None,
+                 **options: Any):
+        if low_fidelity is not None:
+            from evocl.evolution.early_stop import check_fraction
+            check_fraction(low_fidelity)
+        self.low_fidelity = low_fidelity
         self.options = Options.from_mapping(options)
         self.device = str(resolve_device(device))
         self.fitness_tasks = fitness_tasks
@@ -48,12 +55,21 @@ class CLEvaluator:
         try:
             return evaluate(candidate.config, self.data, self.backbone, candidate.seed,
                             device=self.device, fitness_tasks=self.fitness_tasks,
-                            options=self.options, on_task_end=on_task_end)
+                            options=self.options, on_task_end=on_task_end,
+                            low_fidelity=self.low_fidelity)
         except BaseException as exc:  # noqa: BLE001 - a worker must never die on a candidate
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
             return Result.failed(_reason(exc), wall_time=time.perf_counter() - start,
                                  traceback=traceback.format_exc(limit=-3).splitlines()[-6:])
+
+
+    def pack(self, size: int) -> Any:
+        """A `evocl.cl.pack.Pack` of ``size`` over this worker's backbone and stream."""
+        from evocl.cl.pack import Pack
+
+        return Pack(self.backbone, self.data, size, self.device, self.fitness_tasks,
+                    self.options)
 
 
 def _reason(exc: BaseException) -> str:

@@ -67,13 +67,16 @@ class CLModel(nn.Module):
         (a 4-D additive mask lets torch.func.vmap run without data-dependent branches)."""
         out = self.encoder(input_ids=input_ids, inputs_embeds=inputs_embeds,
                            attention_mask=attention_mask if encoder_mask is None else encoder_mask)
-        hidden = out.last_hidden_state
-        m = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
-        return self.head(pooled)
+        return self.head(mean_pool(out.last_hidden_state, attention_mask))
 
     def input_embeddings(self) -> nn.Module:
         return self.encoder.get_input_embeddings()
+
+
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The attention-masked mean of ``hidden`` [B, L, H] over its positions: [B, H]."""
+    m = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
 
 
 def _linear_names(model: nn.Module) -> list[str]:
@@ -193,16 +196,26 @@ class LMModel(nn.Module):
 
 
 def build_model(backbone: Backbone, params: CLParams, n_classes: int, seed: int,
-                dtype: torch.dtype | None = None) -> nn.Module:
+                dtype: torch.dtype | None = None, share_frozen: bool = False) -> nn.Module:
     """A fresh model from the pristine backbone (deep copy). Uses the global torch RNG: call it
     inside a forked, seeded RNG scope. The head is initialised first from ``seed`` alone, so the
     untrained model (LoRA B = 0) depends on the seed only, whatever the LoRA settings.
     A causal LM gets no head (its LM head is frozen); ``dtype`` casts its frozen weights (bf16
-    on a GPU) while the adapters stay fp32."""
+    on a GPU) while the adapters stay fp32. ``share_frozen``: the copy shares the backbone's
+    frozen tensors instead of copying them (`evocl.cl.pack` reads the adapters' initial values
+    from it; it must not be trained or cast, so ``dtype`` must be None)."""
     from peft import get_peft_model
 
+    def copied(model: nn.Module) -> nn.Module:
+        if not share_frozen:
+            return copy.deepcopy(model)
+        if dtype is not None:
+            raise ValueError("share_frozen takes no dtype (a cast would change the backbone)")
+        memo = {id(t): t for t in [*model.parameters(), *model.buffers()]}
+        return copy.deepcopy(model, memo)
+
     if getattr(backbone, "kind", "encoder") == "causal_lm":
-        lm = copy.deepcopy(backbone.model)
+        lm = copied(backbone.model)
         if dtype is not None:
             lm = lm.to(dtype)
         torch.manual_seed(seed + 1)
@@ -211,7 +224,7 @@ def build_model(backbone: Backbone, params: CLParams, n_classes: int, seed: int,
         return model_lm
     torch.manual_seed(seed)
     head = nn.Linear(backbone.hidden_size, n_classes)
-    encoder = copy.deepcopy(backbone.model)
+    encoder = copied(backbone.model)
     layout, pattern, n_layers = detect_layout(encoder)
     torch.manual_seed(seed + 1)
     peft_encoder = get_peft_model(encoder, lora_config(params, layout, pattern, n_layers))

@@ -164,14 +164,16 @@ class _NonFinite:
 
 def run_stream(learner: Any, p: Any, seed: int, opts: Any,
                on_task_end: Callable[[int, list[list[float]], list[float]], bool] | None = None,
-               observe: Callable[[int, Any], None] | None = None) -> RunOutput:
+               observe: Callable[[int, Any], None] | None = None,
+               test: bool = True) -> RunOutput:
     """Train tasks 0..learner.n_tasks-1 in order; R[i][j] over all j < n_tasks. Uses the torch
     global RNG (dropout): call inside a forked, seeded RNG scope.
 
     ``on_task_end(t, R, baseline)`` is called after task t's evaluation round (t < n_tasks-1);
     when it returns False the run stops there (``RunOutput.stopped_after`` = t + 1 tasks) and
     no test round is run. ``observe(t, model)`` sees the model before training (t = -1) and
-    after each task's training (it must not change it, e.g. greedy generation of samples)."""
+    after each task's training (it must not change it, e.g. greedy generation of samples).
+    ``test=False`` skips the test round (the cheap pass of a low fidelity)."""
     n_tasks, data = learner.n_tasks, learner.data
     rng_batch, strategies = build_strategies(learner, p, seed)
     mixers = [s for s in strategies if type(s).n_mix is not Strategy.n_mix]
@@ -294,11 +296,11 @@ def run_stream(learner: Any, p: Any, seed: int, opts: Any,
                              final_losses=losses, stopped_after=t + 1, extra=extra,
                              counters=_counters(strategies, guard))
     t0 = time.perf_counter()
-    test = score("test", n_tasks - 1)
+    test_acc = score("test", n_tasks - 1) if test else []
     timings["test"] = time.perf_counter() - t0
     timings.update(getattr(learner, "timings", {}))  # the learner's scoring phases
     drift = torch.stack([(a.detach() - b).float().norm() for a, b in zip(plist, after_first)]).norm()
-    return RunOutput(R=R, baseline=baseline, test_acc=test, timings=timings,
+    return RunOutput(R=R, baseline=baseline, test_acc=test_acc, timings=timings,
                      final_losses=losses, drift_from_task0=float(drift), extra=extra,
                      counters=_counters(strategies, guard))
 

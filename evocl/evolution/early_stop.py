@@ -37,6 +37,8 @@ from evocl.evolution import pareto
 from evocl.records import Result
 
 STATE_FORMAT = "evocl.early_stop/1"
+#: the rung key of the cheap pass (every task at a fraction of its steps) in rung tables
+LOW_RUNG = 0
 
 
 class Scheduler:
@@ -64,12 +66,15 @@ class Scheduler:
         """The decision already made for this candidate at this task count, else None."""
         return self._decisions.get((int(candidate_id), int(tasks_seen)))
 
-    def decide(self, candidate_id: int, report: Mapping[str, Any]) -> bool:
-        """True: train the candidate on its next task; False: stop it (a pruned result)."""
+    def decide(self, candidate_id: int, report: Mapping[str, Any],
+               config: Mapping[str, Any] | None = None) -> bool:
+        """True: train the candidate on its next task; False: stop it (a pruned result).
+        ``config``: the candidate's configuration (a model-based scheduler reads it)."""
         tasks_seen = _count(report, "tasks_seen")
         known = self.decision(candidate_id, tasks_seen)
         if known is not None:
             return known
+        self._config = config
         ok = bool(self._decide(int(candidate_id), tasks_seen, _count(report, "n_tasks"), report))
         self._decisions[(int(candidate_id), tasks_seen)] = ok
         return ok
@@ -81,6 +86,9 @@ class Scheduler:
     def rungs(self, n_tasks: int) -> list[int]:
         """Task counts at which this scheduler may stop a candidate of ``n_tasks`` tasks."""
         return []
+
+    def observe(self, candidate_id: int, config: Mapping[str, Any], result: Result) -> None:
+        """A told result, in journal order (a model-based scheduler learns from them)."""
 
     # ------------------------------------------------------------------ state
     def state(self) -> dict[str, Any]:
@@ -118,23 +126,27 @@ class ASHA(Scheduler):
     """``asha``: asynchronous successive halving over tasks seen, multi-objective promotion."""
 
     name = "asha"
-    DEFAULTS: ClassVar[dict[str, Any]] = {"eta": 3, "min_tasks": 2, "rungs": None}
+    DEFAULTS: ClassVar[dict[str, Any]] = {"eta": 3, "min_tasks": 2, "rungs": None,
+                                          "low_fidelity": None}
 
     def __init__(self, space: Any, **options: Any):
         super().__init__(space, **options)
         eta, min_tasks, rungs = (self.options[k] for k in ("eta", "min_tasks", "rungs"))
         src = "early stop asha"
+        if self.options["low_fidelity"] is not None:
+            self.options["low_fidelity"] = check_fraction(self.options["low_fidelity"], src)
         if not (_is_int(eta) and eta >= 2):
             raise UserError(f"must be an int >= 2, got {eta!r}", source=src, field="eta")
         if not (_is_int(min_tasks) and min_tasks >= 2):
             raise UserError(f"must be an int >= 2 (forgetting is undefined after one task), "
                             f"got {min_tasks!r}", source=src, field="min_tasks")
         if rungs is not None:
-            if (not isinstance(rungs, (list, tuple)) or not rungs
+            if (not isinstance(rungs, (list, tuple))
+                    or (not rungs and self.options["low_fidelity"] is None)
                     or not all(_is_int(r) and r >= 2 for r in rungs)
                     or list(rungs) != sorted(set(rungs))):
-                raise UserError(f"must be a non-empty increasing list of task counts >= 2, "
-                                f"got {rungs!r}", source=src, field="rungs")
+                raise UserError(f"must be an increasing list of task counts >= 2 (empty only "
+                                f"with low_fidelity), got {rungs!r}", source=src, field="rungs")
             self.options["rungs"] = [int(r) for r in rungs]
         self._signs = pareto.objective_signs(space)
         if not self._signs:
@@ -153,12 +165,13 @@ class ASHA(Scheduler):
 
     def _decide(self, cid: int, tasks_seen: int, n_tasks: int,
                 report: Mapping[str, Any]) -> bool:
-        if tasks_seen not in self.rungs(n_tasks):
+        low = is_low_fidelity(report)
+        if not low and tasks_seen not in self.rungs(n_tasks):
             return True
         as_res = as_result(report)
         fmin = pareto.min_vector(self._signs, as_res)
         cv = pareto.violation(self.space.constraints, as_res) if fmin is not None else math.inf
-        members = self._members.setdefault(tasks_seen, [])
+        members = self._members.setdefault(LOW_RUNG if low else tasks_seen, [])
         members.append((cid, fmin, cv))
         if fmin is None:
             return False
@@ -205,10 +218,26 @@ def as_result(report: Mapping[str, Any]) -> Result:
 
 
 def seconds_saved(results: Iterable[Result]) -> float:
-    """Training time that early stopping saved, estimated from the pruned results: each one's
-    wall time per task trained, times the planned tasks it did not train."""
+    """Training time that early stopping saved, estimated from the results: a candidate pruned
+    after some tasks saved its wall time per task trained times the planned tasks it did not
+    train; one pruned after the cheap pass (every task at a fraction f of its steps) saved a
+    full evaluation's estimate (its training seconds / f plus the rest) minus what it spent;
+    a promoted one spent its cheap pass's seconds in addition (counted against the saving)."""
     total = 0.0
     for r in results:
+        low = r.metrics.get("low_fidelity") if isinstance(r.metrics, Mapping) else None
+        if isinstance(low, Mapping):
+            try:
+                f, spent = float(low["fidelity"]), float(low["seconds"])
+                train = float(low.get("train_seconds", spent))
+            except (KeyError, TypeError, ValueError):
+                continue
+            if r.status == "pruned" and r.metrics.get("tasks_trained") == 0:
+                if 0.0 < f < 1.0 and math.isfinite(train):
+                    total += train * (1.0 / f - 1.0)   # full steps' training not done
+                continue
+            if math.isfinite(spent):
+                total -= spent                          # promoted: the cheap pass was extra
         if r.status != "pruned":
             continue
         try:
@@ -238,6 +267,21 @@ def from_state(space: Any, state: Mapping[str, Any]) -> Scheduler:
         sched._decisions[(int(c), int(t))] = bool(ok)
     sched._load_extra(dict(state.get("extra", {})))
     return sched
+
+
+def check_fraction(value: Any, source: str = "early stop", field: str = "low_fidelity") -> float:
+    """``value`` as a fraction of a task's steps in (0, 1), else a one-line UserError."""
+    if not (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and 0.0 < float(value) < 1.0):
+        raise UserError(f"must be a number in (0, 1) (a fraction of each task's steps), got "
+                        f"{value!r}", source=source, field=field)
+    return float(value)
+
+
+def is_low_fidelity(report: Mapping[str, Any]) -> bool:
+    """Whether ``report`` is the cheap pass's (every task at a fraction of its steps)."""
+    f = report.get("fidelity")
+    return isinstance(f, (int, float)) and not isinstance(f, bool) and f < 1.0
 
 
 def _count(report: Mapping[str, Any], key: str) -> int:

@@ -128,14 +128,24 @@ class Problem:
     ``on_task_end(report)`` with ``tasks_seen``, ``n_tasks``, ``elapsed`` and the objectives at
     that fidelity (the final values plus a deterministic bias that shrinks as t grows), and
     stops with a ``pruned`` Result of those objectives when the answer is False;
-    ``fail_every`` then fails in the first task.
+    ``fail_every`` then fails in the first task. ``low_fidelity=f`` (with ``tasks``) adds the
+    cheap pass of `evocl.cl.evaluation.evaluate`: ``delay * f`` seconds, then one report with
+    ``tasks_seen`` = ``n_tasks``, ``fidelity`` = f and the final values plus a bias of up to
+    ``0.5 * (1 - f)``; stopped there, a ``pruned`` Result (``tasks_trained`` 0), else the
+    tasks as above.
     """
 
     def __init__(self, name: str = "zdt1", n_var: int | None = None, delay: float = 0.0,
                  fail_every: int = 0,
                  nan_every: int = 0, hang_every: int = 0, hang_s: float = 3600.0,
-                 exit_every: int = 0, tasks: int = 0):
+                 exit_every: int = 0, tasks: int = 0, low_fidelity: float | None = None):
         _n_var(name, n_var)
+        if low_fidelity is not None:
+            from evocl.evolution.early_stop import check_fraction
+            check_fraction(low_fidelity, "problem")
+            if not tasks:
+                raise UserError("needs tasks >= 2", source="problem", field="low_fidelity")
+        self.low_fidelity = low_fidelity
         for field, v in (("delay", delay), ("hang_s", hang_s)):
             if v < 0:
                 raise UserError(f"must be >= 0, got {v}", source="problem", field=field)
@@ -158,6 +168,20 @@ class Problem:
         cid = candidate.id
         if self.tasks:
             final = evaluate(self.name, candidate.config)
+            f = self.low_fidelity
+            if f is not None and on_task_end is not None:
+                time.sleep(self.delay * f)
+                rng = np.random.default_rng([candidate.seed, 0])
+                cheap = {k: v + 0.5 * (1.0 - f) * float(rng.random()) for k, v in final.items()}
+                if not on_task_end({"tasks_seen": self.tasks, "n_tasks": self.tasks,
+                                    "fidelity": f, **cheap,
+                                    "elapsed": time.perf_counter() - start}):
+                    return Result(objectives=cheap, status="pruned",
+                                  metrics={"problem": self.name, "tasks_trained": 0,
+                                           "tasks_planned": self.tasks,
+                                           "low_fidelity": {"fidelity": f,
+                                                            "seconds": self.delay * f}},
+                                  wall_time=time.perf_counter() - start)
             for t in range(1, self.tasks):
                 time.sleep(self.delay / self.tasks)
                 if _every(self.fail_every, cid):
@@ -185,6 +209,9 @@ class Problem:
         metrics: dict[str, Any] = {"problem": self.name}
         if self.tasks:
             metrics.update(tasks_trained=self.tasks, tasks_planned=self.tasks)
+            if self.low_fidelity is not None and on_task_end is not None:
+                metrics["low_fidelity"] = {"fidelity": self.low_fidelity,
+                                           "seconds": self.delay * self.low_fidelity}
         return Result(objectives=objectives, metrics=metrics,
                       wall_time=time.perf_counter() - start)
 

@@ -32,6 +32,12 @@ al. 2011) to guide mutation. Genomes have one gene in [0, 1] per parameter
    at once; when it overflows ``population_size``, the member worst by non-dominated rank
    then crowding distance leaves. No generation barrier: every free worker gets a candidate.
 
+   With ``cost_aware`` (``evocl search --cost-aware``), a second ensemble of the same trees,
+   fitted on the same results, predicts log(seconds of a full evaluation) from the genes
+   (steps, rank, targets, replay, strategies...: the measured wall times; a pruned result's
+   scaled up by its planned / trained tasks), and proposals are ranked by expected
+   improvement of the scalarised prediction per predicted second (Snoek et al. 2012); where
+   no proposal is expected to improve, the plain acquisition decides.
 5. **Hand-over** (``model_until``, default 1,000 told results): from then on the candidates
    are plain ``async-nsga2`` children. The pool's model-guided genes buy sample efficiency
    in the expensive regime but keep children from converging finely on long runs (measured:
@@ -86,6 +92,7 @@ class SurrogateNSGA2(AsyncNSGA2):
         "refit": 0.1,           # refit when the told results grew by this share (>= 1)
         "max_train": 500,       # the model learns from the newest results only
         "model_until": 1000,    # from this many told results on, plain async-nsga2 children (0: never)
+        "cost_aware": False,    # rank by expected improvement per predicted second (issue 22)
     }
 
     def __init__(self, space: Any, **kwargs: Any):
@@ -102,6 +109,7 @@ class SurrogateNSGA2(AsyncNSGA2):
         self._parzen: ParzenRatio | None = None
         self._good_ids: set[int] = set()
         self._good_n = -1
+        self._cost_model: Any = None
 
     def _check_options(self) -> None:
         o = self.options
@@ -121,6 +129,9 @@ class SurrogateNSGA2(AsyncNSGA2):
         if o["acquisition"] not in ("lcb", "ei"):
             raise UserError(f"must be 'lcb' or 'ei', got {o['acquisition']!r}",
                             source=self.algorithm, field="acquisition")
+        if not isinstance(o["cost_aware"], bool):
+            raise UserError(f"must be true or false, got {o['cost_aware']!r}",
+                            source=self.algorithm, field="cost_aware")
         if not (_is_number(o["kappa"]) and o["kappa"] >= 0.0):
             raise UserError(f"must be a number >= 0, got {o['kappa']!r}",
                             source=self.algorithm, field="kappa")
@@ -260,6 +271,44 @@ class SurrogateNSGA2(AsyncNSGA2):
         self._model_ids = list(ids)
         self._fit_n = n_told
         self._norm = (lo, span)
+        self._cost_model = self._fit_cost(ids, X) if self.options["cost_aware"] else None
+
+    def _fit_cost(self, ids: list[int], X: np.ndarray) -> Any:
+        """Trees of log(seconds of a full evaluation) on the same features: an ok result's
+        wall time; a pruned one's scaled by the tasks it was planned / trained (a cheap
+        pass's: not used). None with fewer than two such results."""
+        from sklearn.ensemble import ExtraTreesRegressor
+
+        rows, y = [], []
+        for k, i in enumerate(ids):
+            r = self._results[i]
+            secs = r.wall_time
+            if r.status == "pruned":
+                try:
+                    trained, planned = int(r.metrics["tasks_trained"]), int(r.metrics["tasks_planned"])
+                except (KeyError, TypeError, ValueError):
+                    continue
+                if trained < 1 or planned < trained:
+                    continue
+                secs = secs * planned / trained
+            if isinstance(secs, (int, float)) and math.isfinite(secs) and secs > 0:
+                rows.append(k)
+                y.append(math.log(secs))
+        if len(rows) < 2:
+            return None
+        model = ExtraTreesRegressor(n_estimators=int(self.options["n_trees"]),
+                                    min_samples_leaf=2, max_features=1.0, bootstrap=False,
+                                    random_state=derive_seed(self.seed, "cost", len(ids)),
+                                    n_jobs=1)
+        return model.fit(X[rows], np.array(y))
+
+    def predicted_seconds(self, configs: list[Mapping[str, Any]]) -> np.ndarray | None:
+        """The cost model's seconds for these configurations (None before it is fitted)."""
+        if getattr(self, "_cost_model", None) is None:
+            return None
+        rng = np.random.default_rng(0)
+        G = np.array([self.space.encode(c, rng=rng) for c in configs])
+        return np.exp(self._cost_model.predict(self.codec.features(G)))
 
     def _acquisition(self, pool: np.ndarray, w: np.ndarray) -> np.ndarray:
         """Larger is better: the optimistic Chebyshev value under weights ``w`` (``lcb``) or
@@ -273,8 +322,20 @@ class SurrogateNSGA2(AsyncNSGA2):
         S = _chebyshev(P[:, :, :m], w)                                    # (trees, n)
         mu, sd = S.mean(axis=0), S.std(axis=0)
         feas = (P[:, :, m] <= 1e-12).mean(axis=0) if self.space.constraints else 1.0
+        cost = getattr(self, "_cost_model", None)
+        if cost is not None:
+            # expected improvement per predicted second (Snoek et al. 2012, "EI per second");
+            # where no proposal is expected to improve, the plain acquisition decides
+            ei = self._ei(mu, sd, w) * feas
+            if float(np.max(ei)) > 1e-12:
+                return ei / np.exp(cost.predict(X))
         if self.options["acquisition"] == "lcb":
             return -(mu - self.options["kappa"] * sd) - 2.0 * (1.0 - feas)
+        return self._ei(mu, sd, w) * feas
+
+    def _ei(self, mu: np.ndarray, sd: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """Expected improvement of the scalarised prediction over the best feasible result
+        the model was fitted on (its own best prediction when there is none)."""
         lo, span = self._norm
         feasible = [i for i in self._model_ids if i in self._fmin and self._cv[i] == 0.0]
         if feasible:
@@ -282,7 +343,7 @@ class SurrogateNSGA2(AsyncNSGA2):
             best = float(_chebyshev(Z[None], w)[0].min())
         else:
             best = float(mu.min())
-        return _expected_improvement(best - mu, sd) * feas
+        return _expected_improvement(best - mu, sd)
 
     # ------------------------------------------------------------------------ state
     def _extra_state(self) -> dict[str, Any]:

@@ -46,13 +46,17 @@ def resolve_kind(kind: str, workers: int, ray_address: str | None,
 def create_executor(kind: str = "auto", *, target: str, target_kwargs: Mapping[str, Any] | None = None,
                     workers: int = 1, cpus_per_eval: float = 1.0, gpus_per_eval: float | str = 0.0,
                     ray_address: str | None = None, eval_timeout: float | None = None,
-                    max_retries: int = 1, dashboard: bool = False,
-                    on_report: Callable[[Candidate, dict[str, Any]], bool] | None = None
-                    ) -> Executor:
+                    max_retries: int = 1, dashboard: bool = False, pack: int = 1,
+                    on_report: Callable[[Candidate, dict[str, Any]], bool] | None = None,
+                    stream_fingerprint: str | None = None) -> Executor:
     """Build an executor; the target is built at once (locally) or by each actor (Ray).
     ``on_report(candidate, report) -> continue?`` turns on per-task reports (see
-    ``execution.base``)."""
+    ``execution.base``). ``stream_fingerprint``: the run's stream, checked on every node by an
+    executor that ships streams (``execution.shipping``)."""
     cls = EXECUTORS.load(resolve_kind(kind, workers, ray_address, gpus_per_eval))
+    extra = {"stream_fingerprint": stream_fingerprint} if getattr(cls, "ships_streams", False) \
+        else {}
     return cls(target, target_kwargs, workers=workers, cpus_per_eval=cpus_per_eval,
                gpus_per_eval=gpus_per_eval, ray_address=ray_address, eval_timeout=eval_timeout,
-               max_retries=max_retries, dashboard=dashboard, on_report=on_report)
+               max_retries=max_retries, dashboard=dashboard, on_report=on_report,
+               **({"pack": pack} if pack != 1 else {}), **extra)

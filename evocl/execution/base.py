@@ -123,11 +123,7 @@ def evaluate_guarded(target: Any, candidate_dict: dict[str, Any],
             res = Result.from_dict(res)
         if not isinstance(res, Result):
             raise TypeError(f"target returned {type(res).__name__}, expected Result")
-        if res.ok:
-            bad = _non_finite(res)
-            if bad:
-                res = Result.failed(f"non-finite objective {', '.join(bad)}",
-                                    wall_time=res.wall_time, **res.metrics)
+        res = checked(res)
     except EvaluationError as e:
         transient = e.transient
         res = Result.failed(e.reason)
@@ -138,6 +134,16 @@ def evaluate_guarded(target: Any, candidate_dict: dict[str, Any],
     if not res.wall_time:
         res = Result(res.objectives, res.metrics, res.status, res.error, elapsed)
     return {"result": res.to_dict(), "transient": transient}
+
+
+def checked(res: Result) -> Result:
+    """``res``, or a failed Result when an ok one has a non-finite objective."""
+    if res.ok:
+        bad = _non_finite(res)
+        if bad:
+            return Result.failed(f"non-finite objective {', '.join(bad)}",
+                                 wall_time=res.wall_time, **res.metrics)
+    return res
 
 
 def with_attempts(result: Result, attempts: int) -> Result:

@@ -10,7 +10,17 @@ Failures become failed Results and the search goes on:
     exception / NaN objective    failed, no retry (deterministic)
     past ``eval_timeout``        actor killed (ray.kill) and replaced; failed "timeout after Ns"
     worker died (kill, OOM)      actor replaced; retried up to ``max_retries`` times, then failed
-``result.metrics["attempts"]`` counts the attempts.
+    its node died                actor replaced (placed wherever the cluster has room, or
+                                 waiting for a node to join); re-run without using up
+                                 ``max_retries`` (a lost node is not the candidate's fault), at
+                                 most ``NODE_LOSS_RERUNS`` times
+``result.metrics["attempts"]`` counts the attempts. A candidate goes only to an actor that has
+built its target, so a replacement still waiting for room holds nothing up: the search goes
+on on the other nodes, and uses the new actor once a node has joined.
+
+A stream spec named by the target's ``stream`` travels to the nodes with the workers'
+``runtime_env`` (``evocl.execution.shipping``); each actor reports its node, the stream
+fingerprint it built and a missing package, checked before it gets a candidate.
 
 A Ray instance started here ends with the driver, even after a SIGKILL of it: a watchdog ends
 every process of that instance and no other (`evocl.execution.reaper`).
@@ -42,9 +52,11 @@ from evocl.execution.base import (build_target, check_target_path, evaluate_guar
                                   fit_workers, machine_cpus, with_attempts)
 from evocl.execution.packing import AutoPacking, fraction_per_eval, keep_slots
 from evocl.execution.reaper import Reaper
+from evocl.execution.shipping import SPEC_NAME, check_node, is_spec, stage, target_fingerprint
 from evocl.records import Candidate, Result
 
 OBJECT_STORE_BYTES = 200 * 1024 * 1024
+NODE_LOSS_RERUNS = 3
 _DEAD = (rex.RayActorError, rex.WorkerCrashedError, rex.OutOfMemoryError,
          rex.ActorUnavailableError, rex.LocalRayletDiedError, rex.NodeDiedError,
          rex.OwnerDiedError, rex.ObjectLostError)
@@ -53,22 +65,43 @@ _DEAD = (rex.RayActorError, rex.WorkerCrashedError, rex.OutOfMemoryError,
 class _Worker:
     """The actor body: builds the target once; a build failure fails every evaluation."""
 
-    def __init__(self, target: str, kwargs: dict[str, Any], threads: int):
+    def __init__(self, target: str, kwargs: dict[str, Any], threads: int, pack: int = 1):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         self._error: str | None = None
+        self._missing: str | None = None
         try:
             self._target = build_target(target, kwargs)
         except Exception as e:  # noqa: BLE001
             self._target = None
             self._error = f"building {target} failed: {type(e).__name__}: {e}"
+            cause: BaseException | None = e
+            while cause is not None and self._missing is None:
+                if isinstance(cause, ModuleNotFoundError) and cause.name:
+                    self._missing = cause.name.split(".")[0]
+                cause = cause.__cause__ or cause.__context__
         # torch threads = cpus_per_eval (OMP_NUM_THREADS is set too); torch is not imported
         # for targets that do not use it (it would cost seconds per actor start)
         if "torch" in sys.modules:
             sys.modules["torch"].set_num_threads(threads)
+        if pack > 1 and self._target is not None:  # K calls at once train in one pack
+            from evocl.execution.pack_server import PackServer
+
+            try:
+                self._target = PackServer(self._target, pack)
+            except Exception as e:  # noqa: BLE001
+                self._target = None
+                self._error = f"--pack {pack}: {type(e).__name__}: {e}"
 
     def ready(self) -> int:
         return os.getpid()
+
+    def where(self) -> dict[str, Any]:
+        """This actor's node (id, address) and process."""
+        ctx = ray.get_runtime_context()
+        return {"node_id": ctx.get_node_id(), "node_ip": ray.util.get_node_ip_address(),
+                "pid": os.getpid(), "missing": self._missing, "error": self._error,
+                "fingerprint": target_fingerprint(self._target)}
 
     def gpu_ids(self) -> list[str]:
         return [str(g) for g in ray.get_gpu_ids()]
@@ -115,6 +148,16 @@ class _Broker:
             future.set_result(bool(ok))
 
 
+def _upload(folder: str) -> str:
+    """Put a staged folder into the cluster's object store (once per content): its ``gcs://``
+    URI, which an actor's ``runtime_env`` accepts (a local path only ``ray.init`` does)."""
+    from ray._private.runtime_env.packaging import (get_uri_for_directory,
+                                                    upload_package_if_needed)
+    uri = get_uri_for_directory(folder, include_gitignore=False)
+    upload_package_if_needed(uri, os.path.dirname(folder), folder, include_gitignore=False)
+    return uri
+
+
 @dataclass
 class _Slot:
     actor: Any
@@ -122,6 +165,7 @@ class _Slot:
     ready_at: float | None = None
     pid: int | None = None
     retired: bool = False  # stopped by the auto packing (`evocl.execution.packing`)
+    node_id: str | None = None
 
 
 @dataclass
@@ -130,18 +174,39 @@ class _Job:
     slot: int
     submitted: float
     attempts: int = 1
+    node_losses: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def check_dashboard() -> None:
+    """``--ray-dashboard`` needs Ray's dashboard packages (``pip install 'ray[default]'``):
+    refused with one line where they are missing, before anything starts."""
+    from ray._private.utils import get_dashboard_dependency_error
+
+    missing = get_dashboard_dependency_error()
+    if missing is not None:
+        raise UserError(f"Ray's dashboard needs packages that are not installed ({missing}); "
+                        f"pip install 'ray[default]', or run without it",
+                        field="--ray-dashboard")
 
 
 class RayExecutor:
     """``workers`` actors on a local Ray (started here) or an existing cluster (ray_address)."""
 
+    ships_streams = True
+
     def __init__(self, target: str, target_kwargs: Mapping[str, Any] | None = None, *,
                  workers: int = 1, cpus_per_eval: float = 1.0, gpus_per_eval: float | str = 0.0,
                  ray_address: str | None = None, eval_timeout: float | None = None,
                  max_retries: int = 1, dashboard: bool = False,
-                 on_report: Callable[[Candidate, dict[str, Any]], bool] | None = None):
+                 on_report: Callable[[Candidate, dict[str, Any]], bool] | None = None,
+                 pack: int = 1, stream_fingerprint: str | None = None):
+        if pack > 1 and gpus_per_eval == "auto":
+            raise UserError(f"--pack {pack} takes a fixed --gpus-per-eval (auto sizes actors "
+                            "by one candidate's memory)", field="pack")
         check_target_path(target)
+        self.pack = int(pack)
+        self.stream_fingerprint = stream_fingerprint
         self.on_report = on_report
         self.target = target
         self.target_kwargs = dict(target_kwargs or {})
@@ -152,6 +217,8 @@ class RayExecutor:
         self.threads = max(1, int(math.floor(cpus_per_eval)))
         self._started_ray = False
         self._reaper: Reaper | None = None
+        if dashboard and not ray_address:
+            check_dashboard()
         if not ray.is_initialized():
             common = dict(logging_level=logging.WARNING, log_to_driver=False,
                           configure_logging=True)
@@ -193,43 +260,89 @@ class RayExecutor:
         # workers import evocl (and the target) even when evocl is not installed in the venv
         root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         pypath = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+        self.shipped: str | None = None
+        runtime_env: dict[str, Any] = {}
+        if is_spec(self.target_kwargs.get("stream")):  # the user's files travel with the workers
+            self.shipped = str(stage(self.target_kwargs["stream"]))
+            runtime_env["working_dir"] = _upload(self.shipped)
+            self.target_kwargs["stream"] = SPEC_NAME
         self._actor_cls = ray.remote(_Worker).options(
             num_cpus=cpus_per_eval, num_gpus=gpus_per_eval, max_restarts=0,
-            max_concurrency=1,
+            max_concurrency=self.pack,
             runtime_env={"env_vars": {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
                                       "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": pypath,
-                                      "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}})
+                                      "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
+                         **runtime_env})
         self._broker: Any = None
         self._take_ref: Any = None
         if on_report is not None:
             self._broker = ray.remote(_Broker).options(num_cpus=0, max_concurrency=1000).remote()
             self._take_ref = self._broker.take.remote()
-        self._slots: list[_Slot] = [self._new_slot() for _ in range(workers)]
+        self._slots: list[_Slot] = []
+        for _ in range(workers):  # with --pack K, K slots share one actor
+            self._slots += [self._new_slot()] * self.pack
         self._busy: dict[int, Any] = {}          # slot index -> ref
         self._jobs: dict[Any, _Job] = {}         # ref -> job
-        self._queue: collections.deque[tuple[Candidate, int]] = collections.deque()
+        self._queue: collections.deque[tuple[Candidate, int, int]] = collections.deque()
         self._ready_out: collections.deque[tuple[Candidate, Result]] = collections.deque()
         self.replaced = 0
+        self.nodes_lost = 0  # evaluations re-run because their node left the cluster
 
     # -- actors --------------------------------------------------------------------------
     def _new_slot(self) -> _Slot:
-        actor = self._actor_cls.remote(self.target, self.target_kwargs, self.threads)
+        actor = self._actor_cls.remote(self.target, self.target_kwargs, self.threads, self.pack)
         return _Slot(actor=actor, ready_ref=actor.ready.remote())
 
-    def _replace(self, idx: int) -> None:
+    def _replace(self, idx: int, actor: Any = None) -> None:
+        """A new actor for slot ``idx`` (and the slots sharing its actor); ``actor``: only if
+        the slot still holds that one (a pack's other calls see the same death)."""
+        old = self._slots[idx]
+        if actor is not None and old.actor is not actor:
+            return
         try:
-            ray.kill(self._slots[idx].actor, no_restart=True)
+            ray.kill(old.actor, no_restart=True)
         except Exception:  # noqa: BLE001 - already dead
             pass
-        self._slots[idx] = self._new_slot()
+        new = self._new_slot()
+        for i, s in enumerate(self._slots):
+            if s is old:
+                self._slots[i] = new
         self.replaced += 1
+
+    def _node_dead(self, slot: _Slot) -> bool:
+        """Whether the node this slot's actor ran on has left the cluster."""
+        if slot.node_id is None:
+            return False
+        try:
+            alive = {n["NodeID"] for n in ray.nodes() if n.get("Alive")}
+        except Exception:  # noqa: BLE001 - the GCS is unreachable: say nothing
+            return False
+        return slot.node_id not in alive
+
+    def _check_ready(self) -> None:
+        """Mark the actors that have built their target (or failed to start: their
+        evaluations then fail with Ray's reason, as before)."""
+        waiting = {s.ready_ref: s for s in self._slots
+                   if s.ready_at is None and not s.retired}
+        if not waiting:
+            return
+        done, _ = ray.wait(list(waiting), num_returns=len(waiting), timeout=0)
+        now = time.monotonic()
+        for ref in done:
+            slot = waiting[ref]
+            slot.ready_at = now
+            try:
+                slot.pid = ray.get(ref)
+                info = ray.get(slot.actor.where.remote(), timeout=60)
+                slot.node_id = info["node_id"]
+            except Exception:  # noqa: BLE001 - its evaluations report the reason
+                continue
+            check_node(info, self.stream_fingerprint)  # a node that cannot take part: refused
 
     def wait_ready(self, timeout: float | None = None) -> list[int]:
         """Block until every actor has built its target; returns the worker pids."""
         pids = ray.get([s.ready_ref for s in self._slots], timeout=timeout)
-        now = time.monotonic()
-        for s, pid in zip(self._slots, pids):
-            s.pid, s.ready_at = pid, s.ready_at or now
+        self._check_ready()
         return pids
 
     def worker_pids(self) -> list[int | None]:
@@ -237,7 +350,7 @@ class RayExecutor:
 
     # -- protocol ------------------------------------------------------------------------
     def submit(self, candidate: Candidate) -> None:
-        self._queue.append((candidate, 1))
+        self._queue.append((candidate, 1, 0))
         self._dispatch()
 
     def free_slots(self) -> int:
@@ -284,15 +397,19 @@ class RayExecutor:
         return len(self._busy) + len(self._queue) + len(self._ready_out)
 
     def _dispatch(self) -> None:
+        if not self._queue:
+            return
+        self._check_ready()
         for idx in self._usable():
             if not self._queue:
                 return
-            if idx in self._busy:
+            if idx in self._busy or self._slots[idx].ready_at is None:
                 continue
-            cand, attempts = self._queue.popleft()
+            cand, attempts, losses = self._queue.popleft()
             ref = self._slots[idx].actor.evaluate.remote(cand.to_dict(), self._broker)
             self._busy[idx] = ref
-            self._jobs[ref] = _Job(cand, idx, time.monotonic(), attempts)
+            self._jobs[ref] = _Job(cand, idx, time.monotonic(), attempts, losses,
+                                   extra={"actor": self._slots[idx].actor})
 
     def _deadline(self, job: _Job) -> float | None:
         if self.eval_timeout is None:
@@ -313,7 +430,12 @@ class RayExecutor:
             out = ray.get(ref)
             res, transient = Result.from_dict(out["result"]), bool(out["transient"])
         except _DEAD as e:
-            self._replace(job.slot)
+            if self._node_dead(self._slots[job.slot]) and job.node_losses < NODE_LOSS_RERUNS:
+                self._replace(job.slot, job.extra.get("actor"))
+                self.nodes_lost += 1
+                self._queue.appendleft((job.candidate, job.attempts + 1, job.node_losses + 1))
+                return None
+            self._replace(job.slot, job.extra.get("actor"))
             res = Result.failed(f"worker died: {type(e).__name__}: {str(e).splitlines()[0][:300]}")
             transient = True
         except rex.RayError as e:
@@ -325,8 +447,8 @@ class RayExecutor:
                 self.packing.out_of_memory(len(self._usable()))  # retried on fewer actors
                 transient = True
             self._apply_packing()
-        if transient and job.attempts <= self.max_retries:
-            self._queue.appendleft((job.candidate, job.attempts + 1))
+        if transient and job.attempts - job.node_losses <= self.max_retries:
+            self._queue.appendleft((job.candidate, job.attempts + 1, job.node_losses))
             return None
         return job.candidate, with_attempts(res, job.attempts)
 
@@ -338,7 +460,7 @@ class RayExecutor:
             if dl is not None and now >= dl:
                 del self._jobs[ref]
                 del self._busy[job.slot]
-                self._replace(job.slot)
+                self._replace(job.slot, job.extra.get("actor"))
                 out.append((job.candidate, with_attempts(
                     Result.failed(f"timeout after {self.eval_timeout:g}s",
                                   wall_time=now - job.submitted), job.attempts)))
@@ -350,7 +472,7 @@ class RayExecutor:
             while self._ready_out:
                 yield self._ready_out.popleft()
             self._dispatch()
-            if not self._jobs:
+            if not self._jobs and not self._queue:
                 continue
             now = time.monotonic()
             wait = None if end is None else max(0.0, end - now)
@@ -359,10 +481,14 @@ class RayExecutor:
                 nxt = min(deadlines) - now if deadlines else 0.5  # poll actors still building
                 wait = max(0.0, nxt) if wait is None else min(wait, max(0.0, nxt))
             waiting = list(self._jobs) + ([self._take_ref] if self._take_ref is not None else [])
-            done, _ = ray.wait(waiting, num_returns=1, timeout=wait)
+            building = [s.ready_ref for s in self._slots if self._queue and s.ready_at is None
+                        and not s.retired]
+            done, _ = ray.wait(waiting + building, num_returns=1, timeout=wait)
             for ref in done:
                 if ref == self._take_ref:
                     self._relay()
+                    continue
+                if ref not in self._jobs:  # an actor became ready: dispatched below
                     continue
                 item = self._finish(ref)
                 if item is not None:

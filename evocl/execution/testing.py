@@ -65,13 +65,14 @@ class Recorded:
     """Wraps ``evocl.evolution.problems:Problem``; appends each evaluated id to ``log`` first.
 
     The log shows how often each candidate was really evaluated (kill/resume tests check that
-    no told evaluation runs twice).
+    no told evaluation runs twice); ``log_pid``: each line is "id pid" (which worker process
+    evaluated it: node-loss tests).
     """
 
     def __init__(self, log: str, pause_at: Any = (), pause_s: float = 60.0,
-                 **problem_kwargs: Any):
+                 log_pid: bool = False, **problem_kwargs: Any):
         from evocl.evolution.problems import Problem
-        self.log = log
+        self.log, self.log_pid = log, bool(log_pid)
         self.pause_at = {(int(c), int(t)) for c, t in pause_at}
         self.pause_s = float(pause_s)
         self.problem = Problem(**problem_kwargs)
@@ -79,7 +80,8 @@ class Recorded:
     def __call__(self, candidate: Candidate, on_task_end: Any = None) -> Result:
         fd = os.open(self.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            os.write(fd, f"{candidate.id}\n".encode())
+            os.write(fd, (f"{candidate.id} {os.getpid()}\n" if self.log_pid
+                          else f"{candidate.id}\n").encode())
         finally:
             os.close(fd)
         hook = on_task_end
@@ -120,3 +122,32 @@ class FakeGpu:
         return Result(objectives={"f1": float(candidate.id), "f2": 0.0},
                       metrics={"pid": os.getpid(), "gpu": {
                           "total_mb": self.total_mb, "peak_reserved_mb": float(cfg["peak_mb"])}})
+
+
+class StreamProbe:
+    """Loads a stream as the CL evaluator does (a built-in name or a spec path) and scores a
+    candidate with ``Toy``'s function; ``stream_fingerprint`` is what a worker reports, and each
+    result names it (``metrics["stream_fingerprint"]``): stream-shipping tests."""
+
+    def __init__(self, stream: str = "synthetic", stream_seed: int = 0, delay: float = 0.0,
+                 **_: Any):
+        from evocl.streams import load_stream
+        loaded = load_stream(stream, seed=int(stream_seed))
+        self.stream_fingerprint = loaded.fingerprint
+        self.toy = Toy(delay=delay)
+
+    def __call__(self, candidate: Candidate) -> Result:
+        res = self.toy(candidate)
+        return Result(res.objectives, {**res.metrics, "stream_fingerprint":
+                                       self.stream_fingerprint}, wall_time=res.wall_time)
+
+
+class NeedsPackage:
+    """A target whose build imports ``package`` (a node that lacks it: missing-package tests)."""
+
+    def __init__(self, package: str, **_: Any):
+        import importlib
+        importlib.import_module(package)
+
+    def __call__(self, candidate: Candidate) -> Result:
+        return noop(candidate)

@@ -85,4 +85,9 @@ def export_optuna(view, out: Path, *, force: bool = False) -> Path:
     if not mirror.ok:
         raise UserError(f"cannot write an Optuna study to {where}", field="--out")
     mirror.sync(view.evaluations, view.reports)
+    mirror.close()
+    missing = mirror.pending
+    if missing:
+        raise UserError(f"{where} stopped answering; {missing} trial(s) not written",
+                        field="--out")
     return out

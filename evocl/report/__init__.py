@@ -81,9 +81,11 @@ def _write_pages(view: Any, out_dir: Path) -> str:
     space = view.space
     objectives = list(space.objectives)
     evaluations = list(view.evaluations)
-    ok = [(c, r) for c, r, _, _ in pareto.scored(evaluations, space)]   # the one rule
+    drawn, off_scale = plots.plottable(evaluations, objectives)
+    ok = [(c, r) for c, r, _, _ in pareto.scored(drawn, space)]   # the one rule
     front = sorted(view.pareto_front(), key=lambda e: e[0].id)
     chosen = knee(front, objectives) if front else None
+    front_drawn = plots.plottable(front, objectives)[0]
     base = baseline_of(evaluations, space)
     label = baseline_label(view.config.objective)
     mark = {"baseline": base, "baseline_label": label}
@@ -91,12 +93,13 @@ def _write_pages(view: Any, out_dir: Path) -> str:
     images: list[tuple[str, str]] = []
     imp, imp_note = ({}, None)
     if ok:
-        images.append(("Hypervolume and best objectives over evaluations",
-                       plots.progress(evaluations, objectives, out_dir / "progress.png",
+        images.append(("Hypervolume and best objectives over evaluations"
+                       + plots.off_scale_note(off_scale),
+                       plots.progress(drawn, objectives, out_dir / "progress.png",
                                       space.constraints, **mark)))
         images.append(("Pareto front" if len(objectives) <= 2 else "Pareto front (2-D projections)",
-                       plots.pareto(ok, front, objectives, out_dir / "pareto.png", **mark)))
-        rank1, rank2 = front_ranks(evaluations, space)
+                       plots.pareto(ok, front_drawn, objectives, out_dir / "pareto.png", **mark)))
+        rank1, rank2 = front_ranks(drawn, space)
         if rank1:
             images.append(("Parallel coordinates of the Pareto front and the near-front "
                            "(objectives, then parameters; each axis scaled to [0, 1])",
@@ -156,6 +159,34 @@ def importance_table(imp: dict[str, dict[str, float]], objectives: Sequence) -> 
     return f"<table><tr><th>parameter</th>{heads}</tr>{rows}</table>"
 
 
+def _efficiency_html(cfg: Any, evaluations: Sequence[Evaluation],
+                     reports: Any) -> str:
+    """What the run did to spend less (issue 22): the cheap pass's stops and promotions,
+    model-based stopping, cost-aware proposals; empty when none was on."""
+    parts = []
+    low = cfg.early_stop_options.get("low_fidelity") if cfg.early_stop != "none" else None
+    if low is not None:
+        cheap = [r for reps in (reports or {}).values() for r in reps
+                 if r.get("fidelity") is not None]
+        stopped = sum(1 for _, r in evaluations
+                      if r.status == "pruned" and r.metrics.get("tasks_trained") == 0)
+        spent = sum(float(r.get("elapsed", 0.0)) for r in cheap)
+        parts.append(f"cheap pass (every task at {float(low):g} of its steps): {len(cheap)} "
+                     f"candidates, {stopped} stopped there, {len(cheap) - stopped} promoted to "
+                     f"full evaluation (retrained from the start), {spent:.0f} s in cheap passes")
+    if cfg.early_stop == "model":
+        parts.append("model-based stopping: a candidate stopped only when a finished result "
+                     "dominated its predicted final point (optimistic by kappa "
+                     f"{cfg.early_stop_options.get('kappa', 1.0)} standard deviations)")
+    if cfg.algorithm_options.get("cost_aware"):
+        ok = [r.wall_time for _, r in evaluations if r.ok and math.isfinite(r.wall_time)]
+        mean = f", mean {sum(ok) / len(ok):.1f} s per full evaluation" if ok else ""
+        parts.append(f"cost-aware proposals: expected improvement per predicted second{mean}")
+    if not parts:
+        return ""
+    return "<p>Search efficiency: " + "; ".join(html.escape(p) for p in parts) + ".</p>"
+
+
 def _html(view, evaluations: Sequence[Evaluation], front: Sequence[Evaluation],
           chosen: Evaluation | None, objectives: Sequence, images: Sequence[tuple[str, str]],
           base: Evaluation | None, label: str, imp: dict[str, dict[str, float]],
@@ -169,6 +200,7 @@ def _html(view, evaluations: Sequence[Evaluation], front: Sequence[Evaluation],
     pruned = (f", {n_pruned} pruned early by <b>{e(cfg.early_stop)}</b> (about "
               f"{seconds_saved(r for _, r in evaluations):.0f} s of evaluation saved)"
               if n_pruned else "")
+    efficiency = _efficiency_html(cfg, evaluations, getattr(view, "reports", None))
     obj_heads = "".join(f"<th>{e(o.name)} ({o.direction})</th>" for o in objectives)
 
     def row(c: Candidate, r: Result, mark: str = "", cls: str = "") -> str:
@@ -190,7 +222,8 @@ def _html(view, evaluations: Sequence[Evaluation], front: Sequence[Evaluation],
     imp_html = (importance_table(imp, objectives) + "<p class='note'>fANOVA (Hutter et al. "
                 "2014, via optuna.importance) on the successful evaluations: each parameter's "
                 "share of an objective's variance. A parameter inactive in a configuration "
-                "counts at its default there.</p>") if imp else f"<p class='note'>{e(imp_note or '')}</p>"
+                "counts at its default there.</p>" if imp else "") + (
+                    f"<p class='note'>{e(imp_note)}</p>" if imp_note else "")
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>evocl run {e(Path(cfg.run_dir).name)}</title>
 <style>{STYLE}</style></head><body>
@@ -199,6 +232,7 @@ def _html(view, evaluations: Sequence[Evaluation], front: Sequence[Evaluation],
 stream <b>{e(cfg.stream)}</b>, backbone <b>{e(cfg.backbone)}</b>, space <code>{e(cfg.space)}</code></p>
 <p>{len(evaluations)} evaluations ({n_failed} failed{pruned}), {len(view.pending)} in flight or pending,
 {len(front)} on the Pareto front.</p>
+{efficiency}
 {base_txt}
 {figures(images)}
 <h2>What matters</h2>

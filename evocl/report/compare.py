@@ -109,6 +109,10 @@ def _draw(runs: list[tuple[str, Any, list[Evaluation]]], out_dir: Path) -> None:
     space = views[0].space
     objectives = list(space.objectives)
     main = next((o for o in objectives if o.name == "acc"), objectives[0])
+    table_runs = runs
+    drawn = [(label, view, plots.plottable(ev, objectives)) for label, view, ev in runs]
+    runs = [(label, view, kept) for label, view, (kept, _) in drawn]
+    off_scale = plots.off_scale_note(sum(n for _, _, (_, n) in drawn))
 
     all_points = [f for _, v, ev in runs for _, _, f, _ in pareto.scored(ev, v.space)]
     ref = plots.reference_point(np.array(all_points), objectives)
@@ -122,14 +126,14 @@ def _draw(runs: list[tuple[str, Any, list[Evaluation]]], out_dir: Path) -> None:
 
     images = [
         ("Hypervolume against evaluations and against wall time (one reference point for all "
-         "runs)", _curves(runs, ref, out_dir / "compare_hypervolume.png", "hypervolume", base,
+         "runs)" + off_scale, _curves(runs, ref, out_dir / "compare_hypervolume.png", "hypervolume", base,
                           blabel)),
         (f"Best {main.name} ({main.direction}) so far against evaluations and against wall time",
          _curves(runs, ref, out_dir / "compare_best.png", main, base, blabel)),
         ("Final Pareto fronts overlaid" + (" (2-D projections)" if len(objectives) > 2 else ""),
          _fronts(runs, objectives, out_dir / "compare_fronts.png", base, blabel)),
     ]
-    (out_dir / "index.html").write_text(_html(runs, objectives, main, ref, images, base,
+    (out_dir / "index.html").write_text(_html(table_runs, objectives, main, ref, images, base,
                                               base_run, blabel, figures, STYLE),
                                         encoding="utf-8")
 

@@ -79,14 +79,38 @@ def parameter_importance(evaluations: Sequence[Evaluation], space: Any,
         return {}, (f"parameter importance needs at least {MIN_EVALUATIONS} successful "
                     f"evaluations; this run has {n}")
     out: dict[str, dict[str, float]] = {}
+    ranked = []
     for i, o in enumerate(space.objectives):
+        target = _target(study, i)
+        if target is None:
+            ranked.append(o.name)
+            target = _rank_target(study, i)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 imp = optuna.importance.get_param_importances(
-                    study, evaluator=FanovaImportanceEvaluator(seed=seed),
-                    target=lambda t, i=i: t.values[i])
-        except (ImportError, RuntimeError, ValueError) as e:
+                    study, evaluator=FanovaImportanceEvaluator(seed=seed), target=target)
+        except (ImportError, RuntimeError, ValueError, ArithmeticError, AssertionError) as e:
             return {}, f"parameter importance unavailable ({type(e).__name__}: {e})"
         out[o.name] = {k: float(v) for k, v in imp.items()}
+    if ranked:
+        return out, (f"objective(s) {', '.join(ranked)} hold values too large for a variance "
+                     f"(|value| > {HUGE:g}): their importance is computed on ranks")
     return out, None
+
+
+#: Objective values beyond this overflow fANOVA's variances (squares exceed float range).
+HUGE = 1e150
+
+
+def _target(study: Any, i: int) -> Any:
+    """The objective itself, or None when its values are too large for a variance."""
+    if max(abs(t.values[i]) for t in study.trials) > HUGE:
+        return None
+    return lambda t: t.values[i]
+
+
+def _rank_target(study: Any, i: int) -> Any:
+    order = sorted(study.trials, key=lambda t: t.values[i])
+    rank = {t.number: r for r, t in enumerate(order)}
+    return lambda t: float(rank[t.number])

@@ -13,6 +13,29 @@ from evocl.records import Candidate, Result
 Evaluation = tuple[Candidate, Result]
 
 
+#: A told objective beyond this magnitude cannot be drawn (axis ranges and ticks overflow).
+OFF_SCALE = 1e150
+
+
+def plottable(evaluations: Sequence[Evaluation],
+              objectives: Sequence) -> tuple[list[Evaluation], int]:
+    """The evaluations a figure can draw, and how many were left out: those with an objective
+    beyond +-``OFF_SCALE`` (a target may tell any finite float; the tables still list them)."""
+    names = [o.name for o in objectives]
+    kept = []
+    for c, r in evaluations:
+        values = [r.objectives.get(n) for n in names]
+        if any(isinstance(v, (int, float)) and abs(float(v)) > OFF_SCALE for v in values):
+            continue
+        kept.append((c, r))
+    return kept, len(evaluations) - len(kept)
+
+
+def off_scale_note(n: int) -> str:
+    return (f" ({n} evaluation(s) with an objective beyond +-{OFF_SCALE:g} left out of the "
+            f"figures; the tables list them)") if n else ""
+
+
 def _signs(objectives: Sequence) -> np.ndarray:
     return np.array([-1.0 if o.direction == "maximize" else 1.0 for o in objectives])
 

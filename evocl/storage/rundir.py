@@ -127,6 +127,12 @@ def load_run_file(path: Path) -> dict[str, Any]:
     return meta
 
 
+def _create_error(path: Path, exc: OSError) -> RunDirError:
+    why = exc.strerror or type(exc).__name__
+    return RunDirError(f"cannot create a run directory here ({why}); choose a --run-dir on a "
+                       f"writable file system", source=str(path))
+
+
 class RunDir:
     """A run directory opened for writing (the lock is held until :meth:`close`)."""
 
@@ -173,8 +179,11 @@ class RunDir:
             check_layout(box)
         if box.check(RUN_FILE) or box.check(JOURNAL_NAME):
             raise RunDirError(f"{path} already holds a run; use `evocl resume {path}`")
-        box.makedirs()
-        lock = RunLock(box).acquire()
+        try:
+            box.makedirs()
+            lock = RunLock(box).acquire()
+        except OSError as exc:  # read-only mount, /proc, a missing parent that cannot be made
+            raise _create_error(path, exc) from None
         try:
             if box.check(RUN_FILE):  # lost a race with another creator
                 raise RunDirError(f"{path} already holds a run; use `evocl resume {path}`")
@@ -192,8 +201,11 @@ class RunDir:
                 "fingerprints": fp,
                 "changes": [],
             }
-            box.makedirs(SNAPSHOT_DIR)
-            box.write_atomic(RUN_FILE, yaml.safe_dump(meta, sort_keys=False).encode("utf-8"))
+            try:
+                box.makedirs(SNAPSHOT_DIR)
+                box.write_atomic(RUN_FILE, yaml.safe_dump(meta, sort_keys=False).encode("utf-8"))
+            except OSError as exc:
+                raise _create_error(path, exc) from None
             return cls(path, meta, lock)
         except BaseException:
             lock.release()

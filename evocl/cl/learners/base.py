@@ -28,6 +28,9 @@ class Learner:
     kind = "base"
     #: the worker's cache of what every candidate computes identically (`evocl.cl.evalcache`)
     shared: Any = None
+    #: score, after task t, only the tasks trained so far (j <= t; the cheap pass of a low
+    #: fidelity: forgetting and ACC need no more); a learner may ignore it
+    seen_only: bool = False
 
     def __init__(self, model: Any, data: Any, n_tasks: int, device: torch.device,
                  amp: torch.dtype | None, options: Any, has_dropout: bool = False):

@@ -8,6 +8,8 @@ the Fisher is over per-sample CE gradients at the true label.
 
 from __future__ import annotations
 
+import math
+
 import contextlib
 from dataclasses import dataclass
 from typing import Any, Iterator
@@ -100,10 +102,12 @@ class ClassifierLearner(Learner):
 
     # ------------------------------------------------------------------ scoring
     def eval_round(self, split: str, after: int) -> tuple[list[float], dict[str, list[float]]]:
-        """Accuracy on each task j < n_tasks of ``split`` after training task ``after``. The
-        worker's `evocl.cl.evalcache` spares what every candidate computes identically."""
+        """Accuracy on each task j < n_tasks of ``split`` after training task ``after``
+        (``seen_only``: tasks j <= ``after`` only, NaN for the others). The worker's
+        `evocl.cl.evalcache` spares what every candidate computes identically."""
         data = getattr(self.data, split)
-        end = data.offsets[self.n_tasks]
+        upto = after + 1 if self.seen_only and after >= 0 else self.n_tasks
+        end = data.offsets[upto]   # tasks are contiguous: the first ``upto`` of them
         order = torch.argsort(data.lengths[:end], stable=True)
         correct = torch.zeros(end, dtype=torch.bool)
         bs = self.options.eval_batch_size
@@ -119,7 +123,7 @@ class ClassifierLearner(Learner):
                 correct[idx] = (logits.argmax(-1) == y).cpu()
         return [float(correct[data.offsets[j]:data.offsets[j + 1]].float().mean())
                 if data.offsets[j + 1] > data.offsets[j] else 0.0
-                for j in range(self.n_tasks)], {}
+                if j < upto else math.nan for j in range(self.n_tasks)], {}
 
 
 class _Teacher:
