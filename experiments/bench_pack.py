@@ -14,6 +14,10 @@ dropout is 0 here so masks are not a difference).
         experiments/bench_pack.py --backbone tiny --ks 1,2,4,8
     PYTHONPATH=. flock /work/wt/heavy.lock nice -n 10 .venv/bin/python \
         experiments/bench_pack.py --backbone minilm --ks 1,2,4,8 --n 8
+    # SmolLM2 on chat, memory: 4 candidates, 2 steps per task, 1 task
+    PYTHONPATH=. flock /work/wt/heavy.lock nice -n 10 .venv/bin/python \
+        experiments/bench_pack.py --backbone smollm2 --stream chat --ks 4 --n 4 --steps 2 \
+        --fitness-tasks 1
     # GPU (ready to run unchanged where one is available)
     PYTHONPATH=. .venv/bin/python experiments/bench_pack.py --backbone minilm --device cuda \
         --ks 1,2,4,8,16 --n 32
@@ -35,14 +39,17 @@ OPTIONS = {"max_length": 32, "max_eval_per_task": 32, "max_test_per_task": 40}
 FITNESS_TASKS = 3
 
 
-def candidates(n: int) -> list[dict]:
-    """N varied packable configurations (rank, lr, steps, batch, targets, layers, strategies)."""
+def candidates(n: int, steps_override: int | None = None) -> list[dict]:
+    """N varied packable configurations (rank, lr, steps, batch, targets, layers, strategies);
+    ``steps_override``: every candidate that many steps per task (a memory-only run)."""
     ranks, lrs, steps, batches = (2, 4, 8, 16), (5e-4, 1e-3, 2e-3), (10, 15, 20), (8, 16)
     targets = ("attention", "attention_mlp", "all_linear")
     strategies = ({}, {"replay": True}, {"ewc": True}, {"replay": True, "distill": True})
     return [{"lora_rank": ranks[i % 4], "lr": lrs[i % 3], "steps_per_task": steps[(i // 2) % 3],
              "batch_size": batches[(i // 3) % 2], "lora_targets": targets[(i // 4) % 3],
-             "lora_dropout": 0.0, **strategies[(i // 5) % 4]} for i in range(n)]
+             "lora_dropout": 0.0, **strategies[(i // 5) % 4],
+             **({"steps_per_task": steps_override} if steps_override else {})}
+            for i in range(n)]
 
 
 def child(args: argparse.Namespace) -> None:
@@ -57,9 +64,9 @@ def child(args: argparse.Namespace) -> None:
 
     t0 = time.perf_counter()
     ev = CLEvaluator(stream=args.stream, backbone=args.backbone, device=args.device,
-                     fitness_tasks=FITNESS_TASKS, **OPTIONS)
+                     fitness_tasks=args.fitness_tasks, **OPTIONS)
     build = time.perf_counter() - t0
-    cands = [Candidate(i, c, f"h{i}", seed=100 + i) for i, c in enumerate(candidates(args.n))]
+    cands = [Candidate(i, c, f"h{i}", seed=100 + i) for i, c in enumerate(candidates(args.n, args.steps))]
     dev = torch.device(args.device)
     if dev.type == "cuda":
         torch.cuda.synchronize()
@@ -99,6 +106,8 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--ks", default="1,2,4,8")
     ap.add_argument("--n", type=int, default=8)
+    ap.add_argument("--steps", type=int, default=None, help="steps per task for every candidate")
+    ap.add_argument("--fitness-tasks", type=int, default=FITNESS_TASKS)
     ap.add_argument("--mode", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
@@ -110,7 +119,8 @@ def main() -> None:
     for mode in ["unpacked", *args.ks.split(",")]:
         cmd = [sys.executable, os.path.abspath(__file__), "--backbone", args.backbone,
                "--stream", args.stream, "--device", args.device, "--n", str(args.n),
-               "--mode", mode]
+               "--fitness-tasks", str(args.fitness_tasks), "--mode", mode]
+        cmd += ["--steps", str(args.steps)] if args.steps else []
         env = {**os.environ, "OMP_NUM_THREADS": "1"} if args.device == "cpu" else None
         out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
         if out.returncode != 0:
@@ -135,11 +145,12 @@ def main() -> None:
            "command": "PYTHONPATH=. .venv/bin/python experiments/bench_pack.py "
                       + " ".join(a for a in sys.argv[1:]),
            "backbone": args.backbone, "stream": args.stream, "device": args.device,
-           "n_candidates": args.n, "options": OPTIONS, "fitness_tasks": FITNESS_TASKS,
-           "candidates": candidates(args.n), "machine": platform.platform(),
+           "n_candidates": args.n, "options": OPTIONS, "fitness_tasks": args.fitness_tasks,
+           "candidates": candidates(args.n, args.steps), "machine": platform.platform(),
            "cpu_threads_per_mode": 1 if args.device == "cpu" else None,
            "load_average_after": load, "rows": rows}
     out = args.out or os.path.join(HERE, "results", f"pack_{args.backbone}_{args.device}.json")
+    out = os.path.abspath(out)
     tmp = out + ".tmp"
     with open(tmp, "w") as f:
         json.dump(doc, f, indent=1)

@@ -176,3 +176,14 @@ def test_causal_lm_pack_equals_solo() -> None:
         assert_same(solo, packed[c.id])
         assert math.isclose(solo.objectives["perplexity"], packed[c.id].objectives["perplexity"],
                             rel_tol=REL)
+
+
+def test_pack_option_is_checked() -> None:
+    from evocl.errors import UserError
+    from evocl.records import RunConfig
+
+    with pytest.raises(UserError) as e:
+        RunConfig(space="s.yaml", run_dir="r", budget=2, pack=0)
+    assert e.value.field == "pack" and "must be >= 1" in str(e.value)
+    assert RunConfig.from_dict({**RunConfig(space="s.yaml", run_dir="r", budget=2).to_dict(),
+                                "pack": 4}).pack == 4
