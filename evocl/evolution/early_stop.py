@@ -65,6 +65,7 @@ class Scheduler:
         self.space = space
         self.options = {**self.DEFAULTS, **options}
         self._decisions: dict[tuple[int, int], bool] = {}
+        self._config: Mapping[str, Any] | None = None   # the deciding candidate's
 
     @property
     def active(self) -> bool:
