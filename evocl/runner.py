@@ -446,6 +446,17 @@ def _check_reports(cfg: RunConfig, target: str) -> None:
     if not accepts_reports(resolve_target(target)):
         raise UserError(f"{target} takes no on_task_end argument, so it cannot report after "
                         f"each task; use early_stop none", field="early_stop")
+    if cfg.early_stop_options.get("low_fidelity") is not None:
+        import inspect
+        obj = resolve_target(target)
+        try:
+            params = inspect.signature(obj).parameters if isinstance(obj, type) else {}
+        except (TypeError, ValueError):
+            params = {}
+        if "low_fidelity" not in params and not any(
+                p.kind is p.VAR_KEYWORD for p in params.values()):
+            raise UserError(f"{target} is not built with a low_fidelity argument, so it has "
+                            "no cheap pass; drop low_fidelity", field="early_stop_options")
 
 
 class _Fidelity:

@@ -16,7 +16,7 @@ $PY experiments/bench_surrogate.py --seeds 10 --workers 8 --algorithms sa-nsga2,
     --budgets 50,100 --modes time --early-stop none,model --out $R/surrogate_bench_w8_issue22.json
 # 3. the cheap pass replayed on its MiniLM measurement
 $PY experiments/bench_low_fidelity_replay.py --data $R/low_fidelity_ranking.jsonl --seeds 20 \
-    --budget 10 --out $R/low_fidelity_replay.json
+    --budget 4 --out $R/low_fidelity_replay.json   # budget: about a third of the measured pool (10)
 # 4. a short real search per arm on this machine (tiny backbone, synthetic stream)
 $PY experiments/bench_fidelity_real.py --backbone tiny --stream synthetic --seeds 0,1 --wall 150 \
     --out $R/fidelity_real_tiny.json

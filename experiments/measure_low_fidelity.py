@@ -171,6 +171,21 @@ def gpu_cost_shares(data: str, fractions: list[float]) -> dict[str, float]:
     return {f"{f:g}": statistics.median(v) for f, v in shares.items()}
 
 
+def print_table(summary: dict[str, Any]) -> None:
+    """The summary as the Markdown table of docs/early-stopping.md."""
+    print(f"{summary['candidates']} candidates, full evaluation's front {summary['full_front']}, "
+          f"median full evaluation {summary['median_full_seconds']:.0f} s\n")
+    print("| rung | Spearman ACC | Spearman forgetting | median cost share | front points "
+          "pruned, all at once | orders pruning a front point (async) | mean share of the "
+          "front pruned (async) |\n|---|---|---|---|---|---|---|")
+    for name, v in summary.items():
+        if isinstance(v, dict) and "spearman_acc" in v:
+            print(f"| {name} | {v['spearman_acc']:.2f} | {v['spearman_forgetting']:.2f} | "
+                  f"{v['median_cost_share']:.2f} | {len(v['front_points_pruned_batch'])} of "
+                  f"{len(summary['full_front'])} | {v['orders_with_a_front_point_pruned']:.2f} | "
+                  f"{v['front_share_pruned_async_mean']:.2f} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=36)
@@ -203,7 +218,7 @@ def main() -> None:
               "command": " ".join(sys.argv), "settings": vars(args),
               "complete": len(rows) >= args.n, "seconds": time.time() - t0, "summary": summary}
     Path(args.out).write_text(json.dumps(result, indent=1, default=str).replace("NaN", "null"))
-    print(json.dumps(summary, indent=1))
+    print_table(summary)
 
 
 if __name__ == "__main__":

@@ -190,6 +190,10 @@ def test_cli_early_stop_flags(tmp_path, capsys):
     # issue 22's flags: the cheap pass, model-based stopping, cost-aware proposals
     assert main([*common, "--run-dir", str(tmp_path / "e"), "--low-fidelity", "0.3"]) == 2
     assert "--low-fidelity: needs an early-stop scheduler" in capsys.readouterr().err
+    assert main([*common, "--run-dir", str(tmp_path / "e"), "--early-stop", "asha",
+                 "--low-fidelity", "1.5"]) == 2
+    assert "low_fidelity: must be a number in (0, 1)" in capsys.readouterr().err
+    assert not (tmp_path / "e").exists()
     assert main([*common, "--run-dir", str(tmp_path / "f"), "-o", "tasks=5",
                  "--early-stop", "model", "--low-fidelity", "0.3", "--algorithm", "sa-nsga2",
                  "--cost-aware"]) == 0

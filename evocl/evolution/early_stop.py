@@ -24,7 +24,16 @@ Hyperparameter Tuning") with multi-objective promotion as in MO-ASHA (Schmucker 
 - a decision is made once per (candidate, task count): asked again (a candidate re-run after a
   crash or a resume), the scheduler answers what it answered before.
 
-``none`` continues every candidate (and keeps no state).
+- ``low_fidelity=f`` (issue 22) adds a rung below the task rungs: the evaluator first trains
+  every task at a fraction f of its steps and reports once (``fidelity`` = f, ``tasks_seen``
+  = ``n_tasks``, forgetting over the whole stream; `evocl.cl.evaluation.evaluate`); its
+  members are kept under ``LOW_RUNG`` and promoted by the same rule; a promoted candidate is
+  trained again at full steps. ``rungs=[]`` then leaves the cheap pass as the only rung.
+
+``none`` continues every candidate (and keeps no state). ``model``
+(`evocl.evolution.model_stop`) stops only a candidate whose predicted final point cannot
+reach the front. A scheduler sees each told result too (``observe``, in journal order), and
+the candidate's configuration with each report (``decide(id, report, config)``).
 """
 
 from __future__ import annotations
@@ -56,6 +65,7 @@ class Scheduler:
         self.space = space
         self.options = {**self.DEFAULTS, **options}
         self._decisions: dict[tuple[int, int], bool] = {}
+        self._config: Mapping[str, Any] | None = None   # the deciding candidate's
 
     @property
     def active(self) -> bool:
