@@ -14,9 +14,9 @@ Failures become failed Results and the search goes on:
                                  waiting for a node to join); re-run without using up
                                  ``max_retries`` (a lost node is not the candidate's fault), at
                                  most ``NODE_LOSS_RERUNS`` times
-``result.metrics["attempts"]`` counts the attempts. A candidate goes only to an actor that has
-built its target, so a replacement still waiting for room holds nothing up: the search goes
-on on the other nodes, and uses the new actor once a node has joined.
+``result.metrics["attempts"]`` counts the attempts. The replacement of a lost node's actor
+gets a candidate only once it has started, so while it waits for room it holds nothing up:
+the search goes on on the other nodes, and uses the new actor once a node has joined.
 
 A stream spec named by the target's ``stream`` travels to the nodes with the workers'
 ``runtime_env`` (``evocl.execution.shipping``); each actor reports its node, the stream
@@ -153,6 +153,7 @@ class _Slot:
     pid: int | None = None
     retired: bool = False  # stopped by the auto packing (`evocl.execution.packing`)
     node_id: str | None = None
+    awaiting_room: bool = False  # replaces an actor of a lost node: may wait for a node to join
 
 
 @dataclass
@@ -351,7 +352,8 @@ class RayExecutor:
         for idx in self._usable():
             if not self._queue:
                 return
-            if idx in self._busy or self._slots[idx].ready_at is None:
+            slot = self._slots[idx]
+            if idx in self._busy or (slot.awaiting_room and slot.ready_at is None):
                 continue
             cand, attempts, losses = self._queue.popleft()
             ref = self._slots[idx].actor.evaluate.remote(cand.to_dict(), self._broker)
@@ -379,6 +381,7 @@ class RayExecutor:
         except _DEAD as e:
             if self._node_dead(self._slots[job.slot]) and job.node_losses < NODE_LOSS_RERUNS:
                 self._replace(job.slot)
+                self._slots[job.slot].awaiting_room = True
                 self.nodes_lost += 1
                 self._queue.appendleft((job.candidate, job.attempts + 1, job.node_losses + 1))
                 return None
@@ -428,8 +431,8 @@ class RayExecutor:
                 nxt = min(deadlines) - now if deadlines else 0.5  # poll actors still building
                 wait = max(0.0, nxt) if wait is None else min(wait, max(0.0, nxt))
             waiting = list(self._jobs) + ([self._take_ref] if self._take_ref is not None else [])
-            building = [s.ready_ref for s in self._slots if self._queue and s.ready_at is None
-                        and not s.retired]
+            building = [s.ready_ref for s in self._slots if self._queue and s.awaiting_room
+                        and s.ready_at is None and not s.retired]
             done, _ = ray.wait(waiting + building, num_returns=1, timeout=wait)
             for ref in done:
                 if ref == self._take_ref:
