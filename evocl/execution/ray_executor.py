@@ -14,9 +14,9 @@ Failures become failed Results and the search goes on:
                                  waiting for a node to join); re-run without using up
                                  ``max_retries`` (a lost node is not the candidate's fault), at
                                  most ``NODE_LOSS_RERUNS`` times
-``result.metrics["attempts"]`` counts the attempts. A candidate goes only to an actor that has
-built its target, so a replacement still waiting for room holds nothing up: the search goes
-on on the other nodes, and uses the new actor once a node has joined.
+``result.metrics["attempts"]`` counts the attempts. The replacement of a lost node's actor
+gets a candidate only once it has started, so while it waits for room it holds nothing up:
+the search goes on on the other nodes, and uses the new actor once a node has joined.
 
 A stream spec named by the target's ``stream`` travels to the nodes with the workers'
 ``runtime_env`` (``evocl.execution.shipping``); each actor reports its node, the stream
@@ -166,6 +166,7 @@ class _Slot:
     pid: int | None = None
     retired: bool = False  # stopped by the auto packing (`evocl.execution.packing`)
     node_id: str | None = None
+    awaiting_room: bool = False  # replaces an actor of a lost node: may wait for a node to join
 
 
 @dataclass
@@ -322,21 +323,25 @@ class RayExecutor:
     def _check_ready(self) -> None:
         """Mark the actors that have built their target (or failed to start: their
         evaluations then fail with Ray's reason, as before)."""
-        waiting = {s.ready_ref: s for s in self._slots
-                   if s.ready_at is None and not s.retired}
+        waiting: dict[Any, list[_Slot]] = {}   # a packed actor's slots share its ready ref
+        for s in self._slots:
+            if s.ready_at is None and not s.retired:
+                waiting.setdefault(s.ready_ref, []).append(s)
         if not waiting:
             return
         done, _ = ray.wait(list(waiting), num_returns=len(waiting), timeout=0)
         now = time.monotonic()
         for ref in done:
-            slot = waiting[ref]
-            slot.ready_at = now
+            slots = waiting[ref]
+            for slot in slots:
+                slot.ready_at = now
             try:
-                slot.pid = ray.get(ref)
-                info = ray.get(slot.actor.where.remote(), timeout=60)
-                slot.node_id = info["node_id"]
+                pid = ray.get(ref)
+                info = ray.get(slots[0].actor.where.remote(), timeout=60)
             except Exception:  # noqa: BLE001 - its evaluations report the reason
                 continue
+            for slot in slots:
+                slot.pid, slot.node_id = pid, info["node_id"]
             check_node(info, self.stream_fingerprint)  # a node that cannot take part: refused
 
     def wait_ready(self, timeout: float | None = None) -> list[int]:
@@ -403,7 +408,8 @@ class RayExecutor:
         for idx in self._usable():
             if not self._queue:
                 return
-            if idx in self._busy or self._slots[idx].ready_at is None:
+            slot = self._slots[idx]
+            if idx in self._busy or (slot.awaiting_room and slot.ready_at is None):
                 continue
             cand, attempts, losses = self._queue.popleft()
             ref = self._slots[idx].actor.evaluate.remote(cand.to_dict(), self._broker)
@@ -432,6 +438,7 @@ class RayExecutor:
         except _DEAD as e:
             if self._node_dead(self._slots[job.slot]) and job.node_losses < NODE_LOSS_RERUNS:
                 self._replace(job.slot, job.extra.get("actor"))
+                self._slots[job.slot].awaiting_room = True
                 self.nodes_lost += 1
                 self._queue.appendleft((job.candidate, job.attempts + 1, job.node_losses + 1))
                 return None
@@ -481,8 +488,9 @@ class RayExecutor:
                 nxt = min(deadlines) - now if deadlines else 0.5  # poll actors still building
                 wait = max(0.0, nxt) if wait is None else min(wait, max(0.0, nxt))
             waiting = list(self._jobs) + ([self._take_ref] if self._take_ref is not None else [])
-            building = [s.ready_ref for s in self._slots if self._queue and s.ready_at is None
-                        and not s.retired]
+            building = list(dict.fromkeys(  # unique: a packed actor's slots share one ref
+                s.ready_ref for s in self._slots if self._queue and s.awaiting_room
+                and s.ready_at is None and not s.retired))
             done, _ = ray.wait(waiting + building, num_returns=1, timeout=wait)
             for ref in done:
                 if ref == self._take_ref:
