@@ -35,6 +35,7 @@ from evocl.streams.types import GENERATIVE, SPLITS, Stream
 MEMORY_CACHE_SIZE = 8
 _MEMORY: "OrderedDict[tuple[Any, ...], TokenizedStream]" = OrderedDict()
 FORMAT_VERSION = "evocl-tokens-v1"
+PREFERENCE_ARRAYS = ("rejected_ids", "rejected_mask", "rejected_target", "preference")
 VOCAB_PAD_ALLOWANCE = 128
 
 
@@ -79,6 +80,12 @@ class TokenizedGenerativeSplit:
     attention_mask: np.ndarray
     target_mask: np.ndarray
     rows: np.ndarray
+    #: preference rows (`evocl.streams.preference`): the rejected conversation of each row
+    #: (zeros for a supervised row) and ``preference[i] == 1`` for a pair; None without pairs
+    rejected_ids: np.ndarray | None = None
+    rejected_mask: np.ndarray | None = None
+    rejected_target: np.ndarray | None = None
+    preference: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.rows.shape[0])
@@ -255,6 +262,9 @@ def _write_npz(path: Path, tok: TokenizedStream) -> None:
             if isinstance(s, TokenizedGenerativeSplit):
                 arrays[f"t{t.index}_{which}_target"] = s.target_mask
                 arrays[f"t{t.index}_{which}_rows"] = s.rows
+                if s.preference is not None:
+                    for name in PREFERENCE_ARRAYS:
+                        arrays[f"t{t.index}_{which}_{name}"] = getattr(s, name)
             else:
                 arrays[f"t{t.index}_{which}_labels"] = s.labels
     try:
@@ -291,9 +301,14 @@ def _read_npz(path: Path, stream: Stream, key: tuple[Any, ...]) -> TokenizedStre
                     ids = np.array(data[p + "_ids"], dtype=np.int64)
                     mask = np.array(data[p + "_mask"], dtype=np.int64)
                     if generative:
+                        pref = ([np.array(data[f"{p}_{n}"], dtype=np.int64)
+                                 for n in PREFERENCE_ARRAYS]
+                                if f"{p}_preference" in data.files else [])
+                        if task.split(which).rejected and not pref:  # type: ignore[union-attr]
+                            return None
                         part: Any = TokenizedGenerativeSplit(
                             ids, mask, np.array(data[p + "_target"], dtype=np.int64),
-                            np.array(data[p + "_rows"], dtype=np.int64))
+                            np.array(data[p + "_rows"], dtype=np.int64), *pref)
                         if len(part) and int(part.rows.max()) >= len(task.split(which)):
                             return None
                     else:
