@@ -358,7 +358,7 @@ def resume_cmd(
 def export_cmd(
     run_dir: Path = typer.Argument(..., help="Run directory."),
     select: str = typer.Option("knee", "--select", help="knee, best:OBJECTIVE, pareto or id:N."),
-    fmt: str = typer.Option("yaml", "--format", help="yaml, json, peft, hf, avalanche or optuna."),
+    fmt: str = typer.Option("yaml", "--format", help="yaml, json, peft, hf, avalanche, trl, axolotl, llamafactory or optuna."),
     out: Path = typer.Option(..., "--out", help="Output file or directory."),
     force: bool = typer.Option(False, "--force", help="Write into --out even if it holds files evocl did not write (they may be replaced)."),
 ) -> None:

@@ -139,6 +139,8 @@ STREAMS = Registry("stream", {
              "chatterbot-corpus question -> answer pairs, 4 generative tasks (causal LMs)"),
     "chat-multiturn": ("evocl.streams.chat:CHAT_MULTITURN",
                        "chatterbot-corpus whole conversations, 4 generative tasks (causal LMs)"),
+    "chat-feedback": ("evocl.streams.chat:CHAT_FEEDBACK",
+                      "chatterbot-corpus: 2 supervised chat tasks, then a preference task (DPO)"),
 })
 
 #: Early-stopping schedulers (``--early-stop``): classes with the

@@ -10,7 +10,7 @@ CONTRACT = {"lora_rank", "lora_alpha_ratio", "lora_dropout", "lora_targets", "lo
             "replay_buffer_per_class", "replay_ratio", "replay_policy", "distill",
             "distill_temperature", "distill_alpha", "adversarial", "adv_epsilon", "lr",
             "steps_per_task", "batch_size", "weight_decay", "warmup_ratio",
-            "agem", "agem_mem_per_class", "mer", "mer_beta", "mer_gamma"}
+            "agem", "agem_mem_per_class", "mer", "mer_beta", "mer_gamma", "dpo_beta"}
 
 
 def test_known_parameters_match_the_contract() -> None:

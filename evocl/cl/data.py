@@ -31,6 +31,11 @@ class SplitTensors:
     #: generative held-out splits: each row's reference answer (its last assistant turn; None
     #: for a text row or a prompt without an answer), for the generation-scored metrics
     references: tuple[str | None, ...] | None = None
+    #: preference rows (`evocl.streams.preference`): each row's rejected sequence (ids, mask,
+    #: targets: zeros for a supervised row) and ``preference[i]`` True for a pair (whose
+    #: chosen sequence is its row in ``ids``); None when no task holds pairs
+    rejected: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+    preference: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -49,6 +54,19 @@ class SplitTensors:
         assert self.targets is not None
         return (self.ids[idx, :width], self.mask[idx, :width], self.targets[idx, :width],
                 self.task[idx])
+
+    def rejected_batch(self, idx: torch.Tensor
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """(ids, mask, target mask) of the rejected sequences of the preference rows among
+        ``idx`` (in ``idx``'s order), trimmed; None when none of them is a pair."""
+        if self.preference is None or self.rejected is None:
+            return None
+        pairs = idx[self.preference[idx]]
+        if not len(pairs):
+            return None
+        ids, mask, tgt = (x[pairs] for x in self.rejected)
+        width = max(1, int(mask.sum(1).max()))
+        return ids[:, :width], mask[:, :width], tgt[:, :width]
 
 
 @dataclass(frozen=True, eq=False)
@@ -86,8 +104,11 @@ def _split(parts: list[Any], cap: int | None, sort: bool,
     ``target_mask`` and no labels (its labels tensor is zeros); ``answers[t]`` are the
     reference answers of task t's source rows (looked up through the part's ``rows``)."""
     ids_l, mask_l, lab_l, task_l, tgt_l, offsets = [], [], [], [], [], [0]
+    rej_l: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    pref_l: list[np.ndarray] = []
     refs: list[str | None] = []
     generative = bool(parts) and getattr(parts[0], "target_mask", None) is not None
+    pairs = generative and any(getattr(p, "preference", None) is not None for p in parts)
     for t, part in enumerate(parts):
         ids = np.asarray(part.input_ids, dtype=np.int64)
         mask = np.asarray(part.attention_mask, dtype=np.int64)
@@ -109,6 +130,15 @@ def _split(parts: list[Any], cap: int | None, sort: bool,
         lab_l.append(lab[order])
         if generative:
             tgt_l.append(tgt[order])
+        if pairs:
+            if getattr(part, "preference", None) is not None:
+                rej_l.append(tuple(np.asarray(x, dtype=np.int64)[order] for x in (  # type: ignore[arg-type]
+                    part.rejected_ids, part.rejected_mask, part.rejected_target)))
+                pref_l.append(np.asarray(part.preference, dtype=np.bool_)[order])
+            else:
+                rej_l.append(tuple(np.zeros((len(order), 1), dtype=np.int64)  # type: ignore[arg-type]
+                                   for _ in range(3)))
+                pref_l.append(np.zeros(len(order), dtype=np.bool_))
         task_l.append(np.full(len(order), t, dtype=np.int64))
         offsets.append(offsets[-1] + len(order))
     width = max([a.shape[1] for a in ids_l] + [1])
@@ -120,6 +150,15 @@ def _split(parts: list[Any], cap: int | None, sort: bool,
         mask[offsets[t]:offsets[t + 1], : m.shape[1]] = m
         if tgt_all is not None:
             tgt_all[offsets[t]:offsets[t + 1], : a.shape[1]] = tgt_l[t] > 0
+    rejected = None
+    if pairs:
+        rw = max(a[0].shape[1] for a in rej_l)
+        stacked = [np.zeros((offsets[-1], rw), dtype=np.int64) for _ in range(3)]
+        for t, arrays in enumerate(rej_l):
+            for k, a in enumerate(arrays):
+                stacked[k][offsets[t]:offsets[t + 1], : a.shape[1]] = a
+        rejected = (torch.from_numpy(stacked[0]), torch.from_numpy(stacked[1]),
+                    torch.from_numpy(stacked[2] > 0))
     mask_t = torch.from_numpy(mask)
     # a row's length is up to its last attended token (right padding)
     last = np.where(mask.any(1), mask.shape[1] - np.argmax(mask[:, ::-1] > 0, axis=1), 1)
@@ -128,7 +167,9 @@ def _split(parts: list[Any], cap: int | None, sort: bool,
                         labels=torch.from_numpy(np.concatenate(lab_l)),
                         task=torch.from_numpy(np.concatenate(task_l)), offsets=tuple(offsets),
                         targets=None if tgt_all is None else torch.from_numpy(tgt_all),
-                        references=tuple(refs) if answers is not None else None)
+                        references=tuple(refs) if answers is not None else None,
+                        rejected=rejected,
+                        preference=torch.from_numpy(np.concatenate(pref_l)) if pairs else None)
 
 
 def stream_tensors(tokenized: Any, max_eval_per_task: int | None = None,

@@ -41,12 +41,18 @@ OPTIMISATION = (
           help="share of each task's steps with a linear warm-up"),
 )
 
+#: preference tasks (`evocl.cl.dpo`): used only by a stream with preference records
+PREFERENCE = (
+    Param("dpo_beta", 0.1, low=0.0, high=100.0, low_open=True,
+          help="DPO's beta: how far a preference task may move from its reference"),
+)
+
 
 def _all_params() -> tuple[Param, ...]:
     params = list(ADAPTER)
     for cls in strategy_classes():
         params += list(cls.PARAMS)
-    params += list(OPTIMISATION)
+    params += list(OPTIMISATION) + list(PREFERENCE)
     names = [p.name for p in params]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:

@@ -43,6 +43,8 @@ class SampleRecorder:
                     {"role": r, "content": c} for r, c in head]
             self.samples.append({"task": task, "task_name": name, "prompt": prompt,
                                  "reference": split.responses[i], "ids": ids})
+            if split.is_preference(i):  # a preference prompt: the reference is the chosen answer
+                self.samples[-1]["rejected"] = split.rejected[i]
 
         for j, task in enumerate(stream.tasks[:n_tasks]):
             split = task.val if len(task.val) else task.test

@@ -39,7 +39,7 @@ def token_scores(learner: Any, data: Any, n_tasks: int, after: int
     with learner.eval_mode(), torch.inference_mode():
         for k in range(0, end, bs):
             idx = order[k:k + bs]
-            b = learner._batch(data, idx, after, np.empty(0, dtype=np.int64))
+            b = learner._batch(data, idx, after, np.empty(0, dtype=np.int64), pairs=False)
             with learner.autocast():
                 hidden = learner.model(b.ids, b.mask)[:, :-1][b.sel]
             row_task = b.task[:, None].expand_as(b.sel)[b.sel]

@@ -207,6 +207,7 @@ def run_stream(learner: Any, p: Any, seed: int, opts: Any,
     for t in range(n_tasks):
         t0, c0 = time.perf_counter(), time.process_time()
         learner.current_task = t
+        learner.begin_task(t, p)
         sampler = _TaskSampler(data.train.rows(t), rng_batch,
                                data.train.lengths.numpy() if getattr(opts, "group_by_length",
                                                                      False) else None,

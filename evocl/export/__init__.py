@@ -3,7 +3,9 @@
 Formats: ``yaml`` / ``json`` (evocl's own configuration with provenance; ``evocl train`` reads
 it), ``peft`` (an ``adapter_config.json`` that ``peft.LoraConfig.from_pretrained`` loads), ``hf``
 (``transformers.TrainingArguments`` fields plus the continual-learning settings beside them),
-``avalanche`` (strategy and plugin keyword arguments), ``optuna`` (the run's trials in an Optuna
+``avalanche`` (strategy and plugin keyword arguments), ``trl`` / ``axolotl`` / ``llamafactory``
+(the LLM trainers' configs, the stream's data in their format and notes; `trainers.py`),
+``optuna`` (the run's trials in an Optuna
 storage for ``optuna-dashboard`` and ``optuna.visualization.plot_pareto_front``).
 """
 

@@ -17,7 +17,9 @@ from evocl.records import Candidate, Result
 from evocl.storage.atomic import atomic_write_bytes
 
 EXPORT_FORMAT_VERSION = 1
-FORMATS = ("yaml", "json", "peft", "hf", "avalanche", "optuna")
+FORMATS = ("yaml", "json", "peft", "hf", "avalanche", "trl", "axolotl", "llamafactory", "optuna")
+#: formats that write a folder
+FOLDER_FORMATS = ("peft", "hf", "avalanche", "trl", "axolotl", "llamafactory")
 
 
 #: Where the writers' files go while ``write_selected`` runs: ``place(path, data) -> path``
@@ -213,9 +215,18 @@ def write_avalanche(view, cand: Candidate, res: Result, out: Path) -> list[Path]
     return [_json(out / "avalanche_strategy.json", spec)]
 
 
+def _trainer_writer(name: str) -> Callable[..., list[Path]]:
+    def write(*args: Any) -> list[Path]:
+        from evocl.export import trainers
+
+        return getattr(trainers, f"write_{name}")(*args)
+    return write
+
+
 WRITERS: dict[str, Callable[..., list[Path]]] = {
     "yaml": write_yaml, "json": write_json, "peft": write_peft, "hf": write_hf,
     "avalanche": write_avalanche,
+    **{n: _trainer_writer(n) for n in ("trl", "axolotl", "llamafactory")},
 }
 
 
@@ -239,7 +250,7 @@ def write_selected(view, chosen: list[tuple[Candidate, Result]], fmt: str, out: 
     from evocl.storage.outdir import OutputFolder, write_file
 
     writer = WRITERS[fmt]
-    if out.exists() and out.is_file() and (len(chosen) > 1 or fmt in ("peft", "hf", "avalanche")):
+    if out.exists() and out.is_file() and (len(chosen) > 1 or fmt in FOLDER_FORMATS):
         raise UserError(f"{out} is a file; this export writes a folder", field="--out")
     run_dir = view.path
     if len(chosen) == 1 and fmt in ("yaml", "json") and out.suffix in (

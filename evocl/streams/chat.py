@@ -22,6 +22,17 @@ user, assistant, user, ... from the first (as ChatterBot reads them), a trailing
 dropped (a conversation must end on an assistant turn), so every assistant turn is trained on
 and the last one is scored. Same four tasks. Both streams carry the default retention set
 (`evocl.streams.retention.default_retention`: BBC News headlines).
+
+``chat-feedback`` is a stream of user feedback built offline from the same pairs: two
+supervised tasks (``coding`` and ``conversation``, as in ``chat``), then one preference task,
+``feedback``: every pair of the ``feelings`` group is a preference record whose chosen answer
+is the corpus answer and whose rejected answer is the answer of a ``trivia`` pair (picked by a
+fixed stride through the trivia answers, never equal to the chosen one), as if a user had
+preferred the on-topic answer over an off-topic one. It measures whether DPO teaches the model
+to rank an answer that fits the prompt above a fluent answer to another question, and whether
+that ranking survives (and the supervised tasks survive it): a relevance preference. It does
+not measure helpfulness, tone, safety or factuality (no rejected answer is a subtly worse
+answer to the same question), nor learning from real users' judgements.
 """
 
 from __future__ import annotations
@@ -112,6 +123,20 @@ def _default_retention():
     return default_retention()
 
 
+@functools.cache
+def feedback_records() -> tuple[GenRecord, ...]:
+    """``coding`` and ``conversation`` pairs, then the ``feelings`` pairs as preference records
+    against ``trivia`` answers (module docstring)."""
+    pairs = chat_records()
+    off_topic = list(dict.fromkeys(r.response for r in pairs if r.task == "trivia"))
+    out = [r for task in ("coding", "conversation") for r in pairs if r.task == task]
+    for i, r in enumerate(r for r in pairs if r.task == "feelings"):
+        k = (i * 7919) % len(off_topic)
+        rejected = off_topic[k] if off_topic[k] != r.response else off_topic[(k + 1) % len(off_topic)]
+        out.append(GenRecord(r.prompt, r.response, "feedback", rejected=rejected))
+    return tuple(out)
+
+
 CHAT = Builtin("chat", "generative, 4 tasks of English question -> answer pairs (chatterbot-corpus): "
                "coding, trivia, conversation, feelings", "generative",
                lambda: list(chat_records()), tuple(GROUPS), max_train=None, max_eval=48,
@@ -120,3 +145,8 @@ CHAT_MULTITURN = Builtin("chat-multiturn", "generative, the chat stream's 4 task
                          "multi-turn conversations (chatterbot-corpus), the last answer scored",
                          "generative", lambda: list(conversation_records()), tuple(GROUPS),
                          max_train=None, max_eval=48, retention=_default_retention)
+CHAT_FEEDBACK = Builtin("chat-feedback", "generative, chatterbot-corpus: coding and "
+                        "conversation pairs, then feedback (chosen: the corpus answer; rejected: "
+                        "an off-topic answer), a preference task trained by DPO", "generative",
+                        lambda: list(feedback_records()), ("coding", "conversation", "feedback"),
+                        max_train=None, max_eval=48, retention=_default_retention)

@@ -12,6 +12,9 @@ Every record names its task. Rules, as for classification streams (``build.py``)
 - each task is split on its own: its rows are permuted by a seed derived from (seed, task),
   capped to ``max_per_task``, cut into test / val / train by the fractions, then capped per
   split; rows that carry a ``split`` keep it;
+- a task holds supervised rows (pairs, conversations, texts) or preference rows, not both; a
+  task of preference rows is scored by ``preference_accuracy`` (and trained by DPO) whatever
+  metric the stream names for its other tasks, and a supervised task cannot be;
 - a task scored by a generated answer (``metrics``: exact_match, rougeL) needs an answer to
   compare with in every held-out row: a text row there is refused.
 """
@@ -19,7 +22,7 @@ Every record names its task. Rules, as for classification streams (``build.py``)
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from evocl.errors import StreamError
 from evocl.records import derive_seed
@@ -32,13 +35,16 @@ from evocl.streams.types import GENERATIVE, SPLITS, GenerativeSplit, Stream, Tas
 class GenRecord:
     """One row of a generative stream: ``response`` is None for a plain text (in ``prompt``);
     ``messages`` the turns of a conversation (then ``prompt`` / ``response`` are its last user
-    and assistant turns)."""
+    and assistant turns); ``rejected`` the dispreferred answer of a preference record
+    (`evocl.streams.preference`)."""
 
     prompt: str
     response: str | None
     task: str
     split: str | None = None
     messages: tuple[tuple[str, str], ...] | None = None
+    #: a preference record's rejected answer (``response`` is the chosen one)
+    rejected: str | None = None
 
 
 def conversation_record(turns: tuple[tuple[str, str], ...], task: str,
@@ -98,7 +104,7 @@ def build_generative_stream(
             if not parts[which]:
                 raise StreamError(f"task {tname!r} has no {which} rows", source=source,
                                   field=field)
-        metric = (metrics or {}).get(tname)
+        metric = _task_kind_metric(tname, recs, (metrics or {}).get(tname), source, field)
         if metric not in (None, "token_accuracy"):
             for which in ("val", "test"):
                 if any(r.response is None for r in parts[which]):
@@ -107,17 +113,39 @@ def build_generative_stream(
                                       "rows (no response)", source=source, field=field)
         splits = {w: GenerativeSplit(tuple(r.prompt for r in parts[w]),
                                      tuple(r.response for r in parts[w]),
-                                     tuple(r.messages for r in parts[w])) for w in SPLITS}
+                                     tuple(r.messages for r in parts[w]),
+                                     tuple(r.rejected for r in parts[w])) for w in SPLITS}
         built.append(Task(index=index, name=tname, classes=(), metric=metric, **splits))
     return Stream(name=name, scenario=GENERATIVE, class_names=(), tasks=tuple(built),
                   description=description)
 
 
+def _task_kind_metric(tname: str, recs: Sequence[GenRecord], metric: str | None, source: str,
+                      field: str) -> str | None:
+    """The task's metric, checked against its kind (preference rows or supervised rows)."""
+    from evocl.streams.preference import PREFERENCE_METRIC
+
+    pref = sum(r.rejected is not None for r in recs)
+    if 0 < pref < len(recs):
+        raise StreamError(f"task {tname!r} mixes {pref} preference records (chosen/rejected) "
+                          f"with {len(recs) - pref} supervised ones; put them in separate tasks",
+                          source=source, field=field)
+    if pref:  # a stream-wide metric is for its supervised tasks
+        return PREFERENCE_METRIC
+    if metric == PREFERENCE_METRIC:
+        raise StreamError(f"task {tname!r} has no preference records (chosen/rejected); "
+                          f"{PREFERENCE_METRIC} needs them", source=source, field=field)
+    return metric
+
+
 def _dedup(records: Iterable[GenRecord]) -> list[GenRecord]:
-    seen: set[tuple[str, str | None]] = set()
+    seen: set[tuple[Any, ...]] = set()
     out = []
     for r in records:
+        key: tuple[Any, ...]
         key = ("\x00messages", turns_key(r.messages)) if r.messages else (r.prompt, r.response)
+        if r.rejected is not None:
+            key = (*key, "\x00rejected", r.rejected)
         if key in seen:
             continue
         seen.add(key)

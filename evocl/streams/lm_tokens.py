@@ -15,7 +15,8 @@ training. A plain text is its tokens with the tokenizer's special tokens.
 
 Targets: ``target_mask[p] == 1`` when token ``p`` is a target predicted from tokens ``< p``.
 Training rows: every assistant turn (TRL's ``assistant_only_loss``), every token but the first
-of a text; held-out rows (val, test): the last assistant turn only, the one that is scored;
+of a text; a preference row (`evocl.streams.preference`) is two sequences, chosen and rejected,
+each with its answer alone as the target; held-out rows (val, test): the last assistant turn only, the one that is scored;
 never position 0 nor padding. Truncation to ``max_length`` (rule ``turns-left-v1``) keeps the
 last assistant turn: the tokens before it (the history) lose tokens from their start (their
 left: a system turn first, then the earliest turns) until the row fits, down to their last
@@ -97,35 +98,55 @@ def fit_conversation(ids: list[int], spans: list[tuple[int, int]], max_length: i
     return kept, flags
 
 
+def _padded(rows: list[tuple[list[int], list[int]]], pad: int
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ids, attention mask, target mask) of rows (ids, target flags), right-padded."""
+    width = max([len(r) for r, _ in rows] + [1])
+    ids = np.full((len(rows), width), pad, dtype=np.int64)
+    mask = np.zeros((len(rows), width), dtype=np.int64)
+    target = np.zeros((len(rows), width), dtype=np.int64)
+    for k, (row, flags) in enumerate(rows):
+        ids[k, : len(row)] = row
+        mask[k, : len(row)] = 1
+        target[k, 1: len(row)] = flags[1:]  # never position 0: nothing predicts it
+    return ids, mask, target
+
+
 def encode_split(split: GenerativeSplit, tokenizer: Any, max_length: int,
-                 held_out: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+                 held_out: bool = False) -> tuple[np.ndarray, ...]:
     """(input_ids, attention_mask, target_mask, rows) of one split: int64, right-padded.
-    ``held_out``: only the last assistant turn of a row is a target."""
+    ``held_out``: only the last assistant turn of a row is a target. A split with preference
+    rows adds (rejected input_ids, attention_mask, target_mask, preference flags): a pair's
+    chosen conversation is its row in the first arrays, its rejected one the same row of the
+    second (zeros for a supervised row); the target of both is the answer alone, in every
+    split (a DPO log-probability is the answer's)."""
     convs = [i for i in range(len(split)) if split.turns(i) is not None]
     texts = [i for i in range(len(split)) if split.turns(i) is None]
+    pairs = [i for i in range(len(split)) if split.is_preference(i)]
     try:
         coded = encode_conversations(tokenizer, [split.turns(i) for i in convs])
+        coded_rej = encode_conversations(tokenizer, [split.rejected_turns(i) for i in pairs])
     except TemplateError as exc:
         raise _template_error(exc) from None
     encoded: dict[int, tuple[list[int], list[int]]] = {}
     for i, enc in zip(convs, coded):
-        encoded[i] = fit_conversation(enc.ids, enc.spans, max_length, held_out)
+        encoded[i] = fit_conversation(enc.ids, enc.spans, max_length,
+                                      held_out or split.is_preference(i))
+    rejected = {i: fit_conversation(enc.ids, enc.spans, max_length, True)
+                for i, enc in zip(pairs, coded_rej)}
     if texts:
         for i, ids in zip(texts, tokenizer([split.prompts[i] for i in texts])["input_ids"]):
             ids = list(ids)[:max_length]
             encoded[i] = (ids, [0] + [1] * (len(ids) - 1) if ids else [])
-    rows = [i for i in range(len(split)) if any(encoded[i][1][1:])]
+    rows = [i for i in range(len(split)) if any(encoded[i][1][1:])
+            and (i not in rejected or any(rejected[i][1][1:]))]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    width = max([len(encoded[i][0]) for i in rows] + [1])
-    ids = np.full((len(rows), width), pad, dtype=np.int64)
-    mask = np.zeros((len(rows), width), dtype=np.int64)
-    target = np.zeros((len(rows), width), dtype=np.int64)
-    for k, i in enumerate(rows):
-        row, flags = encoded[i]
-        ids[k, : len(row)] = row
-        mask[k, : len(row)] = 1
-        target[k, 1: len(row)] = flags[1:]  # never position 0: nothing predicts it
-    return ids, mask, target, np.array(rows, dtype=np.int64)
+    ids, mask, target = _padded([encoded[i] for i in rows], pad)
+    out: tuple[np.ndarray, ...] = (ids, mask, target, np.array(rows, dtype=np.int64))
+    if pairs:
+        out += _padded([rejected.get(i, ([], [])) for i in rows], pad)
+        out += (np.array([int(i in rejected) for i in rows], dtype=np.int64),)
+    return out
 
 
 def encode_retention(split: GenerativeSplit, tokenizer: Any, max_length: int
@@ -146,15 +167,7 @@ def encode_retention(split: GenerativeSplit, tokenizer: Any, max_length: int
             keep = max(1, max_length - max_length // 4)
             rows.append((enc.ids[-keep:], [0] * min(keep, len(enc.ids))))
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    width = max([len(r) for r, _ in rows] + [1])
-    ids = np.full((len(rows), width), pad, dtype=np.int64)
-    mask = np.zeros((len(rows), width), dtype=np.int64)
-    target = np.zeros((len(rows), width), dtype=np.int64)
-    for k, (row, flags) in enumerate(rows):
-        ids[k, : len(row)] = row
-        mask[k, : len(row)] = 1
-        target[k, 1: len(row)] = flags[1:]
-    return ids, mask, target, np.arange(len(rows), dtype=np.int64)
+    return (*_padded(rows, pad), np.arange(len(rows), dtype=np.int64))
 
 
 def tokenize_generative(stream: Stream, tokenizer: Any, max_length: int) -> list[dict[str, Any]]:

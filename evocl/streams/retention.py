@@ -185,7 +185,8 @@ def apply_options(stream: Stream, *, task_metric: str | None = None,
                           "retention set", source="evaluator_options", field=given)
     out = stream
     if task_metric is not None:
-        tasks = tuple(dataclasses.replace(t, metric=task_metric) for t in stream.tasks)
+        tasks = tuple(t if t.metric == "preference_accuracy"  # a preference task keeps its own
+                      else dataclasses.replace(t, metric=task_metric) for t in stream.tasks)
         for t in tasks:
             if task_metric != "token_accuracy" and any(r is None for r in t.val.responses):
                 raise StreamError(f"task {t.name!r} has text rows (no response): it cannot be "

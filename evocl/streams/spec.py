@@ -17,6 +17,8 @@ A generative stream (for a causal LM; see ``generative.py`` and ``lm_tokens.py``
     source: {format: jsonl, path: chat.jsonl}  # {"prompt", "response", "task"}, {"text", "task"},
                                          # {"messages": [{role, content}...], "task"} (TRL /
                                          # OpenAI) or {"conversations": [{from, value}...]}
+                                         # or preference records {"prompt" | "messages",
+                                         # "chosen", "rejected", "task"} (`preference.py`)
     metric: rougeL                       # optional: token_accuracy (default), exact_match, rougeL
     tasks: [{name: qa, metric: exact_match}, greetings]  # optional: task names in order (else
                                          # first appearance), each a name or {name, metric}
@@ -168,7 +170,8 @@ def _task_metrics(spec: dict[str, Any], tasks: list[Any] | None, src: str
                   ) -> tuple[list[Any] | None, dict[str, str]]:
     """(task names, metric of each named task) of a generative spec: ``metric`` at the top
     level applies to every task; a task ``{name, metric}`` overrides it."""
-    from evocl.cl.names import check_metric
+    from evocl.cl.names import TASK_METRICS, check_metric
+    from evocl.streams.preference import PREFERENCE_METRIC
 
     default = spec.get("metric")
     if default is not None:
@@ -183,7 +186,8 @@ def _task_metrics(spec: dict[str, Any], tasks: list[Any] | None, src: str
             if "name" not in t:
                 raise StreamError("required key missing", source=src, field=f"tasks[{i}].name")
             if "metric" in t:
-                metric = check_metric(t["metric"], src, f"tasks[{i}].metric")
+                metric = check_metric(t["metric"], src, f"tasks[{i}].metric",
+                                      TASK_METRICS + (PREFERENCE_METRIC,))
             t = t["name"]
             if not isinstance(t, (str, int)) or isinstance(t, bool):
                 raise StreamError(f"a task name is a string, got {t!r:.40}", source=src,
@@ -267,7 +271,7 @@ class _Rows:
     def check_columns(self, header: list[str], where: str, what: str) -> None:
         c = self.cols
         if self.generative:
-            if c["messages"] in header or SHAREGPT_COLUMN in header:
+            if c["messages"] in header or SHAREGPT_COLUMN in header or "chosen" in header:
                 return
             if c["prompt"] in header or c["text"] in header:
                 if c["prompt"] in header and c["response"] not in header:
@@ -307,7 +311,11 @@ class _Rows:
                       None if split in (None, "") else str(split))
 
     def _generative(self, row: dict[str, Any], where: str, field_of: str) -> GenRecord:
+        from evocl.streams.preference import is_preference, parse_preference
+
         cols = self.cols
+        if is_preference(row):
+            return parse_preference(row, cols, where)
         key = cols["messages"] if row.get(cols["messages"]) is not None else SHAREGPT_COLUMN
         if row.get(key) is not None:
             return self._conversation(row, key, where, field_of)

@@ -39,6 +39,7 @@ from evocl.streams.types import GENERATIVE, SPLITS, Stream
 MEMORY_CACHE_SIZE = 8
 _MEMORY: "OrderedDict[tuple[Any, ...], TokenizedStream]" = OrderedDict()
 FORMAT_VERSION = "evocl-tokens-v2"  # v2: a digest of the content in each entry
+PREFERENCE_ARRAYS = ("rejected_ids", "rejected_mask", "rejected_target", "preference")
 VOCAB_PAD_ALLOWANCE = 128
 
 
@@ -83,6 +84,12 @@ class TokenizedGenerativeSplit:
     attention_mask: np.ndarray
     target_mask: np.ndarray
     rows: np.ndarray
+    #: preference rows (`evocl.streams.preference`): the rejected conversation of each row
+    #: (zeros for a supervised row) and ``preference[i] == 1`` for a pair; None without pairs
+    rejected_ids: np.ndarray | None = None
+    rejected_mask: np.ndarray | None = None
+    rejected_target: np.ndarray | None = None
+    preference: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.rows.shape[0])
@@ -281,6 +288,9 @@ def _write_npz(path: Path, tok: TokenizedStream) -> None:
             if isinstance(s, TokenizedGenerativeSplit):
                 arrays[f"t{t.index}_{which}_target"] = s.target_mask
                 arrays[f"t{t.index}_{which}_rows"] = s.rows
+                if s.preference is not None:
+                    for name in PREFERENCE_ARRAYS:
+                        arrays[f"t{t.index}_{which}_{name}"] = getattr(s, name)
             else:
                 arrays[f"t{t.index}_{which}_labels"] = s.labels
     arrays["digest"] = np.frombuffer(_digest(arrays).encode(), dtype=np.uint8)
@@ -344,7 +354,19 @@ def _read_npz(path: Path, stream: Stream, key: tuple[Any, ...], vocab: int
             if fault:
                 return None, f"task {task.index} {which}: {fault}"
             got = [np.asarray(a, dtype=np.int64) for a in got]
-            parts[which] = TokenizedGenerativeSplit(*got) if generative else TokenizedSplit(*got)
+            if generative:
+                pref = [np.asarray(arrays[f"{p}_{n}"], dtype=np.int64)
+                        for n in PREFERENCE_ARRAYS if f"{p}_{n}" in arrays]
+                if pref and len(pref) != len(PREFERENCE_ARRAYS):
+                    return None, f"task {task.index} {which}: preference arrays incomplete"
+                if task.split(which).rejected and not pref:  # type: ignore[union-attr]
+                    return None, f"task {task.index} {which}: lacks the rejected answers"
+                if pref and (pref[0].shape[0] != got[0].shape[0]
+                             or pref[1].shape != pref[0].shape or pref[2].shape != pref[0].shape):
+                    return None, f"task {task.index} {which}: rejected arrays do not fit ids"
+                parts[which] = TokenizedGenerativeSplit(*got, *pref)
+            else:
+                parts[which] = TokenizedSplit(*got)
         tasks.append(TokenizedTask(task.index, task.classes, **parts))
     rule = str(key[3]) if generative else ""
     return TokenizedStream(stream, key[1], key[2], tuple(tasks), rule=rule), None

@@ -60,17 +60,25 @@ class GenerativeSplit:
     tuple of turns ``(role, content)`` (`evocl.streams.conversation`; loss on every assistant
     turn, held-out scoring on the last one): then ``prompts[i]`` is its last user turn and
     ``responses[i]`` its last assistant turn (None when it ends on a user turn: a retention
-    prompt without an answer). ``messages`` is empty when no row is a conversation."""
+    prompt without an answer). ``messages`` is empty when no row is a conversation.
+    ``rejected[i]``: a preference row's dispreferred answer (``responses[i]`` is the chosen
+    one; `evocl.streams.preference`); empty when no row is a preference row."""
 
     prompts: tuple[str, ...]
     responses: tuple[str | None, ...]
     messages: tuple[tuple[tuple[str, str], ...] | None, ...] = ()
+    rejected: tuple[str | None, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "prompts", tuple(self.prompts))
         object.__setattr__(self, "responses", tuple(self.responses))
         msgs = tuple(self.messages)
         object.__setattr__(self, "messages", msgs if any(m is not None for m in msgs) else ())
+        rej = tuple(self.rejected)
+        object.__setattr__(self, "rejected", rej if any(r is not None for r in rej) else ())
+        if self.rejected and len(self.rejected) != len(self.prompts):
+            raise ValueError(f"GenerativeSplit: {len(self.prompts)} prompts but "
+                             f"{len(self.rejected)} rejected answers")
         if len(self.prompts) != len(self.responses):
             raise ValueError(f"GenerativeSplit: {len(self.prompts)} prompts but "
                              f"{len(self.responses)} responses")
@@ -89,9 +97,27 @@ class GenerativeSplit:
             return None
         return (("user", self.prompts[i]), ("assistant", str(self.responses[i])))
 
+    def is_preference(self, i: int) -> bool:
+        return bool(self.rejected) and self.rejected[i] is not None
+
+    def rejected_turns(self, i: int) -> tuple[tuple[str, str], ...] | None:
+        """A preference row's conversation with its rejected answer (None: not a pair)."""
+        turns = self.turns(i)
+        if not self.is_preference(i) or turns is None:
+            return None
+        return turns[:-1] + (("assistant", str(self.rejected[i])),)
+
     def record(self, i: int) -> dict[str, Any]:
-        """Row ``i`` as the user wrote it: ``{"prompt", "response"}``, ``{"messages"}`` or
-        ``{"text"}``."""
+        """Row ``i`` as the user wrote it: ``{"prompt", "response"}``, ``{"messages"}``,
+        ``{"text"}`` or a preference record ``{"prompt" | "messages", "chosen", "rejected"}``."""
+        if self.is_preference(i):
+            turns = self.turns(i) or ()
+            head: dict[str, Any] = ({"prompt": self.prompts[i]} if len(turns) == 2 and
+                                    turns[0][0] == "user" and not (self.messages and
+                                                                   self.messages[i])
+                                    else {"messages": [{"role": r, "content": c}
+                                                       for r, c in turns[:-1]]})
+            return {**head, "chosen": self.responses[i], "rejected": self.rejected[i]}
         if self.messages and self.messages[i] is not None:
             return {"messages": [{"role": r, "content": c} for r, c in self.messages[i]]}
         if self.responses[i] is None:
@@ -210,7 +236,11 @@ def _put_generative(put: Any, split: GenerativeSplit) -> None:
     for i, (prompt, response) in enumerate(zip(split.prompts, split.responses)):
         if split.messages and split.messages[i] is not None:
             put("C\t" + "\x1e".join(f"{r}\x1f{c}" for r, c in split.messages[i]))
+            if split.is_preference(i):
+                put(f"X\t{split.rejected[i]}")
             continue
         put(f"T\t{prompt}" if response is None else f"P\t{prompt}")
         if response is not None:
             put(f"R\t{response}")
+        if split.is_preference(i):  # absent in supervised rows: older fingerprints stay valid
+            put(f"X\t{split.rejected[i]}")

@@ -14,6 +14,7 @@ once against this interface:
     distill_loss(out, teacher_out, batch, T)
     fisher(rows, t) -> {name: F}       mean squared per-sample gradients
     eval_round(split, after) -> (R row, {extra metric: row})
+    begin_task(t, params)              before task t trains (a preference task's reference)
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ class Learner:
         self.trainable_names = list(self.trainable)
         self.trainable_list = list(self.trainable.values())
         self.current_task = 0
+
+    def begin_task(self, t: int, params: Any) -> None:
+        """Work before task t trains (nothing for a classifier)."""
 
     def forward(self, batch: Any, embeds: torch.Tensor | None = None) -> torch.Tensor:
         """The model's output for ``batch`` (``embeds``: input embeddings instead of its ids)."""

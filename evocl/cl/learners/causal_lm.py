@@ -18,6 +18,11 @@ whose next token is a target, so the vocabulary projection is paid for targets a
                 causal LM's attention masks are not vmap-friendly): memory stays that of one
                 sample
     replay      groups are tasks (``replay_buffer_per_class`` rows per task)
+    preference  a preference row (`evocl.streams.preference`) is two sequences, chosen (the
+                row) and rejected (appended to the batch after its rows); its loss is DPO's
+                (`evocl.cl.dpo`) against its task's reference, its score preference accuracy.
+                A batch mixing both kinds (replay) weights the supervised loss (mean over its
+                target tokens) and the DPO loss (mean over pairs) by their rows
 """
 
 from __future__ import annotations
@@ -50,15 +55,33 @@ class Batch:
     y: torch.Tensor        # the target tokens, in sel's order
     task: torch.Tensor
     t: int
+    #: preference rows among the first ``n`` (bool [n]); their rejected sequences are rows
+    #: n.. of ``ids`` in the same order. None when the batch holds no pair
+    pref: torch.Tensor | None = None
+    n: int = 0
 
 
 class CausalLMLearner(Learner):
     kind = "causal_lm"
 
-    def _batch(self, split: Any, idx: torch.Tensor, t: int, rows: np.ndarray) -> Batch:
-        ids, mask, tgt, tk = (x.to(self.device, non_blocking=True) for x in split.lm_batch(idx))
+    def _batch(self, split: Any, idx: torch.Tensor, t: int, rows: np.ndarray,
+               pairs: bool = True) -> Batch:
+        """Rows ``idx`` of ``split``; with ``pairs``, the rejected sequences of its preference
+        rows appended (token scoring reads the chosen ones alone)."""
+        ids, mask, tgt, tk = split.lm_batch(idx)
+        rej = split.rejected_batch(idx) if pairs else None
+        pref = None
+        if rej is not None:
+            pref = split.preference[idx]
+            width = max(ids.shape[1], rej[0].shape[1])
+            ids, mask, tgt = (torch.cat([F.pad(a, (0, width - a.shape[1])),
+                                         F.pad(b.to(a.dtype), (0, width - b.shape[1]))])
+                              for a, b in zip((ids, mask, tgt), rej))
+            tk = torch.cat([tk, tk[pref]])
+            pref = pref.to(self.device)
+        ids, mask, tgt, tk = (x.to(self.device, non_blocking=True) for x in (ids, mask, tgt, tk))
         sel = tgt[:, 1:].bool() & mask[:, 1:].bool()
-        return Batch(rows, ids, mask, sel, ids[:, 1:][sel], tk, t)
+        return Batch(rows, ids, mask, sel, ids[:, 1:][sel], tk, t, pref, len(idx))
 
     def batch(self, rows: np.ndarray, t: int) -> Batch:
         return self._batch(self.data.train, torch.from_numpy(rows), t, rows)
@@ -72,6 +95,67 @@ class CausalLMLearner(Learner):
             return self.model.logits(h).float()
 
     def loss(self, batch: Batch, out: torch.Tensor) -> torch.Tensor:
+        """The supervised loss, the DPO loss of the batch's pairs, or their row-weighted mean
+        (module docstring)."""
+        if batch.pref is None:
+            return self.token_loss(batch, out)
+        from evocl.cl.dpo import dpo_loss
+
+        tok = self.token_logps(batch, out)
+        row_of = batch.sel.nonzero(as_tuple=True)[0]
+        seq = torch.zeros(batch.ids.shape[0], device=tok.device, dtype=tok.dtype)
+        seq = seq.index_add(0, row_of, tok)
+        n, pref = batch.n, batch.pref
+        ref = self.references.of("train", batch.rows[pref.cpu().numpy()]).to(tok.device)
+        pairs, _, _ = dpo_loss(seq[:n][pref], seq[n:], ref[:, 0], ref[:, 1], self.dpo_beta)
+        n_pairs = int(pairs.shape[0])
+        sup_rows = ~pref
+        if not bool(sup_rows.any()):
+            return pairs.mean()
+        sup_tok = sup_rows[row_of.clamp(max=n - 1)] & (row_of < n)
+        sup = -tok[sup_tok].mean()
+        n_sup = int(sup_rows.sum())
+        return (n_sup * sup + n_pairs * pairs.mean()) / (n_sup + n_pairs)
+
+    def sequence_logps(self, batch: Batch, out: torch.Tensor) -> torch.Tensor:
+        """Each sequence's summed target log-probability ([rows of ``batch.ids``])."""
+        tok = self.token_logps(batch, out)
+        row_of = batch.sel.nonzero(as_tuple=True)[0]
+        return torch.zeros(batch.ids.shape[0], device=tok.device,
+                           dtype=tok.dtype).index_add(0, row_of, tok)
+
+    def token_logps(self, batch: Batch, out: torch.Tensor) -> torch.Tensor:
+        """Log-probability of each target token (in ``batch.sel``'s order), in checkpointed
+        chunks past ``LOSS_CHUNK`` target positions (as `token_loss`)."""
+        h = out[:, :-1][batch.sel]
+
+        def logp(hc: torch.Tensor, yc: torch.Tensor) -> torch.Tensor:
+            return -F.cross_entropy(self._head(hc), yc, reduction="none")
+
+        if len(h) <= LOSS_CHUNK or not torch.is_grad_enabled():
+            return torch.cat([logp(h[c:c + LOSS_CHUNK], batch.y[c:c + LOSS_CHUNK])
+                              for c in range(0, max(1, len(h)), LOSS_CHUNK)])
+        return torch.cat([checkpoint(logp, h[c:c + LOSS_CHUNK], batch.y[c:c + LOSS_CHUNK],
+                                     use_reentrant=False) for c in range(0, len(h), LOSS_CHUNK)])
+
+    # ------------------------------------------------------------------ preference tasks
+    dpo_beta: float = 0.1
+
+    @property
+    def references(self) -> Any:
+        """Each preference task's reference log-probs (`evocl.cl.dpo.References`)."""
+        if "_references" not in self.__dict__:
+            from evocl.cl.dpo import References
+
+            self._references = References(self.data)
+        return self._references
+
+    def begin_task(self, t: int, p: Any) -> None:
+        """Before task t trains: a preference task takes the model now as its reference."""
+        self.dpo_beta = float(getattr(p, "dpo_beta", self.dpo_beta))
+        self.references.start(self, t)
+
+    def token_loss(self, batch: Batch, out: torch.Tensor) -> torch.Tensor:
         """Mean cross-entropy of the target tokens; past ``LOSS_CHUNK`` target positions, in
         checkpointed chunks (the [n, vocab] logits of a chunk are recomputed in the backward
         pass, so memory holds one chunk's logits, not all of them)."""
@@ -187,8 +271,16 @@ class CausalLMLearner(Learner):
         row = list(acc)
         extra: dict[str, list[float]] = {"nll": nll}
         if generated:
+            from evocl.cl.dpo import preference_scores
+            from evocl.streams.preference import PREFERENCE_METRIC
+
             extra["token_accuracy"] = list(acc)
-            for j, v in scoring.generation_scores(self, data, generated, metrics).items():
+            prefs = [j for j in generated if metrics[j] == PREFERENCE_METRIC]
+            texts = [j for j in generated if metrics[j] != PREFERENCE_METRIC]
+            if prefs:
+                for j, v in preference_scores(self, self.references, split, prefs).items():
+                    row[j] = v
+            for j, v in scoring.generation_scores(self, data, texts, metrics).items():
                 row[j] = v
         retention = None
         if split == "val" and self.data.retention is not None:
