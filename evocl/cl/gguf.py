@@ -159,7 +159,7 @@ def detach_quantizer(model: Any) -> None:
 
 
 def _convert(load: Any, path: Path) -> Any:
-    from evocl.cl.backbone import quiet_transformers
+    from evocl.cl.backbone_types import quiet_transformers
 
     require_gguf(str(path))
     check_gguf_file(path)

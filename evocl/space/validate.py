@@ -11,6 +11,7 @@ import math
 from typing import Any, Mapping
 
 from evocl.errors import SpaceError
+from evocl.space.coerce import coerce_value
 from evocl.space.params import DIRECTIONS, PARAM_TYPES, Constraint, Objective, Param, same_choice
 
 TOP_KEYS = ("name", "description", "parameters", "objectives", "constraints")
@@ -154,7 +155,6 @@ class _Checker:
             return None
         param = Param(name=name, type=ptype, description=p.get("description"), **kw)
         if p.get("default") is not None:
-            from evocl.space.space import coerce_value  # late import: space.py imports us
 
             try:
                 param = Param(**{**param.__dict__, "default": coerce_value(param, p["default"])})
@@ -164,8 +164,6 @@ class _Checker:
 
     def conditions(self, params: dict[str, Param], raw: Mapping) -> dict[str, Param]:
         """Attach ``when`` to each parameter, checking parents and values."""
-        from evocl.space.space import coerce_value
-
         out = dict(params)
         for name, param in params.items():
             when = raw[name].get("when")
