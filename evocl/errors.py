@@ -73,3 +73,16 @@ class EvaluationError(EvoclError):
         self.reason = reason
         self.transient = transient
         super().__init__(reason)
+
+
+def failure_reason(exc: BaseException) -> str:
+    """The one-line reason a failed evaluation records for ``exc`` (out of memory, a bad
+    configuration, an evaluation error's own reason, else the exception's type and first line)."""
+    first = (str(exc).splitlines() or [""])[0][:300]
+    if type(exc).__name__ == "OutOfMemoryError" or "out of memory" in first.lower():
+        return f"out of memory: {first}"
+    if isinstance(exc, EvaluationError):
+        return exc.reason
+    if isinstance(exc, UserError):
+        return f"bad configuration: {first}"
+    return f"{type(exc).__name__}: {first}"

@@ -167,10 +167,11 @@ def strategies_markdown() -> str:
 
 
 def cl_params_markdown() -> str:
-    from evocl.cl.params import ADAPTER, OPTIMISATION
+    from evocl.cl.params import ADAPTER, OPTIMISATION, PREFERENCE
 
     return "\n".join(["Adapter (LoRA placement and size):", "", *_params_table(ADAPTER),
                       "Optimisation (the training loop):", "", *_params_table(OPTIMISATION),
+                      "Preference tasks (DPO):", "", *_params_table(PREFERENCE),
                       "Each strategy's parameters: [strategies](#strategies)."])
 
 

@@ -11,7 +11,7 @@ from typing import Any, Callable
 from evocl.cl.backbone import Backbone, load_backbone
 from evocl.cl.evaluation import evaluate, prepare, resolve_device
 from evocl.cl.names import Options
-from evocl.errors import EvaluationError, UserError
+from evocl.errors import UserError, failure_reason
 from evocl.records import Candidate, Result
 
 
@@ -72,12 +72,4 @@ class CLEvaluator:
                     self.options)
 
 
-def _reason(exc: BaseException) -> str:
-    first = (str(exc).splitlines() or [""])[0][:300]
-    if type(exc).__name__ == "OutOfMemoryError" or "out of memory" in first.lower():
-        return f"out of memory: {first}"
-    if isinstance(exc, EvaluationError):
-        return exc.reason
-    if isinstance(exc, UserError):
-        return f"bad configuration: {first}"
-    return f"{type(exc).__name__}: {first}"
+_reason = failure_reason

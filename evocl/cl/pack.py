@@ -407,7 +407,7 @@ class Pack:
 
 
 def _reason(exc: BaseException) -> str:
-    from evocl.cl.evaluator import _reason as reason
+    from evocl.errors import failure_reason as reason
 
     return reason(exc)
 
