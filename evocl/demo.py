@@ -19,7 +19,7 @@ from rich.table import Table
 
 from evocl.records import Candidate, Result, RunConfig
 
-#: Demo sizing (measured on 2 CPU cores; see experiments/README.md, "Continual learning"):
+#: Demo sizing (measured on 2 CPU cores; see docs/benchmarks/cl-strategies.md):
 #: fitness on the stream's first 3 tasks (A-GEM's protocol), 32-token sequences and 32
 #: validation rows per task keep a candidate at 10-60 s on one core; the wall-time cap keeps
 #: the whole demo within 10 minutes on a slower machine.

@@ -225,20 +225,11 @@ def test_paths_named_exist(path):
 
 # ---------------------------------------------------------------------------- architecture
 
-#: import circles still to untangle (the architecture page's diagram shows them as two-way
-#: arrows); a new one fails the test below
-KNOWN_CIRCLES = [["evocl.streams.corpora", "evocl.streams.registry", "evocl.streams.retention",
-                  "evocl.streams.spec"],
-                 # function-level imports that came with issue 21 (to be broken next)
-                 ["evocl.export.formats", "evocl.export.trainers"],
-                 ["evocl.streams.generative", "evocl.streams.preference"]]
-
-
 def test_no_new_import_circles():
     cycles = reference.import_cycles(reference.import_graph())
     assert ["evocl.cl.backbone", "evocl.cl.causal_lm", "evocl.cl.gguf"] not in cycles
     assert not any("evocl.space.space" in c and "evocl.space.validate" in c for c in cycles)
-    assert [c for c in cycles if c not in KNOWN_CIRCLES] == []
+    assert cycles == [], f"import circles: {cycles}"
 
 
 def test_import_cycles_finds_a_circle(tmp_path):
@@ -248,3 +239,67 @@ def test_import_cycles_finds_a_circle(tmp_path):
     (pkg / "a.py").write_text("from evocl.b import x\n")
     (pkg / "b.py").write_text("def f():\n    from evocl import a\n")
     assert reference.import_cycles(reference.import_graph(pkg)) == [["evocl.a", "evocl.b"]]
+
+
+def test_readme_links_resolve():
+    """Every relative link of the README names a file of the repository or a generated page,
+    and the README links to every page of the site (the benchmark pages through their index)."""
+    text = (ROOT / "README.md").read_text()
+    generated = {f"docs/{p}" for p in reference.PAGES}
+    links = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text)
+    assert len(links) > 15
+    missing = [ln for ln in links if "://" not in ln and ln not in generated
+               and not (ROOT / ln).exists()]
+    assert not missing, missing
+    for page in PAGES:  # the README links into every page of the site
+        rel = str(page.relative_to(ROOT))
+        if rel != "docs/index.md" and (not rel.startswith("docs/benchmarks/") or rel.endswith("index.md")):
+            assert rel in links, f"the README does not link to {rel}"
+
+
+# ------------------------------------------------------------------------------ experiments
+
+EXPERIMENTS = ROOT / "experiments"
+GROUPS = sorted(p for p in EXPERIMENTS.iterdir() if p.is_dir() and not p.name.startswith(("_", ".")))
+
+
+def test_experiments_are_grouped_by_question():
+    """No script lies loose at the top of experiments/ (only the shared module); every folder
+    has a README with its question, command, latest results and answer, listed in the index;
+    every result file a README names exists."""
+    loose = [p.name for p in EXPERIMENTS.iterdir() if p.is_file() and p.suffix in (".py", ".sh")
+             and p.name != "common.py"]
+    assert not loose, f"scripts outside a question's folder: {loose}"
+    index = (EXPERIMENTS / "README.md").read_text()
+    assert len(GROUPS) >= 8
+    for group in GROUPS:
+        readme = group / "README.md"
+        assert readme.is_file(), f"{group.relative_to(ROOT)} has no README.md"
+        text = readme.read_text()
+        for head in ("**Question.**", "**Command**", "**Latest results.**", "**Answer.**"):
+            assert head in text, f"{readme.relative_to(ROOT)} lacks {head}"
+        assert f"({group.name}/README.md)" in index, f"experiments/README.md does not list {group.name}"
+        named = re.findall(r"`(results/[\w./-]+?\.(?:json|jsonl))`", text)
+        assert named, f"{readme.relative_to(ROOT)} names no result file"
+        for rel in named:
+            assert (group / rel).is_file(), f"{readme.relative_to(ROOT)} names missing {rel}"
+        scripts = [p for p in group.iterdir() if p.suffix in (".py", ".sh")]
+        assert scripts, f"{group.relative_to(ROOT)} holds no script"
+
+
+def test_every_result_file_records_command_commit_and_machine():
+    """Each result JSON says where it came from (``common.write_json`` adds it to new ones; the
+    files older than that carry a ``provenance`` filled in from git history)."""
+    import json
+
+    files = sorted(p for g in GROUPS for p in (g / "results").rglob("*.json"))
+    assert len(files) > 50
+    for path in files:
+        data = json.loads(path.read_text())
+        prov = data.get("provenance") if isinstance(data, dict) else None
+        assert isinstance(prov, dict), f"{path.relative_to(ROOT)}: no provenance"
+        for key in ("command", "git_commit", "machine"):
+            assert prov.get(key), f"{path.relative_to(ROOT)}: provenance.{key} is empty"
+        assert re.fullmatch(r"[0-9a-f]{40}", prov["git_commit"]), path
+        if "superseded_by" in prov:
+            assert (path.parent / prov["superseded_by"]).is_file(), path

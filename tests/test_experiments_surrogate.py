@@ -1,4 +1,4 @@
-"""The surrogate benchmark (experiments/surrogate.py, bench_surrogate.py): the computed
+"""The surrogate benchmark (experiments/surrogate_search/surrogate.py, bench_surrogate.py): the computed
 trainable parameters match every real evaluation, the flat forest predicts what scikit-learn
 does, the simulated evaluator's reports and results follow evocl's metrics, and a simulated
 search is deterministic and keeps to its workers."""
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "experiments"))
+sys.path.insert(0, os.path.join(HERE, "..", "experiments", "surrogate_search"))
 
 import bench_surrogate as bs  # noqa: E402
 import surrogate as sg  # noqa: E402

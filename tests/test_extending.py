@@ -1,4 +1,4 @@
-"""The README's "Extending evocl": an engine and an executor, each one module plus a registry
+"""docs/extending.md: an engine and an executor, each one module plus a registry
 line (``examples/``), pass the shipped contract suites; the suites fail a broken engine."""
 
 from __future__ import annotations

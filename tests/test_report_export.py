@@ -81,7 +81,7 @@ def test_python_api_search_and_resume(tmp_path):
                      evaluator_options={"name": "zdt1", "n_var": 3}, population=4, generations=2)
     assert s.n_evaluated == 8 and s.pareto_front
     s2 = evocl.search(str(tmp_path / "api"), resume=True, generations=3,
-                      objective="evocl.evolution.problems:Problem")  # named again: see README
+                      objective="evocl.evolution.problems:Problem")  # named again: see docs/reliability.md
     assert s2.n_evaluated == 12 and s2.resumed
 
 

@@ -1,84 +1,24 @@
 """Writers for each export format. Each takes the run view and one (Candidate, Result) and
-writes a file or a folder; the evocl document (yaml/json) is the one they all derive from."""
+writes a file or a folder; the evocl document (yaml/json) is the one they all derive from
+(``evocl.export.document``). The trainer formats (TRL, axolotl, LLaMA-Factory) are in
+``evocl.export.trainers``; this module registers them."""
 
 from __future__ import annotations
 
-import datetime as _dt
-import json
-from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Callable
 
 import yaml
 
-from evocl import __version__
 from evocl.errors import UserError
+from evocl.export import trainers
+from evocl.export.document import (_PLACE, EXPORT_FORMAT_VERSION, _atomic_bytes,  # noqa: F401
+                                   _atomic_text, _json, evocl_document, lora_config_for)
 from evocl.records import Candidate, Result
-from evocl.storage.atomic import atomic_write_bytes
 
-EXPORT_FORMAT_VERSION = 1
 FORMATS = ("yaml", "json", "peft", "hf", "avalanche", "trl", "axolotl", "llamafactory", "optuna")
 #: formats that write a folder
 FOLDER_FORMATS = ("peft", "hf", "avalanche", "trl", "axolotl", "llamafactory")
-
-
-#: Where the writers' files go while ``write_selected`` runs: ``place(path, data) -> path``
-#: (an ``OutputFolder``'s, so a writer needs no knowledge of folders, manifests or links).
-_PLACE: ContextVar[Callable[[Path, bytes], Path] | None] = ContextVar("evocl_export_place",
-                                                                      default=None)
-
-
-def _atomic_bytes(path: Path, data: bytes) -> Path:
-    place = _PLACE.get()
-    if place is not None:
-        return place(path, data)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, data)
-    return path
-
-
-def _atomic_text(path: Path, text: str) -> Path:
-    return _atomic_bytes(path, text.encode("utf-8"))
-
-
-def _jsonable(o: Any) -> Any:
-    if isinstance(o, (set, frozenset)):
-        return sorted(o, key=str)
-    return str(o)
-
-
-def _json(path: Path, data: Any) -> Path:
-    return _atomic_text(path, json.dumps(data, indent=2, default=_jsonable) + "\n")
-
-
-def evocl_document(view, cand: Candidate, res: Result) -> dict[str, Any]:
-    """evocl's own export: the configuration, its scores and where it came from."""
-    cfg = view.config
-    prov: dict[str, Any] = {
-        "run_dir": str(Path(cfg.run_dir).resolve()),
-        "run_seed": cfg.seed,
-        "algorithm": cfg.algorithm,
-        "objective": cfg.objective,
-        "space": cfg.space,
-        "space_fingerprint": view.space.fingerprint,
-    }
-    if cfg.objective == "cl":
-        fps = view.meta.get("fingerprints", {})
-        prov.update({"stream": cfg.stream, "stream_fingerprint": fps.get("stream"),
-                     "backbone": cfg.backbone, "backbone_fingerprint": fps.get("backbone")})
-    prov.update({"evocl_version": __version__,
-                 "exported_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")})
-    scalars = {k: v for k, v in res.metrics.items() if isinstance(v, (int, float, str, bool))}
-    return {
-        "evocl_export": EXPORT_FORMAT_VERSION,
-        "config": dict(cand.config),
-        "candidate": {"id": cand.id, "seed": cand.seed, "generation": cand.generation,
-                      "parents": list(cand.parents), "config_hash": cand.config_hash},
-        "objectives": dict(res.objectives),
-        "metrics": scalars,
-        "evaluator_options": dict(cfg.evaluator_options),
-        "provenance": prov,
-    }
 
 
 def write_yaml(view, cand: Candidate, res: Result, out: Path) -> list[Path]:
@@ -89,16 +29,6 @@ def write_yaml(view, cand: Candidate, res: Result, out: Path) -> list[Path]:
 def write_json(view, cand: Candidate, res: Result, out: Path) -> list[Path]:
     target = out if out.suffix == ".json" else out / "config.json"
     return [_json(target, evocl_document(view, cand, res))]
-
-
-def lora_config_for(config: dict[str, Any], backbone: str) -> Any:
-    """The ``peft.LoraConfig`` the evaluator builds for ``config`` on ``backbone`` (the same
-    function, so an export can never drift from what was searched)."""
-    from evocl.cl.backbone import load_backbone
-    from evocl.cl.model import backbone_lora_config
-    from evocl.cl.params import resolve
-
-    return backbone_lora_config(load_backbone(backbone), resolve(config))
 
 
 def write_peft(view, cand: Candidate, res: Result, out: Path) -> list[Path]:
@@ -215,18 +145,11 @@ def write_avalanche(view, cand: Candidate, res: Result, out: Path) -> list[Path]
     return [_json(out / "avalanche_strategy.json", spec)]
 
 
-def _trainer_writer(name: str) -> Callable[..., list[Path]]:
-    def write(*args: Any) -> list[Path]:
-        from evocl.export import trainers
-
-        return getattr(trainers, f"write_{name}")(*args)
-    return write
-
-
 WRITERS: dict[str, Callable[..., list[Path]]] = {
     "yaml": write_yaml, "json": write_json, "peft": write_peft, "hf": write_hf,
     "avalanche": write_avalanche,
-    **{n: _trainer_writer(n) for n in ("trl", "axolotl", "llamafactory")},
+    "trl": trainers.write_trl, "axolotl": trainers.write_axolotl,
+    "llamafactory": trainers.write_llamafactory,
 }
 
 

@@ -58,7 +58,7 @@ def _stream_and_params(view: Any, cand: Candidate) -> tuple[Any, Any]:
 
 
 def _lora(view: Any, cand: Candidate) -> dict[str, Any]:
-    from evocl.export.formats import lora_config_for
+    from evocl.export.document import lora_config_for
 
     d = lora_config_for(cand.config, view.config.backbone).to_dict()
     return {k: (sorted(v) if isinstance(v, (set, frozenset)) else v) for k, v in d.items()}
@@ -93,7 +93,7 @@ def _jsonl(rows: list[dict[str, Any]]) -> str:
 
 
 def _write_data(out: Path, stream: Any, row_of: Any) -> list[Path]:
-    from evocl.export.formats import _atomic_text
+    from evocl.export.document import _atomic_text
 
     return [_atomic_text(out / name, _jsonl([row_of(t.train, i) for i in range(len(t.train))]))
             for name, t in _files(stream)]
@@ -146,7 +146,7 @@ def trl_configs(p: Any, seed: int, preference: bool, max_length: int) -> dict[st
 
 
 def write_trl(view: Any, cand: Candidate, res: Result, out: Path) -> list[Path]:
-    from evocl.export.formats import _atomic_text, _json, evocl_document
+    from evocl.export.document import _atomic_text, _json, evocl_document
 
     stream, p = _stream_and_params(view, cand)
     max_length = int(view.config.evaluator_options.get("max_length", 64))
@@ -169,7 +169,7 @@ def write_trl(view: Any, cand: Candidate, res: Result, out: Path) -> list[Path]:
 
 # -------------------------------------------------------------------------------- axolotl
 def write_axolotl(view: Any, cand: Candidate, res: Result, out: Path) -> list[Path]:
-    from evocl.export.formats import _atomic_text
+    from evocl.export.document import _atomic_text
 
     stream, p = _stream_and_params(view, cand)
     lora = _lora(view, cand)
@@ -216,7 +216,7 @@ def write_axolotl(view: Any, cand: Candidate, res: Result, out: Path) -> list[Pa
 
 # -------------------------------------------------------------------------- LLaMA-Factory
 def write_llamafactory(view: Any, cand: Candidate, res: Result, out: Path) -> list[Path]:
-    from evocl.export.formats import _atomic_text, _json
+    from evocl.export.document import _atomic_text, _json
 
     stream, p = _stream_and_params(view, cand)
     lora = _lora(view, cand)

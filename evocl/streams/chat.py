@@ -45,7 +45,7 @@ import yaml
 from evocl.errors import StreamError, UserError
 from evocl.streams.corpora import package_dir
 from evocl.streams.generative import GenRecord
-from evocl.streams.registry import Builtin
+from evocl.streams.types import Builtin
 from evocl.yamlsafe import read_yaml
 
 PACKAGE = "chatterbot_corpus"

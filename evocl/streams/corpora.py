@@ -28,7 +28,7 @@ from pathlib import Path
 
 from evocl.errors import StreamError
 from evocl.streams.build import Record
-from evocl.streams.registry import Builtin
+from evocl.streams.types import Builtin
 
 MAX_CHARS = 400
 BBC_CLASSES = ("business", "entertainment", "politics", "sports", "tech")

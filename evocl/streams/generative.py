@@ -28,7 +28,8 @@ from evocl.errors import StreamError
 from evocl.records import derive_seed
 from evocl.streams.build import SplitRule, split_records
 from evocl.streams.conversation import turns_key
-from evocl.streams.types import GENERATIVE, SPLITS, GenerativeSplit, Stream, Task
+from evocl.streams.types import (GENERATIVE, PREFERENCE_METRIC, SPLITS, GenerativeSplit, Stream,
+                                 Task)
 
 
 @dataclass(frozen=True)
@@ -123,8 +124,6 @@ def build_generative_stream(
 def _task_kind_metric(tname: str, recs: Sequence[GenRecord], metric: str | None, source: str,
                       field: str) -> str | None:
     """The task's metric, checked against its kind (preference rows or supervised rows)."""
-    from evocl.streams.preference import PREFERENCE_METRIC
-
     pref = sum(r.rejected is not None for r in recs)
     if 0 < pref < len(recs):
         raise StreamError(f"task {tname!r} mixes {pref} preference records (chosen/rejected) "

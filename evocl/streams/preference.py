@@ -23,9 +23,8 @@ from __future__ import annotations
 from typing import Any
 
 from evocl.errors import StreamError
+from evocl.streams.types import PREFERENCE_METRIC  # noqa: F401  (the name users import from here)
 
-#: the metric (and so the loss kind) of a task of preference records
-PREFERENCE_METRIC = "preference_accuracy"
 PREFERENCE_FIELDS = ("chosen", "rejected")
 
 

@@ -5,34 +5,13 @@ from __future__ import annotations
 import difflib
 import functools
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from evocl.errors import StreamError
 from evocl.streams.build import SplitRule, build_stream
 from evocl.streams.types import GENERATIVE, SPLITS, Stream
-
-DEFAULT_MAX_TRAIN = 120
-DEFAULT_MAX_EVAL = 40
-
-
-@dataclass(frozen=True)
-class Builtin:
-    """A named stream: where its records come from and how they form tasks (label lists; task
-    names for domain-incremental and generative streams). Caps are per class (per task for a
-    generative stream); the STREAMS registry names each Builtin."""
-
-    name: str
-    description: str
-    scenario: str
-    records: Callable[[], list[Any]]   # Records, or GenRecords for a generative stream
-    tasks: tuple[Any, ...] | None
-    task_names: tuple[str, ...] | None = None
-    max_train: int | None = DEFAULT_MAX_TRAIN
-    max_eval: int | None = DEFAULT_MAX_EVAL
-    retention: Callable[[], Any] | None = None  # a generative stream's default retention set
-
+from evocl.streams.types import DEFAULT_MAX_EVAL, DEFAULT_MAX_TRAIN, Builtin  # noqa: F401  (re-exported)
 
 @functools.cache
 def builtins() -> dict[str, Builtin]:

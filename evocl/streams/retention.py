@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from evocl.errors import StreamError
+from evocl.streams.reading import jsonl_rows, open_data, unknown_keys
 from evocl.streams.types import GenerativeSplit, RetentionSet, Stream
 
 RETENTION_KEYS = ("source", "metric", "name")
@@ -73,13 +74,13 @@ def read_retention(path: Path, metric: str | None = None, name: str | None = Non
                    source: str | None = None) -> RetentionSet:
     """A retention set from a JSONL file (module docstring); StreamError naming the line."""
     from evocl.cl.names import RETENTION_METRICS, check_metric
-    from evocl.streams.spec import _open_data, _read_jsonl
 
     src = source or str(path)
     if not path.is_file():
         raise StreamError("retention file not found", source=src, field=f"retention ({path})")
     rows = _RetentionRows()
-    turns = list(_read_jsonl(path, _open_data(path, src), rows))  # type: ignore[arg-type]
+    turns = [rows.record(row, where, "field")
+             for row, where in jsonl_rows(path, open_data(path, src))]
     if not turns:
         raise StreamError("empty retention set: no records", source=str(path), field="record")
     answered = [t[-1][0] == "assistant" for t in turns]
@@ -109,8 +110,6 @@ def retention_split(turns: list[tuple[tuple[str, str], ...]]) -> GenerativeSplit
 def spec_retention(entry: Any, base: Path, src: str) -> RetentionSet | None:
     """The retention set of a spec's ``retention:`` entry (a path or a mapping; ``default``,
     the entry's absence, is the built-in default; ``none``: no retention set)."""
-    from evocl.streams.spec import _unknown
-
     if entry is None or (isinstance(entry, str) and entry.strip().lower() == "none"):
         return None
     if isinstance(entry, str) and entry.strip().lower() == "default":
@@ -120,13 +119,13 @@ def spec_retention(entry: Any, base: Path, src: str) -> RetentionSet | None:
     if not isinstance(entry, dict):
         raise StreamError("expected a mapping {source, metric} or a path", source=src,
                           field="retention")
-    _unknown(entry, RETENTION_KEYS, src, "retention")
+    unknown_keys(entry, RETENTION_KEYS, src, "retention")
     source = entry.get("source")
     if isinstance(source, str):
         source = {"format": "jsonl", "path": source}
     if not isinstance(source, dict) or not source.get("path"):
         raise StreamError("required key missing", source=src, field="retention.source.path")
-    _unknown(source, ("format", "path"), src, "retention.source")
+    unknown_keys(source, ("format", "path"), src, "retention.source")
     if source.get("format", "jsonl") != "jsonl":
         raise StreamError(f"a retention set is read from jsonl, got {source.get('format')!r}",
                           source=src, field="retention.source.format")

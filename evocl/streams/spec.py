@@ -47,9 +47,10 @@ from pathlib import Path
 from typing import Any, BinaryIO, Iterator
 
 from evocl.errors import StreamError, UserError
-from evocl.safefile import open_file, refusal
+from evocl.safefile import refusal
 from evocl.streams.build import Record, SplitRule, build_stream
 from evocl.streams.generative import GenRecord
+from evocl.streams.reading import MAX_RECORD_BYTES, jsonl_rows, open_data, unknown_keys
 from evocl.streams.types import GENERATIVE, SCENARIOS, Stream
 from evocl.yamlsafe import read_yaml
 
@@ -65,17 +66,6 @@ GENERATIVE_ONLY = ("metric", "retention")
 SPLITS_KEYS = ("val", "test")
 FORMATS = ("jsonl", "csv", "hf_disk", "hf")
 OFFLINE_VARS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
-#: The longest record (JSONL line, CSV field) a stream file may hold: one text to classify.
-MAX_RECORD_BYTES = 1024 * 1024
-
-
-def _unknown(keys: Any, allowed: tuple[str, ...], src: str, where: str) -> None:
-    for key in keys:
-        if key not in allowed:
-            near = difflib.get_close_matches(str(key), allowed, n=1)
-            hint = f"; did you mean {near[0]!r}?" if near else f"; expected one of {list(allowed)}"
-            field = f"{where}.{key}" if where else str(key)
-            raise StreamError(f"unknown key{hint}", source=src, field=field)
 
 
 def read_spec(path: Path) -> dict[str, Any]:
@@ -89,7 +79,7 @@ def read_spec(path: Path) -> dict[str, Any]:
         raise StreamError(exc.rule, source=src, field=exc.field) from None
     if not isinstance(spec, dict):
         raise StreamError("a stream spec must be a mapping", source=src, field="<root>")
-    _unknown(spec, SPEC_KEYS, src, "")
+    unknown_keys(spec, SPEC_KEYS, src, "")
     for key in ("source",):
         if key not in spec:
             raise StreamError("required key missing", source=src, field=key)
@@ -123,7 +113,7 @@ def load_spec_stream(path: Path, seed: int, max_train: int | None = None,
     splits = spec.get("splits") or {}
     if not isinstance(splits, dict):
         raise StreamError("expected a mapping {val: f, test: f}", source=src, field="splits")
-    _unknown(splits, SPLITS_KEYS, src, "splits")
+    unknown_keys(splits, SPLITS_KEYS, src, "splits")
     fracs = {}
     for key in SPLITS_KEYS:
         value = splits.get(key, 0.15)
@@ -182,7 +172,7 @@ def _task_metrics(spec: dict[str, Any], tasks: list[Any] | None, src: str
     for i, t in enumerate(tasks):
         metric = default
         if isinstance(t, dict):
-            _unknown(t, ("name", "metric"), src, f"tasks[{i}]")
+            unknown_keys(t, ("name", "metric"), src, f"tasks[{i}]")
             if "name" not in t:
                 raise StreamError("required key missing", source=src, field=f"tasks[{i}].name")
             if "metric" in t:
@@ -217,7 +207,7 @@ def _read_source(source: Any, base: Path, src: str,
     if not isinstance(source, dict):
         raise StreamError("expected a mapping {format, path} or a string", source=src,
                           field="source")
-    _unknown(source, SOURCE_KEYS, src, "source")
+    unknown_keys(source, SOURCE_KEYS, src, "source")
     fmt = source.get("format")
     if fmt not in FORMATS:
         near = difflib.get_close_matches(str(fmt), FORMATS, n=1)
@@ -238,7 +228,7 @@ def _read_source(source: Any, base: Path, src: str,
     if not data.exists():
         raise StreamError("data file not found", source=src, field=f"source.path ({data})")
     if fmt in ("jsonl", "csv"):
-        f = _open_data(data, src)
+        f = open_data(data, src)
         yield from (_read_jsonl if fmt == "jsonl" else _read_csv)(data, f, rows)
     else:
         if not data.is_dir():  # a dataset saved with save_to_disk is a folder
@@ -246,17 +236,6 @@ def _read_source(source: Any, base: Path, src: str,
                               "(a dataset saved with save_to_disk)", source=src,
                               field=f"source.path ({data})")
         yield from _read_hf_disk(data, rows, source.get("split"))
-
-
-def _open_data(path: Path, src: str) -> BinaryIO:
-    """A stream's data file, opened only when it is a regular file (a FIFO would block)."""
-    try:
-        return open_file(path)
-    except UserError as exc:
-        raise StreamError(exc.rule, source=src, field=f"source.path ({path})") from None
-    except OSError as exc:
-        raise StreamError(f"cannot read ({exc.strerror or exc})", source=src,
-                          field=f"source.path ({path})") from None
 
 
 class _Rows:
@@ -394,39 +373,8 @@ GENERATIVE_IN_CLASSIFICATION = ("a generative record (prompt and response) in a 
 
 
 def _read_jsonl(path: Path, f: BinaryIO, rows: _Rows) -> Iterator[Record | GenRecord]:
-    with f:
-        lineno = 0
-        while True:
-            raw = f.readline(MAX_RECORD_BYTES + 1)
-            if not raw:
-                break
-            lineno += 1
-            where = f"{path}:{lineno}"
-            if len(raw) > MAX_RECORD_BYTES and not raw.endswith(b"\n"):
-                raise StreamError(f"record longer than the {MAX_RECORD_BYTES:,}-byte limit; "
-                                  "refused", source=where, field="record")
-            line = _utf8(raw, where)
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise StreamError(f"invalid JSON ({exc.msg})", source=where,
-                                  field="record") from None
-            except (ValueError, RecursionError) as exc:
-                raise StreamError(f"invalid JSON ({type(exc).__name__})", source=where,
-                                  field="record") from None
-            if not isinstance(row, dict):
-                raise StreamError("expected a JSON object per line", source=where, field="record")
-            yield rows.record(row, where, "field")
-
-
-def _utf8(raw: bytes, where: str) -> str:
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise StreamError(f"not UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1}); "
-                          "save the file as UTF-8", source=where, field="record") from None
+    for row, where in jsonl_rows(path, f):
+        yield rows.record(row, where, "field")
 
 
 def _read_csv(path: Path, raw: BinaryIO, rows: _Rows) -> Iterator[Record | GenRecord]:

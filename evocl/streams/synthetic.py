@@ -11,7 +11,7 @@ import numpy as np
 
 from evocl.records import derive_seed
 from evocl.streams.build import Record
-from evocl.streams.registry import Builtin
+from evocl.streams.types import Builtin
 
 FILLER = ("the", "a", "report", "about", "today", "new", "with", "and", "of", "in", "said",
           "people", "more", "than", "first", "year", "some", "many", "this", "that")

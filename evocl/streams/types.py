@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import numpy as np
 
@@ -26,6 +26,9 @@ SCENARIOS: tuple[str, ...] = ("class-incremental", "task-incremental", "domain-i
 #: The scenario of prompt/response and text streams (a causal-LM backbone).
 GENERATIVE = "generative"
 SPLITS: tuple[str, ...] = ("train", "val", "test")
+#: The metric (and so the loss kind: DPO) of a task of preference records
+#: (`evocl.streams.preference`).
+PREFERENCE_METRIC = "preference_accuracy"
 
 
 @dataclass(frozen=True, eq=False)
@@ -244,3 +247,24 @@ def _put_generative(put: Any, split: GenerativeSplit) -> None:
             put(f"R\t{response}")
         if split.is_preference(i):  # absent in supervised rows: older fingerprints stay valid
             put(f"X\t{split.rejected[i]}")
+
+
+DEFAULT_MAX_TRAIN = 120
+DEFAULT_MAX_EVAL = 40
+
+
+@dataclass(frozen=True)
+class Builtin:
+    """A named stream: where its records come from and how they form tasks (label lists; task
+    names for domain-incremental and generative streams). Caps are per class (per task for a
+    generative stream); the STREAMS registry (``evocl.registry``) names each Builtin."""
+
+    name: str
+    description: str
+    scenario: str
+    records: Callable[[], list[Any]]   # Records, or GenRecords for a generative stream
+    tasks: tuple[Any, ...] | None
+    task_names: tuple[str, ...] | None = None
+    max_train: int | None = DEFAULT_MAX_TRAIN
+    max_eval: int | None = DEFAULT_MAX_EVAL
+    retention: Callable[[], Any] | None = None  # a generative stream's default retention set
