@@ -14,6 +14,11 @@ PYTEST_ARGS ?=
 
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.evocl-installed
+# axolotl and LLaMA-Factory, for the check of evocl's exports against their own config classes
+# only: installed without their dependencies (which pin their own torch / transformers / peft /
+# trl) into a folder of their own that only that check's subprocess puts on its path.
+TRAINER_SCHEMAS := $(VENV)/trainer-schemas
+TRAINER_SPECS := axolotl==0.19.0 llamafactory==0.9.5 omegaconf==2.4.0 antlr4-python3-runtime==4.9.3
 
 .PHONY: demo test setup clean-venv docs docs-serve
 
@@ -40,8 +45,13 @@ $(STAMP): $(BIN)/python pyproject.toml
 demo: $(STAMP)
 	$(BIN)/evocl demo
 
-test: $(STAMP)
+test: $(STAMP) $(TRAINER_SCHEMAS)/.installed
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# Best effort: without it the check is skipped and says why.
+$(TRAINER_SCHEMAS)/.installed: $(BIN)/python
+	@$(BIN)/python -m pip install --quiet --no-deps --target $(TRAINER_SCHEMAS) $(TRAINER_SPECS) \
+		&& touch $@ || echo "trainer schemas not installed: the axolotl / LLaMA-Factory check will be skipped"
 
 # The documentation site (mkdocs-material, in the dev extra): built with --strict into site/;
 # served on 127.0.0.1 only. Nothing is fetched from the network at build time.

@@ -1,10 +1,11 @@
 """A user's JSONL with two supervised tasks and one preference task through `evocl search`,
 `export` (yaml, trl, axolotl, llamafactory) and `train` on tiny-lm: R holds the preference
-task's accuracy; the TRL export loads in TRL; the axolotl and LLaMA-Factory exports are checked
-against the keys those trainers document (neither package is installed here: see
-docs/exports.md)."""
+task's accuracy; the TRL export loads in TRL; the axolotl and LLaMA-Factory exports are parsed
+by those trainers' own config classes (installed apart: see docs/exports.md)."""
 
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -101,3 +102,46 @@ def test_exports_load_in_their_trainers_and_train_runs(run_dir, tmp_path, env):
     samples = json.loads((tmp_path / "trained" / "samples.json").read_text())
     polite = [s for s in samples if s.get("task_name") == "polite"]
     assert polite and all({"before", "final", "rejected"} <= set(s) for s in polite), polite[0]
+
+
+TRAINER_SCHEMAS = Path(os.environ.get("EVOCL_TRAINER_SCHEMAS",
+                                      ROOT / ".venv" / "trainer-schemas"))
+
+
+def test_axolotl_and_llamafactory_exports_pass_their_own_config_classes(run_dir, tmp_path, env):
+    """axolotl's pydantic ``AxolotlInputConfig`` and LLaMA-Factory's ``get_train_args`` (its
+    HfArgumentParser dataclasses) parse every task's file: no key unknown to them, every value
+    of the right type, and the values evocl meant. They run in a subprocess with the folder
+    ``make test`` installs them into (without their dependencies, which would replace evocl's
+    torch / transformers / peft / trl pins) on the path."""
+    if not (TRAINER_SCHEMAS / "axolotl").is_dir() or not (TRAINER_SCHEMAS / "llamafactory").is_dir():
+        pytest.skip(f"axolotl / llamafactory not installed in {TRAINER_SCHEMAS} "
+                    "(`make test` installs them there; EVOCL_TRAINER_SCHEMAS names another)")
+    for fmt in ("axolotl", "llamafactory", "yaml"):
+        out = tmp_path / (fmt if fmt != "yaml" else "knee.yaml")
+        res = evocl("export", str(run_dir), "--format", fmt, "--out", str(out), env=env)
+        assert res.returncode == 0, res.stderr
+    doc = yaml.safe_load((tmp_path / "knee.yaml").read_text())["config"]
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "_trainer_schemas.py"), str(tmp_path / "axolotl"),
+         str(tmp_path / "llamafactory")], capture_output=True, text=True, timeout=600,
+        env={**env, "PYTHONPATH": f"{TRAINER_SCHEMAS}{os.pathsep}{ROOT}",
+             "DISABLE_VERSION_CHECK": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    parsed = json.loads(proc.stdout.strip().splitlines()[-1])
+    ax, lf = parsed["axolotl"], parsed["llamafactory"]
+    assert [a["file"] for a in ax] == ["task-0-greet.yaml", "task-1-add.yaml", "task-2-polite.yaml"]
+    for a in ax:
+        assert a["unknown_keys"] == [], a  # axolotl drops unknown keys silently: checked here
+        assert a["adapter"] == "lora" and a["lora_r"] == doc["lora_rank"]
+        assert a["learning_rate"] == pytest.approx(doc["lr"])
+        assert a["max_steps"] == doc["steps_per_task"] and a["micro_batch_size"] == 4
+    assert [a["rl"] for a in ax] == [None, None, "dpo"]
+    assert ax[2]["rl_beta"] == pytest.approx(doc.get("dpo_beta", 0.1))
+    assert [x["stage"] for x in lf] == ["sft", "sft", "dpo"]
+    for x in lf:
+        assert x["finetuning_type"] == "lora" and x["lora_rank"] == doc["lora_rank"]
+        assert x["max_steps"] == doc["steps_per_task"]
+    assert lf[2]["pref_beta"] == pytest.approx(doc.get("dpo_beta", 0.1))
+    assert lf[1]["dataset"] == ["evocl_1_add", "evocl_0_greet"]  # replay: earlier tasks mixed in
+    assert sum(lf[1]["interleave_probs"]) == pytest.approx(1.0)

@@ -15,7 +15,7 @@ after the previous one from its adapter, and the TRL export gives one ``SFTConfi
     lr / steps_per_task / batch_size / weight_decay       learning_rate / max_steps /
     / warmup_ratio                                        per-device batch / weight_decay /
                                                           warmup_steps (of a task's steps)
-    dpo_beta                                             DPO beta (TRL, axolotl ``dpo_beta``,
+    dpo_beta                                             DPO beta (TRL, axolotl ``rl_beta``,
                                                          LLaMA-Factory ``pref_beta``)
     replay (ratio)                                       LLaMA-Factory: the task's dataset
                                                          interleaved with earlier tasks'
@@ -205,7 +205,7 @@ def write_axolotl(view: Any, cand: Candidate, res: Result, out: Path) -> list[Pa
         if lora.get("layers_to_transform") is not None:
             cfg["peft_layers_to_transform"] = list(lora["layers_to_transform"])
         if pref:
-            cfg.update({"rl": "dpo", "dpo_beta": p.dpo_beta})
+            cfg.update({"rl": "dpo", "rl_beta": p.dpo_beta})  # axolotl >= 0.9 (dpo_beta: deprecated)
         if k > 0:
             cfg["lora_model_dir"] = f"out/task-{k - 1}"
         written.append(_atomic_text(out / f"task-{k}-{t.name}.yaml",
