@@ -151,12 +151,10 @@ def main() -> None:
            "load_average_after": load, "rows": rows}
     out = args.out or os.path.join(HERE, "results", f"pack_{args.backbone}_{args.device}.json")
     out = os.path.abspath(out)
-    tmp = out + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(doc, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, out)
+    sys.path.insert(0, os.path.dirname(HERE))
+    from common import write_json
+
+    write_json(out, doc)  # atomic, with the command, the git commit and the machine
     print("wrote", out)
 
 
