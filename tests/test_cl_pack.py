@@ -187,3 +187,33 @@ def test_pack_option_is_checked() -> None:
     assert e.value.field == "pack" and "must be >= 1" in str(e.value)
     assert RunConfig.from_dict({**RunConfig(space="s.yaml", run_dir="r", budget=2).to_dict(),
                                 "pack": 4}).pack == 4
+
+
+@pytest.mark.parametrize("max_rows", [1, 20])
+def test_groups_of_at_most_pack_max_rows_equal_solo(tiny, data, max_rows) -> None:
+    """``pack_max_rows`` cuts a step into groups (1: every member alone; 20: the 16- and
+    8-row members apart, FGM's second pass inside its group) and changes no result."""
+    from evocl.cl.names import Options
+
+    cs = cands([{**ENCODER[0], "adversarial": True, "adv_epsilon": 0.05}, *ENCODER[1:]])
+    opts = Options(pack_max_rows=max_rows)
+    pack = Pack(tiny, data, 3, device="cpu", options=opts)
+    for c in cs:
+        assert pack.join(c) is None
+    batches = [m.learner.batch(m.next_rows(), m.t) for m in pack.members]
+    sizes = [[len(b.ids) for b in bs] for _, bs in pack._groups(pack.members, batches)]
+    assert sizes == ([[16], [8], [12]] if max_rows == 1 else [[16], [8, 12]])
+    packed = run_pack(tiny, data, cs, 3, device="cpu", options=opts)
+    for c in cs:
+        assert packed[c.id].metrics["pack"]["packed"] is True
+        assert_same(evaluate(c.config, data, tiny, c.seed, device="cpu"), packed[c.id])
+
+
+def test_causal_lm_groups_equal_solo() -> None:
+    from evocl.cl.names import Options
+
+    lm, data = tiny_llama(), memorize_lm_tensors()
+    cs = cands([LM_FAST, {**LM_FAST, "lora_rank": 2, "lr": 1e-2, "replay": True, "distill": True}])
+    packed = run_pack(lm, data, cs, 2, device="cpu", options=Options(pack_max_rows=1))
+    for c in cs:
+        assert_same(evaluate(c.config, data, lm, c.seed, device="cpu"), packed[c.id])

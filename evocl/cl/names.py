@@ -45,7 +45,7 @@ _CHOICES: dict[str, tuple[Any, ...]] = {
     "task_metric": (None,) + TASK_METRICS, "retention_metric": (None,) + RETENTION_METRICS}
 _BOOLS = ("gradient_checkpointing", "group_by_length")
 _OPTIONAL_INTS = ("max_eval_per_task", "max_test_per_task", "fisher_samples", "max_new_tokens",
-                  "max_retention")
+                  "max_retention", "pack_max_rows")
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,11 @@ class Options:
     gradient_checkpointing  recompute activations in the backward pass (less memory, about
                        a third more compute), PEFT-compatible
     group_by_length    training batches of rows of similar length (less padding)
+    pack_max_rows      ``--pack``: the most training rows one packed forward holds; the pack's
+                       members are cut, in order, into groups of at most that many rows, each
+                       group its own forward and backward (the activations of one group at a
+                       time instead of all K candidates'; the frozen GEMM is shared within a
+                       group). None: every member in one forward
     """
 
     max_length: int = 64
@@ -93,6 +98,7 @@ class Options:
     max_new_tokens: int | None = None
     gradient_checkpointing: bool = False
     group_by_length: bool = False
+    pack_max_rows: int | None = None
 
     @classmethod
     def names(cls) -> tuple[str, ...]:

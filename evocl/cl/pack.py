@@ -86,6 +86,8 @@ class Member:
                 model, pack.data, pack.n_tasks, dev, pack.amp, opts,
                 has_dropout=p.lora_dropout > 0.0)
             lr.shared = worker_cache(pack.backbone.model, pack.data)  # as alone
+            if pack.causal:  # one chunk of logits at a time in the backward, not K candidates'
+                lr.checkpoint_logits = True
             lr.tokenizer = pack.backbone.tokenizer
             self.rng_batch, self.strategies = build_strategies(lr, p, seed)
             other = [s.name for s in self.strategies if s.name not in PACKED_STRATEGIES]
@@ -281,32 +283,15 @@ class Pack:
         done = [self._leave(m, Result.failed(_reason(e))) for m, e in failed]
         if not members:
             return done
-        try:
-            losses, embeds = self._forward(members, batches)
-            values = torch.stack([x.detach().float() for x in losses]).tolist()  # one sync
-            kept = []
-            for m, x, v in zip(members, losses, values):
-                try:
-                    m.guard.check(v, m.t, m.step_in_task)
-                    kept.append((m, x, v))
-                except _Skip:
-                    pass  # skipped under autocast, as a loss scaler would
-                except EvaluationError as exc:
-                    done.append(self._leave(m, Result.failed(exc.reason)))
-            if kept:
-                sum(x for _, x, _ in kept).backward()
-            if embeds is not None:
-                left, skipped = self._adversarial([m for m, _, _ in kept], members, batches,
-                                                  embeds)
-                done += left
-                for m in skipped:
-                    m.opt.zero_grad(set_to_none=True)
-                kept = [k for k in kept if k[0] in self.members and k[0] not in skipped]
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except Exception as exc:  # noqa: BLE001 - the shared pass failed: every member fails
-            return done + [self._leave(m, Result.failed(_reason(exc))) for m in members
-                           if m in self.members]
+        kept: list[tuple[Member, torch.Tensor, float]] = []
+        for group, group_batches in self._groups(members, batches):
+            try:
+                kept += self._step_group(group, group_batches, done)
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except Exception as exc:  # noqa: BLE001 - the group's pass failed: its members fail
+                done += [self._leave(m, Result.failed(_reason(exc))) for m in group
+                         if m in self.members]
         rows = sum(len(b.rows) for b in batches)
         stepped = {id(m): v for m, _, v in kept}
         for m in members:
@@ -329,6 +314,49 @@ class Pack:
             if res is not None:
                 done.append(self._leave(m, res))
         return done
+
+    def _groups(self, members: list[Member], batches: list[Any]
+                ) -> list[tuple[list[Member], list[Any]]]:
+        """The members in order, cut into groups of at most ``pack_max_rows`` rows (a group
+        holds at least one member); each group is its own forward and backward pass."""
+        limit = self.options.pack_max_rows
+        if limit is None:
+            return [(members, batches)]
+        groups: list[tuple[list[Member], list[Any]]] = []
+        rows = limit + 1
+        for m, b in zip(members, batches):
+            if rows + len(b.ids) > limit:
+                groups.append(([], []))
+                rows = 0
+            groups[-1][0].append(m)
+            groups[-1][1].append(b)
+            rows += len(b.ids)
+        return groups
+
+    def _step_group(self, members: list[Member], batches: list[Any],
+                    done: list[tuple[Candidate, Result]]
+                    ) -> list[tuple[Member, torch.Tensor, float]]:
+        """One forward and backward of a group: its members' (member, loss, value) that step."""
+        losses, embeds = self._forward(members, batches)
+        values = torch.stack([x.detach().float() for x in losses]).tolist()  # one sync
+        kept = []
+        for m, x, v in zip(members, losses, values):
+            try:
+                m.guard.check(v, m.t, m.step_in_task)
+                kept.append((m, x, v))
+            except _Skip:
+                pass  # skipped under autocast, as a loss scaler would
+            except EvaluationError as exc:
+                done.append(self._leave(m, Result.failed(exc.reason)))
+        if kept:
+            sum(x for _, x, _ in kept).backward()
+        if embeds is not None:
+            left, skipped = self._adversarial([m for m, _, _ in kept], members, batches, embeds)
+            done += left
+            for m in skipped:
+                m.opt.zero_grad(set_to_none=True)
+            kept = [k for k in kept if k[0] in self.members and k[0] not in skipped]
+        return kept
 
     def _forward(self, members: list[Member], batches: list[Any],
                  embeds: list[torch.Tensor] | None = None, task_loss_only: bool = False

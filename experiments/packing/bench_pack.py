@@ -64,7 +64,8 @@ def child(args: argparse.Namespace) -> None:
 
     t0 = time.perf_counter()
     ev = CLEvaluator(stream=args.stream, backbone=args.backbone, device=args.device,
-                     fitness_tasks=args.fitness_tasks, **OPTIONS)
+                     fitness_tasks=args.fitness_tasks, **OPTIONS,
+                     **({"pack_max_rows": args.pack_max_rows} if args.pack_max_rows else {}))
     build = time.perf_counter() - t0
     cands = [Candidate(i, c, f"h{i}", seed=100 + i) for i, c in enumerate(candidates(args.n, args.steps))]
     dev = torch.device(args.device)
@@ -108,6 +109,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=8)
     ap.add_argument("--steps", type=int, default=None, help="steps per task for every candidate")
     ap.add_argument("--fitness-tasks", type=int, default=FITNESS_TASKS)
+    ap.add_argument("--pack-max-rows", type=int, default=None,
+                    help="evaluator option pack_max_rows (rows per packed forward)")
     ap.add_argument("--mode", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
@@ -121,6 +124,7 @@ def main() -> None:
                "--stream", args.stream, "--device", args.device, "--n", str(args.n),
                "--fitness-tasks", str(args.fitness_tasks), "--mode", mode]
         cmd += ["--steps", str(args.steps)] if args.steps else []
+        cmd += ["--pack-max-rows", str(args.pack_max_rows)] if args.pack_max_rows else []
         env = {**os.environ, "OMP_NUM_THREADS": "1"} if args.device == "cpu" else None
         out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
         if out.returncode != 0:
@@ -145,7 +149,8 @@ def main() -> None:
            "command": "PYTHONPATH=. .venv/bin/python experiments/packing/bench_pack.py "
                       + " ".join(a for a in sys.argv[1:]),
            "backbone": args.backbone, "stream": args.stream, "device": args.device,
-           "n_candidates": args.n, "options": OPTIONS, "fitness_tasks": args.fitness_tasks,
+           "n_candidates": args.n,
+           "options": {**OPTIONS, "pack_max_rows": args.pack_max_rows}, "fitness_tasks": args.fitness_tasks,
            "candidates": candidates(args.n, args.steps), "machine": platform.platform(),
            "cpu_threads_per_mode": 1 if args.device == "cpu" else None,
            "load_average_after": load, "rows": rows}

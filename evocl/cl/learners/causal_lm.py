@@ -124,6 +124,15 @@ class CausalLMLearner(Learner):
         return torch.zeros(batch.ids.shape[0], device=tok.device,
                            dtype=tok.dtype).index_add(0, row_of, tok)
 
+    #: Checkpoint the vocabulary-sized logits whatever the number of target positions (set by
+    #: `evocl.cl.pack` on its members: K candidates' logits would otherwise all be held until
+    #: the pack's one backward pass; checkpointed, they are recomputed a chunk at a time).
+    checkpoint_logits: bool = False
+
+    def _chunked(self, n: int) -> bool:
+        """Whether a loss over ``n`` target positions goes through checkpointed chunks."""
+        return n > LOSS_CHUNK or (self.checkpoint_logits and n > 0 and torch.is_grad_enabled())
+
     def token_logps(self, batch: Batch, out: torch.Tensor) -> torch.Tensor:
         """Log-probability of each target token (in ``batch.sel``'s order), in checkpointed
         chunks past ``LOSS_CHUNK`` target positions (as `token_loss`)."""
@@ -132,7 +141,7 @@ class CausalLMLearner(Learner):
         def logp(hc: torch.Tensor, yc: torch.Tensor) -> torch.Tensor:
             return -F.cross_entropy(self._head(hc), yc, reduction="none")
 
-        if len(h) <= LOSS_CHUNK or not torch.is_grad_enabled():
+        if not self._chunked(len(h)) or not torch.is_grad_enabled():
             return torch.cat([logp(h[c:c + LOSS_CHUNK], batch.y[c:c + LOSS_CHUNK])
                               for c in range(0, max(1, len(h)), LOSS_CHUNK)])
         return torch.cat([checkpoint(logp, h[c:c + LOSS_CHUNK], batch.y[c:c + LOSS_CHUNK],
@@ -159,7 +168,7 @@ class CausalLMLearner(Learner):
         """Mean cross-entropy of the target tokens; past ``LOSS_CHUNK`` target positions, in
         checkpointed chunks (the [n, vocab] logits of a chunk are recomputed in the backward
         pass, so memory holds one chunk's logits, not all of them)."""
-        if len(batch.y) <= LOSS_CHUNK:
+        if not self._chunked(len(batch.y)):
             return F.cross_entropy(self._target_logits(batch, out), batch.y)
         h = out[:, :-1][batch.sel]
 
@@ -183,7 +192,7 @@ class CausalLMLearner(Learner):
         over the target tokens. ``teacher_out``: the teacher's hidden states at the target
         positions; past ``LOSS_CHUNK`` of them, in checkpointed chunks (as `loss`)."""
         n = len(batch.y)
-        if n <= LOSS_CHUNK:
+        if not self._chunked(n):
             s = self._target_logits(batch, out) / temperature
             with torch.no_grad():
                 t = self._head(teacher_out) / temperature
