@@ -1,5 +1,6 @@
 """`evocl search --pack 4` on every shipped space and every built-in backbone it fits, on Ray and
-with `--early-stop asha` (issue 20's done-when): one small search per pair, its exit code,
+with `--early-stop asha` (issue 20's done-when): one small search per pair (6 candidates: the pack
+refills; fitness on 3 tasks: asha has a rung at 2 below the last), its exit code,
 statuses, attempts and wall time.
 
 Every shipped space is run as shipped except where its steps per task would not fit this
@@ -51,8 +52,8 @@ def run_pair(space: str, backbone: str, stream: str, tmp: Path) -> dict:
     run = tmp / f"run-{space}-{backbone}"
     cmd = [sys.executable, "-m", "evocl.cli", "search", "--run-dir", str(run), "--space",
            str(path), "--backbone", backbone, "--stream", stream, "--pack", "4", "--executor",
-           "ray", "--workers", "1", "--early-stop", "asha", "--population", "4", "--budget", "4",
-           "--fitness-tasks", "2", "--seed", "0", "--quiet", *OPTIONS]
+           "ray", "--workers", "1", "--early-stop", "asha", "--population", "6", "--budget", "6",
+           "--fitness-tasks", "3", "--seed", "0", "--quiet", *OPTIONS]
     t0 = time.perf_counter()
     res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT,
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
