@@ -50,7 +50,7 @@ test: $(STAMP) $(TRAINER_SCHEMAS)/.installed
 
 # Best effort: without it the check is skipped and says why.
 $(TRAINER_SCHEMAS)/.installed: $(BIN)/python
-	@$(BIN)/python -m pip install --quiet --no-deps --target $(TRAINER_SCHEMAS) $(TRAINER_SPECS) \
+	@$(BIN)/python -m pip install --quiet --retries 1 --timeout 20 --no-deps --target $(TRAINER_SCHEMAS) $(TRAINER_SPECS) \
 		&& touch $@ || echo "trainer schemas not installed: the axolotl / LLaMA-Factory check will be skipped"
 
 # The documentation site (mkdocs-material, in the dev extra): built with --strict into site/;
