@@ -50,7 +50,7 @@ def _complete(run: Path, budget: int) -> bool:
 
 
 def run_one(root: Path, algorithm: str, seed: int, budget: int, workers: int,
-            backbone: str) -> Path:
+            backbone: str, stream: str = "default") -> Path:
     run = root / f"{algorithm}-s{seed}"
     evocl = str(Path(sys.executable).parent / "evocl")
     if _complete(run, budget):
@@ -58,7 +58,7 @@ def run_one(root: Path, algorithm: str, seed: int, budget: int, workers: int,
     if (run / "run.yaml").exists():
         cmd = [evocl, "resume", str(run), "--quiet"]
     else:
-        cmd = [evocl, "search", "--run-dir", str(run), "--stream", "default", "--backbone",
+        cmd = [evocl, "search", "--run-dir", str(run), "--stream", stream, "--backbone",
                backbone, "--algorithm", algorithm, "--budget", str(budget), "--workers",
                str(workers), "--cpus-per-eval", "1", "--seed", str(seed), "--quiet",
                *DEMO_FLAGS]
@@ -114,6 +114,7 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=20)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--backbone", default="minilm", help="tiny: a smoke test of the script")
+    ap.add_argument("--stream", default="default", help="a built-in stream (e.g. bbc-5)")
     ap.add_argument("--root", default="/tmp/confirm_cl")
     ap.add_argument("--out", default=str(ROOT / "experiments" / "surrogate_search" / "results" / "confirm_real_cl.json"))
     ap.add_argument("--report-only", action="store_true", help="read the runs, run nothing")
@@ -127,7 +128,7 @@ def main() -> None:
     runs = {(a, s): root / f"{a}-s{s}" for s in seeds for a in algorithms}
     if not args.report_only:
         for (a, s) in runs:
-            run_one(root, a, s, args.budget, args.workers, args.backbone)
+            run_one(root, a, s, args.budget, args.workers, args.backbone, args.stream)
             uptimes.append(os.getloadavg())
     curves = {k: hv_curve(p) for k, p in runs.items() if (p / "run.yaml").exists()}
     horizon = min((c.seconds for c in curves.values()), default=0.0)
@@ -171,13 +172,18 @@ def main() -> None:
     report = {"benchmark": "confirm_real_cl", "date": time.strftime("%Y-%m-%d %H:%M"),
               "command": "PYTHONPATH=. .venv/bin/python experiments/" + " ".join(
                   [Path(sys.argv[0]).name] + sys.argv[1:]),
-              "settings": {"stream": "default", "backbone": args.backbone, "space": "cl_lora.yaml",
+              "settings": {"stream": args.stream, "backbone": args.backbone, "space": "cl_lora.yaml",
                            "flags": DEMO_FLAGS, "budget": args.budget, "workers": args.workers,
                            "hv_reference": {"acc": REF[0], "forgetting": REF[1]}},
               "loadavg": uptimes, "common_horizon_s": horizon,
               "equal_time_per_seed": paired, "summary": summary,
               "runs": per_run}
     from evocl.storage.atomic import atomic_write_text
+
+    sys.path.insert(0, str(ROOT / "experiments"))
+    from common import provenance
+
+    report["provenance"] = provenance()
 
     atomic_write_text(Path(args.out), json.dumps(report, indent=1) + "\n")
     print(json.dumps(summary, indent=1))
