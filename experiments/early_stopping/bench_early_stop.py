@@ -125,9 +125,11 @@ def common_args(ap: argparse.ArgumentParser, seeds: str, wall: float) -> None:
 
 
 def save(path: str, out: dict, summary: dict) -> None:
-    """Write a benchmark's JSON (folders made) and print its summary."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(out, indent=1))
+    """Write a benchmark's JSON (atomic, folders made, provenance added) and print its summary."""
+    sys.path.insert(0, str(ROOT / "experiments"))
+    from common import write_json
+
+    write_json(path, out)
     print(json.dumps(summary, indent=1))
 
 

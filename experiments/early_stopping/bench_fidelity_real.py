@@ -10,6 +10,9 @@ torch thread, the same `--max-wall-time`), so every arm sees the same load on th
            only: every task at F of its steps, the best third promoted)
 - `model`: `--early-stop model --low-fidelity F` (stop only a predicted loser, at the cheap pass)
 - `cost`:  `--cost-aware` (sa-nsga2's EI per predicted second), no early stopping
+- `tpe`:   `--algorithm optuna-tpe --early-stop none` (the baseline of issue 22's third target)
+
+Every arm but `tpe` runs `sa-nsga2`, the default engine; `full` is the default search.
 
 Scores as `bench_early_stop.py` (its `curve`): hypervolume of (acc, forgetting), reference
 (0, 1), after every result, against the search's elapsed seconds; per arm the first time it
@@ -40,18 +43,23 @@ def arms(low: float) -> dict[str, list[str]]:
             "asha": ["--early-stop", "asha"],
             "low": ["--early-stop", "asha", "--low-fidelity", f, "--early-stop-option", "rungs=[]"],
             "model": ["--early-stop", "model", "--low-fidelity", f],
-            "cost": ["--early-stop", "none", "--cost-aware"]}
+            "cost": ["--early-stop", "none", "--cost-aware"],
+            "tpe": ["--algorithm", "optuna-tpe", "--early-stop", "none"]}
 
 def run_seed(args: argparse.Namespace, seed: int, work: Path) -> dict[str, Path]:
-    chosen = {a: ["--algorithm", "sa-nsga2", *x] for a, x in arms(args.low_fidelity).items()
-              if a in args.arms.split(",")}
+    fit = ["--fitness-tasks", str(args.fitness_tasks)] if args.fitness_tasks else []
+    chosen = {a: [*fit, *(x if "--algorithm" in x else ["--algorithm", "sa-nsga2", *x])]
+              for a, x in arms(args.low_fidelity).items() if a in args.arms.split(",")}
     return run_arms(args, seed, work, chosen)
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     common_args(ap, "0,1", 150.0)
     ap.add_argument("--low-fidelity", type=float, default=0.25)
-    ap.add_argument("--arms", default="full,asha,low,model,cost")
+    ap.add_argument("--arms", default="full,asha,low,model,cost",
+                    help="any of full,asha,low,model,cost,tpe")
+    ap.add_argument("--fitness-tasks", type=int, default=None,
+                    help="score on the first N tasks (default: every task of the stream)")
     args = ap.parse_args()
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="evocl-fid-"))
     work.mkdir(parents=True, exist_ok=True)
