@@ -36,8 +36,7 @@ REF = {"acc": 0.0, "forgetting": 1.0}   # reference point (as measured, not nega
 
 def run_pair(args: argparse.Namespace, seed: int, work: Path) -> dict[str, Path]:
     """Start both arms at once; wait for both; return their run directories."""
-    extra = ["--algorithm", args.algorithm] + (
-        ["--fitness-tasks", str(args.fitness_tasks)] if args.fitness_tasks else [])
+    extra = ["--algorithm", args.algorithm]
     arms = {"none": [*extra, "--early-stop", "none"],
             "asha": [*extra, "--early-stop", "asha",
                      *[x for opt in args.early_stop_option for x in ("--early-stop-option", opt)]]}
@@ -57,6 +56,8 @@ def run_arms(args: argparse.Namespace, seed: int, work: Path,
                "--population", str(args.population),
                "--max-wall-time", str(args.wall), "--workers", "1", "--seed", str(seed),
                "--device", "cpu", "--quiet", *extra]
+        if args.fitness_tasks:
+            cmd += ["--fitness-tasks", str(args.fitness_tasks)]
         for opt in args.option:
             cmd += ["-o", opt]
         env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
@@ -120,6 +121,8 @@ def common_args(ap: argparse.ArgumentParser, seeds: str, wall: float) -> None:
     ap.add_argument("--seeds", default=seeds)
     ap.add_argument("--wall", type=float, default=wall)
     ap.add_argument("-o", "--option", action="append", default=[])
+    ap.add_argument("--fitness-tasks", type=int, default=None,
+                    help="score on the first N tasks (default: every task of the stream)")
     ap.add_argument("--work", default=None, help="keep the run directories here")
     ap.add_argument("--out", required=True)
 
@@ -137,7 +140,6 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     common_args(ap, "0,1,2", 300.0)
     ap.add_argument("--algorithm", default="nsga2")
-    ap.add_argument("--fitness-tasks", type=int, default=None)
     ap.add_argument("--early-stop-option", action="append", default=[])
     args = ap.parse_args()
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="evocl-es-"))

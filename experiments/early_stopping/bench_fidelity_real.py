@@ -38,18 +38,16 @@ from bench_early_stop import (REF, at, common_args, curve, first_time, run_arms,
                               save)
 
 def arms(low: float) -> dict[str, list[str]]:
-    f = str(low)
-    return {"full": ["--early-stop", "none"],
-            "asha": ["--early-stop", "asha"],
-            "low": ["--early-stop", "asha", "--low-fidelity", f, "--early-stop-option", "rungs=[]"],
-            "model": ["--early-stop", "model", "--low-fidelity", f],
-            "cost": ["--early-stop", "none", "--cost-aware"],
+    f, sa = str(low), ["--algorithm", "sa-nsga2"]
+    return {"full": [*sa, "--early-stop", "none"],
+            "asha": [*sa, "--early-stop", "asha"],
+            "low": [*sa, "--early-stop", "asha", "--low-fidelity", f, "--early-stop-option", "rungs=[]"],
+            "model": [*sa, "--early-stop", "model", "--low-fidelity", f],
+            "cost": [*sa, "--early-stop", "none", "--cost-aware"],
             "tpe": ["--algorithm", "optuna-tpe", "--early-stop", "none"]}
 
 def run_seed(args: argparse.Namespace, seed: int, work: Path) -> dict[str, Path]:
-    fit = ["--fitness-tasks", str(args.fitness_tasks)] if args.fitness_tasks else []
-    chosen = {a: [*fit, *(x if "--algorithm" in x else ["--algorithm", "sa-nsga2", *x])]
-              for a, x in arms(args.low_fidelity).items() if a in args.arms.split(",")}
+    chosen = {a: x for a, x in arms(args.low_fidelity).items() if a in args.arms.split(",")}
     return run_arms(args, seed, work, chosen)
 
 def main() -> None:
@@ -58,8 +56,6 @@ def main() -> None:
     ap.add_argument("--low-fidelity", type=float, default=0.25)
     ap.add_argument("--arms", default="full,asha,low,model,cost",
                     help="any of full,asha,low,model,cost,tpe")
-    ap.add_argument("--fitness-tasks", type=int, default=None,
-                    help="score on the first N tasks (default: every task of the stream)")
     args = ap.parse_args()
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="evocl-fid-"))
     work.mkdir(parents=True, exist_ok=True)
