@@ -88,7 +88,11 @@ def test_evocl_loss_matches_trl_on_the_same_batch(trl_setup):
     trl_loss = float(trainer.compute_loss(model.lm, batch).detach())
     loss = learner.loss(ours, model(ids, mask))
     assert abs(trl_loss - math.log(2)) > 0.01  # the policy moved away from the reference
-    assert float(loss) == pytest.approx(trl_loss, rel=1e-6)
+    # Two float32 forwards of a transformer (TRL's and ours) sum their token log-probabilities in
+    # different orders (the order depends on the CPU, its thread count and the libraries): a
+    # fresh clone measured a relative difference of 1.8e-6 and failed at 1e-6. 1e-4 still catches
+    # a wrong formula: beta 0.25 instead of 0.3 moves this loss by 1.8e-2.
+    assert float(loss) == pytest.approx(trl_loss, rel=1e-4)
     loss.backward()  # the loss trains the adapter, not the frozen copy
     grads = {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
     assert grads and all(".ref" not in n for n in grads)
