@@ -22,7 +22,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -32,6 +31,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 REF = {"acc": 0.0, "forgetting": 1.0}   # reference point (as measured, not negated)
+# what makes the arms comparable; the command, commit and machine are the provenance that
+# common.write_json records, and each seed's row has the load average at its start
+SETUP = "every arm of a seed started at once, one worker and one thread each: the same load"
 
 
 def run_pair(args: argparse.Namespace, seed: int, work: Path) -> dict[str, Path]:
@@ -175,11 +177,7 @@ def main() -> None:
     summary = {"seeds": k, "reached": sum(r is not None for r in ratios),
                "median_ratio": median if math.isfinite(median) else "never",
                "ratios": ratios}
-    out = {"benchmark": "early_stop", "date": time.strftime("%Y-%m-%d"),
-           "command": "PYTHONPATH=. nice -n 10 .venv/bin/python " + " ".join(sys.argv),
-           "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                       "note": "2 shared cores: other jobs ran at the same time; both arms "
-                               "of a seed ran at once, so they saw the same load"},
+    out = {"benchmark": "early_stop", "date": time.strftime("%Y-%m-%d"), "setup": SETUP,
            "reference_point": REF, "settings": vars(args), "summary": summary, "runs": rows}
     save(args.out, out, summary)
     if not args.work:

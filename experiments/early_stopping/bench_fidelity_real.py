@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_early_stop import (REF, at, common_args, curve, first_time, run_arms,  # noqa: E402
+from bench_early_stop import (REF, SETUP, at, common_args, curve, first_time, run_arms,  # noqa: E402
                               save)
 
 def arms(low: float) -> dict[str, list[str]]:
@@ -91,8 +91,7 @@ def main() -> None:
                         "median_hv_at_half_wall": statistics.median(r[arm]["hv_at_half_wall"]
                                                                     for r in rows)}
     out = {"benchmark": "fidelity_real", "date": time.strftime("%Y-%m-%d %H:%M"),
-           "command": "PYTHONPATH=. " + " ".join(sys.argv), "reference_point": REF,
-           "machine": "2 shared CPU cores (other agents' jobs ran too); all arms of a seed at once",
+           "reference_point": REF, "setup": SETUP,
            "settings": vars(args), "summary": summary, "runs": rows}
     save(args.out, out, summary)
 
